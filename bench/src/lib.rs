@@ -1,0 +1,7 @@
+//! Benchmark tools for ember-fcgi: the `fcgi-load` load generator and the
+//! `fcgi-baseline` no-parse server. Std + mio only; independent of the library under test.
+
+pub mod hist;
+pub mod load;
+pub mod net;
+pub mod proto;

@@ -1,0 +1,264 @@
+//! CGI response helpers (RFC 3875 §6) on [`Response`]: the `Status:` line, headers,
+//! bodies, streamed bodies and redirects. Everything is written straight into the output
+//! stream: no intermediate buffer, no allocation.
+
+use core::fmt;
+
+use embedded_io_async::{Read, Write};
+
+use crate::error::StreamError;
+use crate::handler::Response;
+
+/// Common content types, so JSON and streaming responses need no string literals.
+pub mod content_type {
+    pub const TEXT: &str = "text/plain; charset=utf-8";
+    pub const HTML: &str = "text/html; charset=utf-8";
+    pub const JSON: &str = "application/json";
+    pub const NDJSON: &str = "application/x-ndjson";
+    pub const OCTET_STREAM: &str = "application/octet-stream";
+}
+
+/// The reason phrase sent after a status code (RFC 9110 names; a class name otherwise).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        100..=199 => "Informational",
+        200..=299 => "Success",
+        300..=399 => "Redirection",
+        400..=499 => "Client Error",
+        _ => "Server Error",
+    }
+}
+
+/// Whether `name` is an HTTP token (RFC 9110 §5.6.2).
+fn is_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether `value` can go into a header line (no CR, LF or NUL).
+fn is_field_value(value: &str) -> bool {
+    !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+/// Whether `location` is a URI with a scheme (RFC 3986 §3.1): a client redirect.
+fn has_scheme(location: &str) -> bool {
+    match location.split_once(':') {
+        Some((scheme, _)) => {
+            scheme.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+                && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        }
+        None => false,
+    }
+}
+
+/// Whether `location` is a local path (abs-path, not `//`): a local redirect.
+fn is_local_path(location: &str) -> bool {
+    location.starts_with('/') && !location.starts_with("//")
+}
+
+/// Why copying a source into the response stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CopyError<E> {
+    /// Reading the source failed.
+    Source(E),
+    /// Writing the response failed.
+    Response(StreamError),
+}
+
+impl<E: fmt::Display> fmt::Display for CopyError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Source(e) => write!(f, "reading the body source failed: {e}"),
+            Self::Response(e) => write!(f, "writing the response failed: {e}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for CopyError<E> {}
+
+impl Response<'_> {
+    /// Writes the CGI head: `Status: NNN Reason`, each header, and the empty line.
+    /// `InvalidHeader` (nothing written) for a status outside 100..=999 or a bad header.
+    pub async fn send_head(&mut self, status: u16, headers: &[(&str, &str)]) -> Result<(), StreamError> {
+        if !(100..=999).contains(&status) || !headers.iter().all(|(n, v)| is_token(n) && is_field_value(v)) {
+            return Err(StreamError::InvalidHeader);
+        }
+        let digits =
+            [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
+        self.write_all(b"Status: ").await?;
+        self.write_all(&digits).await?;
+        self.write_all(b" ").await?;
+        self.write_all(reason_phrase(status).as_bytes()).await?;
+        self.write_all(b"\r\n").await?;
+        for (name, value) in headers {
+            self.write_header(name, value).await?;
+        }
+        self.write_all(b"\r\n").await
+    }
+
+    async fn write_header(&mut self, name: &str, value: &str) -> Result<(), StreamError> {
+        self.write_all(name.as_bytes()).await?;
+        self.write_all(b": ").await?;
+        self.write_all(value.as_bytes()).await?;
+        self.write_all(b"\r\n").await
+    }
+
+    /// A complete response: head with `Content-Type` and `Content-Length`, then `body`.
+    pub async fn send_response(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(), StreamError> {
+        let mut digits = [0u8; 20];
+        let length = format_u64(body.len() as u64, &mut digits);
+        self.send_head(status, &[("Content-Type", content_type), ("Content-Length", length)]).await?;
+        self.write_all(body).await
+    }
+
+    /// A streamed response: the head, then each chunk (flushed after each when
+    /// `flush_each`, so the client sees them as they are produced). No Content-Length.
+    pub async fn send_chunks<I>(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        chunks: I,
+        flush_each: bool,
+    ) -> Result<(), StreamError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        self.send_head(status, &[("Content-Type", content_type)]).await?;
+        for chunk in chunks {
+            self.write_all(chunk.as_ref()).await?;
+            if flush_each {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies an async source (a file, a socket, another stream) into the body until it
+    /// ends; returns the bytes copied. Uses a 512-byte stack buffer.
+    pub async fn copy_from<R: Read>(&mut self, source: &mut R) -> Result<u64, CopyError<R::Error>> {
+        let mut buf = [0u8; 512];
+        let mut total = 0u64;
+        loop {
+            let n = source.read(&mut buf).await.map_err(CopyError::Source)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            self.write_all(&buf[..n]).await.map_err(CopyError::Response)?;
+            total += n as u64;
+        }
+    }
+
+    /// A redirect by RFC 3875 §6.2: a local path (`/x?y`) gives a local redirect (only a
+    /// `Location` line, which the web server resolves); an absolute URI gives a client
+    /// redirect (the web server answers 302). Anything else is `InvalidHeader`.
+    pub async fn send_redirect(&mut self, location: &str) -> Result<(), StreamError> {
+        if !is_field_value(location) || !(is_local_path(location) || has_scheme(location)) {
+            return Err(StreamError::InvalidHeader);
+        }
+        self.write_header("Location", location).await?;
+        self.write_all(b"\r\n").await
+    }
+
+    /// A client redirect with an explicit 3xx status and a short document (RFC 3875
+    /// §6.2.4), e.g. 301 or 308. `location` must be an absolute URI.
+    pub async fn send_redirect_with_status(
+        &mut self,
+        status: u16,
+        location: &str,
+    ) -> Result<(), StreamError> {
+        if !(300..=399).contains(&status) || !is_field_value(location) || !has_scheme(location) {
+            return Err(StreamError::InvalidHeader);
+        }
+        self.send_head(status, &[("Location", location), ("Content-Type", content_type::TEXT)]).await?;
+        self.write_all(b"Redirecting to ").await?;
+        self.write_all(location.as_bytes()).await?;
+        self.write_all(b"\n").await
+    }
+}
+
+/// Formats `value` in decimal into `buf`, returning the digits as text.
+fn format_u64(mut value: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    core::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn test_validation() {
+        assert!(
+            is_token("Content-Type")
+                && is_token("X-a_b")
+                && !is_token("")
+                && !is_token("Bad Name")
+                && !is_token("a:b")
+        );
+        assert!(
+            is_field_value("text/plain") && !is_field_value("a\r\nSet-Cookie: x") && !is_field_value("a\nb")
+        );
+        assert!(
+            has_scheme("https://example.com/")
+                && has_scheme("mailto:x@y")
+                && !has_scheme("/local")
+                && !has_scheme("1x:y")
+        );
+        assert!(!has_scheme("no-colon"));
+        assert!(is_local_path("/a?b=c") && !is_local_path("//evil.example/") && !is_local_path("rel"));
+    }
+
+    #[test]
+    fn test_reason_and_digits() {
+        assert_eq!(reason_phrase(404), "Not Found");
+        assert_eq!(reason_phrase(299), "Success");
+        assert_eq!(reason_phrase(599), "Server Error");
+        let mut b = [0; 20];
+        assert_eq!(format_u64(0, &mut b), "0");
+        assert_eq!(format_u64(u64::MAX, &mut b), "18446744073709551615");
+    }
+}

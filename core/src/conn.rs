@@ -1,0 +1,1079 @@
+//! The sans-IO connection state: the incremental record parser, the request slots and the
+//! output buffer in which response records are assembled.
+//!
+//! [`ConnState`] never touches I/O. The driver ([`crate::drive`]) lends it input bytes and
+//! takes sealed output bytes away; handlers copy body bytes out of the input buffer and
+//! append response bytes to the output buffer. Every mutation bumps `progress`, which the
+//! driver's join uses to decide whether another round of polling can get further.
+//!
+//! Input invariant: unparsed bytes stay in the input buffer only while the parser waits for
+//! a handler to read FCGI_STDIN or FCGI_DATA content; everything else (headers, params,
+//! fixed bodies, management queries) is consumed into the parser's own small state at once.
+//! So the reader refills the buffer only when it is empty, and never moves bytes.
+//!
+//! Output invariant: `[out_sent..out_sealed]` holds whole records ready to send;
+//! `[out_sealed..out_len]` is at most one open record (header written when sealed).
+
+use core::cell::{Cell, RefCell};
+use core::task::{Context, Poll, Waker};
+
+use crate::config::Config;
+use crate::error::{ProtocolError, StreamError};
+use crate::params::{ParamArena, parse_decimal};
+use crate::wire::body::{BeginRequestBody, EndRequestBody, ProtocolStatus, Role, UnknownTypeBody};
+use crate::wire::header::{HEADER_LEN, Header, MAX_CONTENT_LEN, RecordType, VERSION_1};
+use crate::wire::nv::{NvDecoder, NvSink, encode_pair};
+
+/// Smallest output buffer the engine works with: room for the closing records of a request
+/// (empty STDOUT, empty STDERR, END_REQUEST) and for the largest GET_VALUES_RESULT.
+pub const MIN_OUTPUT: usize = 128;
+/// Smallest input buffer (any size works; tiny ones only cost syscalls).
+pub const MIN_INPUT: usize = 16;
+
+/// How the driver may read: ahead whenever the input buffer is empty (async hosts), or
+/// only when something waits for input and all output has been sent (blocking hosts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IoMode {
+    ReadAhead,
+    OnDemand,
+}
+
+/// Which input stream of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InStream {
+    Stdin,
+    Data,
+}
+
+/// Which output stream of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutStream {
+    fn record_type(self) -> RecordType {
+        match self {
+            Self::Stdout => RecordType::Stdout,
+            Self::Stderr => RecordType::Stderr,
+        }
+    }
+}
+
+/// Life cycle of a request slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// No request; its id is inactive.
+    Free,
+    /// BEGIN_REQUEST accepted, FCGI_PARAMS arriving.
+    Params,
+    /// Params complete (or aborted early); the handler is about to start.
+    Ready,
+    /// The handler runs.
+    Running,
+    /// The handler returned; the closing records are being written.
+    Closing,
+}
+
+/// State of one request slot (one concurrent request of a connection).
+#[derive(Debug)]
+pub struct SlotState {
+    pub(crate) id: u16,
+    pub(crate) phase: Phase,
+    pub(crate) role: Role,
+    pub(crate) keep_conn: bool,
+    decoder: NvDecoder,
+    pub(crate) aborted: bool,
+    /// Aborted because the peer went away: send nothing more for this request.
+    silent: bool,
+    stdin_eof: bool,
+    data_eof: bool,
+    stdin_received: u64,
+    data_received: u64,
+    content_length: Option<u64>,
+    waiting_input: bool,
+    stdout_written: u64,
+    stderr_used: bool,
+    app_status: u32,
+    flush_target: u64,
+    waker: Option<Waker>,
+}
+
+impl SlotState {
+    pub(crate) const fn new() -> Self {
+        Self {
+            id: 0,
+            phase: Phase::Free,
+            role: Role::Responder,
+            keep_conn: false,
+            decoder: NvDecoder::new(),
+            aborted: false,
+            silent: false,
+            stdin_eof: false,
+            data_eof: false,
+            stdin_received: 0,
+            data_received: 0,
+            content_length: None,
+            waiting_input: false,
+            stdout_written: 0,
+            stderr_used: false,
+            app_status: 0,
+            flush_target: 0,
+            waker: None,
+        }
+    }
+
+    fn start(&mut self, id: u16, body: BeginRequestBody) {
+        *self =
+            Self { id, phase: Phase::Params, role: body.role, keep_conn: body.keep_conn(), ..Self::new() };
+    }
+
+    fn input_complete(&self) -> bool {
+        self.phase != Phase::Params && self.stdin_eof && (self.role != Role::Filter || self.data_eof)
+    }
+
+    /// Whether stream content for this slot should wait for the handler (else it is skipped).
+    fn wants_input(&self) -> bool {
+        matches!(self.phase, Phase::Ready | Phase::Running) && !self.aborted
+    }
+
+    /// Something happened for this request: its handler must look again before the
+    /// reader counts it as waiting for input.
+    fn wake(&mut self) {
+        self.waiting_input = false;
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl Default for SlotState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A copy of what a handler may ask about its request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotView {
+    pub role: Role,
+    pub request_id: u16,
+    pub keep_conn: bool,
+    pub aborted: bool,
+    pub stdin_received: u64,
+    pub data_received: u64,
+    pub stdout_written: u64,
+    pub app_status: u32,
+}
+
+/// What a transport may watch of a connection to enforce its timeouts: how many requests
+/// are active, and how many of them are still receiving their head (BEGIN..end of PARAMS).
+#[derive(Debug, Default)]
+pub struct ConnectionStatus {
+    active: Cell<u16>,
+    in_head: Cell<u16>,
+}
+
+impl ConnectionStatus {
+    pub const fn new() -> Self {
+        Self { active: Cell::new(0), in_head: Cell::new(0) }
+    }
+
+    /// Requests between BEGIN_REQUEST and their END_REQUEST.
+    pub fn active_requests(&self) -> u16 {
+        self.active.get()
+    }
+
+    /// Requests whose params have not all arrived yet.
+    pub fn requests_in_head(&self) -> u16 {
+        self.in_head.get()
+    }
+}
+
+/// GET_VALUES names the library answers, in reply order.
+const KNOWN_VALUES: [&[u8]; 3] = [b"FCGI_MAX_CONNS", b"FCGI_MAX_REQS", b"FCGI_MPXS_CONNS"];
+
+/// Collects which known names a GET_VALUES query asks for.
+#[derive(Clone, Debug)]
+struct ValuesQuery {
+    decoder: NvDecoder,
+    asked: u8,
+    name: heapless::Vec<u8, 16>,
+    name_fits: bool,
+}
+
+impl NvSink for ValuesQuery {
+    fn start(&mut self, _name_len: u32, _value_len: u32) {
+        self.name.clear();
+        self.name_fits = true;
+    }
+    fn name(&mut self, bytes: &[u8]) {
+        if self.name.extend_from_slice(bytes).is_err() {
+            self.name_fits = false;
+        }
+    }
+    fn value(&mut self, _bytes: &[u8]) {}
+    fn end(&mut self) {
+        if self.name_fits
+            && let Some(i) = KNOWN_VALUES.iter().position(|k| *k == &self.name[..])
+        {
+            self.asked |= 1 << i;
+        }
+    }
+}
+
+/// What the parser does with the content of the current record.
+#[derive(Clone, Debug)]
+enum Content {
+    Skip,
+    Begin { body: [u8; 8], got: u8 },
+    Params { slot: usize },
+    Stream { slot: usize, stream: InStream },
+    GetValues(ValuesQuery),
+    UnknownType(u8),
+}
+
+/// Where the parser is in the record stream.
+#[derive(Clone, Debug)]
+enum Parse {
+    Header { buf: [u8; HEADER_LEN], got: u8 },
+    Content { id: u16, left: u16, padding: u8, what: Content },
+    Padding { left: u8 },
+}
+
+const NEW_HEADER: Parse = Parse::Header { buf: [0; HEADER_LEN], got: 0 };
+
+/// An output record whose header is written when it is sealed.
+#[derive(Clone, Copy, Debug)]
+struct OpenRecord {
+    id: u16,
+    stream: OutStream,
+    at: usize,
+}
+
+/// Everything one connection knows; lives in a `RefCell` shared by the driver's tasks.
+pub(crate) struct ConnState<'b> {
+    config: Config,
+    mode: IoMode,
+    input: Option<&'b mut [u8]>,
+    in_pos: usize,
+    in_len: usize,
+    parse: Parse,
+    output: Option<&'b mut [u8]>,
+    out_sent: usize,
+    out_sealed: usize,
+    out_len: usize,
+    open: Option<OpenRecord>,
+    sealed_total: u64,
+    sent_total: u64,
+    flushed_total: u64,
+    slots: &'b mut [SlotState],
+    params: &'b [&'b RefCell<ParamArena<[u8]>>],
+    eof: bool,
+    closing: bool,
+    io_failed: bool,
+    pub(crate) failure: Option<ProtocolError>,
+    pub(crate) progress: u32,
+    top_waker: Option<Waker>,
+    status: &'b ConnectionStatus,
+}
+
+impl<'b> ConnState<'b> {
+    pub(crate) fn new(
+        input: &'b mut [u8],
+        output: &'b mut [u8],
+        slots: &'b mut [SlotState],
+        params: &'b [&'b RefCell<ParamArena<[u8]>>],
+        config: Config,
+        mode: IoMode,
+        status: &'b ConnectionStatus,
+    ) -> Self {
+        for slot in slots.iter_mut() {
+            *slot = SlotState::new();
+        }
+        Self {
+            config,
+            mode,
+            input: Some(input),
+            in_pos: 0,
+            in_len: 0,
+            parse: NEW_HEADER,
+            output: Some(output),
+            out_sent: 0,
+            out_sealed: 0,
+            out_len: 0,
+            open: None,
+            sealed_total: 0,
+            sent_total: 0,
+            flushed_total: 0,
+            slots,
+            params,
+            eof: false,
+            closing: false,
+            io_failed: false,
+            failure: None,
+            progress: 0,
+            top_waker: None,
+            status,
+        }
+    }
+
+    // ---- driver side -------------------------------------------------------------------
+
+    /// Remembers the waker of the whole connection, so handler waits that use it are not
+    /// stored twice (the driver re-polls on progress anyway).
+    pub(crate) fn set_top_waker(&mut self, waker: &Waker) {
+        match &mut self.top_waker {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+    }
+
+    fn dead(&self) -> bool {
+        self.failure.is_some() || self.io_failed
+    }
+
+    fn all_free(&self) -> bool {
+        self.slots.iter().all(|s| s.phase == Phase::Free)
+    }
+
+    /// No more input will be processed.
+    fn input_over(&self) -> bool {
+        self.dead() || self.eof || (self.closing && self.all_free())
+    }
+
+    /// The connection has nothing left to do: the driver returns.
+    pub(crate) fn finished(&self) -> bool {
+        self.dead()
+            || (self.input_over()
+                && self.all_free()
+                && self.out_sent == self.out_len
+                && self.flushed_total == self.sent_total)
+    }
+
+    /// Hands the empty input buffer to the reader if it may read now.
+    pub(crate) fn take_input(&mut self) -> Option<&'b mut [u8]> {
+        if self.input_over() || self.in_pos < self.in_len || self.parser_blocked_on_output() {
+            return None;
+        }
+        if self.mode == IoMode::OnDemand {
+            let busy = self.slots.iter().any(|s| {
+                s.phase == Phase::Ready
+                    || s.phase == Phase::Closing
+                    || (s.phase == Phase::Running && !s.waiting_input && !s.aborted)
+            });
+            let idle = self.slots.iter().all(|s| s.phase == Phase::Free);
+            let unsent = self.out_sent != self.out_len || self.flushed_total != self.sent_total;
+            if busy || (idle && unsent) {
+                return None;
+            }
+        }
+        self.input.take()
+    }
+
+    /// Takes back the input buffer with `filled` new bytes at its front (0 means EOF).
+    pub(crate) fn return_input(&mut self, buf: &'b mut [u8], filled: usize) {
+        self.input = Some(buf);
+        self.progress = self.progress.wrapping_add(1);
+        if filled == 0 {
+            self.peer_closed();
+        } else {
+            self.in_pos = 0;
+            self.in_len = filled;
+            self.process();
+        }
+    }
+
+    /// The reader failed; the connection is over.
+    pub(crate) fn io_failed(&mut self, buf: Option<&'b mut [u8]>) {
+        if let Some(buf) = buf {
+            self.input = Some(buf);
+        }
+        self.io_failed = true;
+        self.progress = self.progress.wrapping_add(1);
+        self.wake_all();
+    }
+
+    /// The reader's task ends when no more input will be processed.
+    pub(crate) fn reader_done(&self) -> bool {
+        self.input_over()
+    }
+
+    /// Hands the output buffer to the writer if sealed bytes wait; returns the range to send.
+    pub(crate) fn take_output(&mut self) -> Option<(&'b mut [u8], usize, usize)> {
+        if self.out_sent == self.out_sealed {
+            return None;
+        }
+        let (from, to) = (self.out_sent, self.out_sealed);
+        self.output.take().map(|buf| (buf, from, to))
+    }
+
+    /// Takes back the output buffer after `written` bytes were sent.
+    pub(crate) fn return_output(&mut self, buf: &'b mut [u8], written: usize) {
+        self.out_sent += written;
+        self.sent_total += written as u64;
+        if self.out_sent == self.out_sealed {
+            // Move the open record (if any) to the front.
+            buf.copy_within(self.out_sealed..self.out_len, 0);
+            self.out_len -= self.out_sealed;
+            if let Some(open) = &mut self.open {
+                open.at -= self.out_sealed;
+            }
+            self.out_sent = 0;
+            self.out_sealed = 0;
+        }
+        self.output = Some(buf);
+        self.progress = self.progress.wrapping_add(1);
+        self.wake_all();
+        self.process();
+    }
+
+    /// Whether the writer should flush the transport (everything sealed is sent, not flushed).
+    pub(crate) fn wants_flush(&self) -> bool {
+        self.output.is_some() && self.out_sent == self.out_sealed && self.flushed_total < self.sent_total
+    }
+
+    /// The transport was flushed up to everything sent so far.
+    pub(crate) fn flushed(&mut self) {
+        self.flushed_total = self.sent_total;
+        self.progress = self.progress.wrapping_add(1);
+        self.wake_all();
+    }
+
+    /// Marks the writer failed; pending and future output is dropped.
+    pub(crate) fn output_failed(&mut self, buf: &'b mut [u8]) {
+        self.output = Some(buf);
+        self.io_failed(None);
+    }
+
+    fn wake_all(&mut self) {
+        for slot in self.slots.iter_mut() {
+            slot.wake();
+        }
+    }
+
+    fn fail(&mut self, error: ProtocolError) {
+        if self.failure.is_none() {
+            self.failure = Some(error);
+        }
+        self.progress = self.progress.wrapping_add(1);
+        self.wake_all();
+    }
+
+    /// The peer closed its side: requests whose input is incomplete are aborted silently;
+    /// requests with complete input still get their response (half-close friendly).
+    fn peer_closed(&mut self) {
+        self.eof = true;
+        for slot in self.slots.iter_mut() {
+            if slot.phase != Phase::Free && !slot.input_complete() {
+                slot.aborted = true;
+                slot.silent = true;
+                if slot.phase == Phase::Params {
+                    slot.phase = Phase::Ready;
+                }
+            }
+            slot.wake();
+        }
+        self.update_status();
+    }
+
+    // ---- slot side -----------------------------------------------------------------------
+
+    /// Starts the handler of slot `i` if its params are complete.
+    pub(crate) fn start_handler(&mut self, i: usize) -> Option<bool> {
+        let slot = self.slots.get_mut(i)?;
+        if slot.phase != Phase::Ready {
+            return None;
+        }
+        slot.phase = Phase::Running;
+        self.progress = self.progress.wrapping_add(1);
+        let overflowed =
+            self.params.get(i).is_none_or(|cell| cell.try_borrow().is_ok_and(|a| a.overflowed()));
+        Some(overflowed)
+    }
+
+    /// The handler of slot `i` returned: writes the closing records when there is room.
+    pub(crate) fn poll_close(&mut self, i: usize) -> Poll<()> {
+        self.slots[i].phase = Phase::Closing;
+        if self.dead() || self.slots[i].silent {
+            self.free(i);
+            return Poll::Ready(());
+        }
+        let slot = &self.slots[i];
+        let end =
+            EndRequestBody { app_status: slot.app_status, protocol_status: ProtocolStatus::RequestComplete };
+        let stdout_end = Header::new(RecordType::Stdout, slot.id, 0).encode();
+        let stderr_end = Header::new(RecordType::Stderr, slot.id, 0).encode();
+        let mut closing = [0u8; 2 * HEADER_LEN + 16];
+        closing[..8].copy_from_slice(&stdout_end);
+        let len = if slot.stderr_used {
+            closing[8..16].copy_from_slice(&stderr_end);
+            32
+        } else {
+            24
+        };
+        closing[len - 16..len].copy_from_slice(&end.record(slot.id));
+        if !self.emit(&closing[..len]) {
+            return Poll::Pending;
+        }
+        self.free(i);
+        Poll::Ready(())
+    }
+
+    /// Recounts the slots for the transport's [`ConnectionStatus`].
+    fn update_status(&self) {
+        let active = self.slots.iter().filter(|s| s.phase != Phase::Free).count();
+        let in_head = self.slots.iter().filter(|s| s.phase == Phase::Params).count();
+        self.status.active.set(active as u16);
+        self.status.in_head.set(in_head as u16);
+    }
+
+    fn free(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if !slot.keep_conn && !slot.silent {
+            self.closing = true;
+        }
+        // A silent request leaves no half-written record behind.
+        if let Some(open) = self.open
+            && open.id == slot.id
+        {
+            self.out_len = open.at;
+            self.open = None;
+        }
+        slot.phase = Phase::Free;
+        slot.waker = None;
+        self.update_status();
+        self.progress = self.progress.wrapping_add(1);
+        self.process();
+    }
+
+    pub(crate) fn view(&self, i: usize) -> SlotView {
+        let s = &self.slots[i];
+        SlotView {
+            role: s.role,
+            request_id: s.id,
+            keep_conn: s.keep_conn,
+            aborted: s.aborted || self.dead(),
+            stdin_received: s.stdin_received,
+            data_received: s.data_received,
+            stdout_written: s.stdout_written,
+            app_status: s.app_status,
+        }
+    }
+
+    pub(crate) fn set_app_status(&mut self, i: usize, status: u32) {
+        self.slots[i].app_status = status;
+    }
+
+    fn register(&mut self, i: usize, cx: &Context<'_>) {
+        if self.top_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return;
+        }
+        match &mut self.slots[i].waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+    }
+
+    /// A handler reads request body bytes (FCGI_STDIN or FCGI_DATA).
+    pub(crate) fn poll_read(
+        &mut self,
+        i: usize,
+        stream: InStream,
+        cx: &Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, StreamError>> {
+        let slot = &self.slots[i];
+        if slot.aborted {
+            return Poll::Ready(Err(StreamError::Aborted));
+        }
+        if self.dead() {
+            return Poll::Ready(Err(StreamError::ConnectionClosed));
+        }
+        let eof = match stream {
+            InStream::Stdin => slot.stdin_eof,
+            InStream::Data if slot.role != Role::Filter => true,
+            InStream::Data if !slot.stdin_eof => return Poll::Ready(Err(StreamError::DataBeforeStdin)),
+            InStream::Data => slot.data_eof,
+        };
+        if eof {
+            if stream == InStream::Stdin
+                && let Some(expected) = slot.content_length
+                && slot.stdin_received < expected
+            {
+                let received = slot.stdin_received;
+                return Poll::Ready(Err(StreamError::BodyTruncated { expected, received }));
+            }
+            return Poll::Ready(Ok(0));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if let Parse::Content { left, what: Content::Stream { slot: s, stream: st }, .. } = &mut self.parse
+            && *s == i
+            && *st == stream
+            && *left > 0
+            && self.in_pos < self.in_len
+            && let Some(input) = &self.input
+        {
+            let n = buf.len().min(usize::from(*left)).min(self.in_len - self.in_pos);
+            buf[..n].copy_from_slice(&input[self.in_pos..self.in_pos + n]);
+            self.in_pos += n;
+            *left -= n as u16;
+            let slot = &mut self.slots[i];
+            match stream {
+                InStream::Stdin => slot.stdin_received += n as u64,
+                InStream::Data => slot.data_received += n as u64,
+            }
+            slot.waiting_input = false;
+            self.progress = self.progress.wrapping_add(1);
+            self.process();
+            return Poll::Ready(Ok(n));
+        }
+        self.slots[i].waiting_input = true;
+        self.register(i, cx);
+        Poll::Pending
+    }
+
+    /// A handler writes response bytes; appends to the open record of its stream.
+    pub(crate) fn poll_write(
+        &mut self,
+        i: usize,
+        stream: OutStream,
+        cx: &Context<'_>,
+        data: &[u8],
+    ) -> Poll<Result<usize, StreamError>> {
+        if self.slots[i].aborted {
+            return Poll::Ready(Err(StreamError::Aborted));
+        }
+        if self.dead() {
+            return Poll::Ready(Err(StreamError::ConnectionClosed));
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let id = self.slots[i].id;
+        if self.output.is_none() {
+            self.register(i, cx);
+            return Poll::Pending;
+        }
+        if let Some(open) = self.open
+            && (open.id != id
+                || open.stream != stream
+                || self.out_len - open.at - HEADER_LEN >= MAX_CONTENT_LEN)
+        {
+            self.seal();
+        }
+        let Some(out) = self.output.as_deref_mut() else {
+            return Poll::Pending;
+        };
+        let room = out.len() - self.out_len;
+        if self.open.is_none() {
+            if room <= HEADER_LEN {
+                self.register(i, cx);
+                return Poll::Pending;
+            }
+            self.open = Some(OpenRecord { id, stream, at: self.out_len });
+            self.out_len += HEADER_LEN;
+        }
+        let Some(open) = self.open else {
+            return Poll::Pending;
+        };
+        let record_room = MAX_CONTENT_LEN - (self.out_len - open.at - HEADER_LEN);
+        let n = data.len().min(out.len() - self.out_len).min(record_room);
+        if n == 0 {
+            // Buffer full of our own open record: seal it so the writer can drain it.
+            self.seal();
+            self.register(i, cx);
+            return Poll::Pending;
+        }
+        out[self.out_len..self.out_len + n].copy_from_slice(&data[..n]);
+        self.out_len += n;
+        let slot = &mut self.slots[i];
+        match stream {
+            OutStream::Stdout => slot.stdout_written += n as u64,
+            OutStream::Stderr => slot.stderr_used = true,
+        }
+        self.progress = self.progress.wrapping_add(1);
+        Poll::Ready(Ok(n))
+    }
+
+    /// A handler flushes: its bytes are sealed and waited for until the transport flushed.
+    pub(crate) fn poll_flush(&mut self, i: usize, cx: &Context<'_>) -> Poll<Result<(), StreamError>> {
+        if self.slots[i].aborted {
+            return Poll::Ready(Err(StreamError::Aborted));
+        }
+        if self.dead() {
+            return Poll::Ready(Err(StreamError::ConnectionClosed));
+        }
+        let id = self.slots[i].id;
+        if self.open.is_some_and(|o| o.id == id) {
+            if self.output.is_none() {
+                self.register(i, cx);
+                return Poll::Pending;
+            }
+            self.seal();
+        }
+        let target = self.sealed_total.max(self.slots[i].flush_target);
+        self.slots[i].flush_target = target;
+        if self.flushed_total >= target {
+            return Poll::Ready(Ok(()));
+        }
+        self.register(i, cx);
+        Poll::Pending
+    }
+
+    /// Writes the header of the open record, making it sendable.
+    fn seal(&mut self) {
+        let (Some(open), Some(out)) = (self.open, self.output.as_deref_mut()) else {
+            return;
+        };
+        let content = self.out_len - open.at - HEADER_LEN;
+        let header = Header::new(open.stream.record_type(), open.id, content as u16);
+        out[open.at..open.at + HEADER_LEN].copy_from_slice(&header.encode());
+        self.sealed_total += (self.out_len - self.out_sealed) as u64;
+        self.out_sealed = self.out_len;
+        self.open = None;
+        self.progress = self.progress.wrapping_add(1);
+    }
+
+    /// Appends complete records (after sealing the open one); false if there is no room yet.
+    fn emit(&mut self, records: &[u8]) -> bool {
+        if self.output.is_none() {
+            return false;
+        }
+        self.seal();
+        let Some(out) = self.output.as_deref_mut() else {
+            return false;
+        };
+        if out.len() - self.out_len < records.len() {
+            return false;
+        }
+        out[self.out_len..self.out_len + records.len()].copy_from_slice(records);
+        self.out_len += records.len();
+        self.sealed_total += records.len() as u64;
+        self.out_sealed = self.out_len;
+        self.progress = self.progress.wrapping_add(1);
+        true
+    }
+
+    // ---- parser ------------------------------------------------------------------------
+
+    fn parser_blocked_on_output(&self) -> bool {
+        matches!(
+            self.parse,
+            Parse::Content {
+                left: 0,
+                what: Content::Begin { .. } | Content::GetValues(_) | Content::UnknownType(_),
+                ..
+            }
+        )
+    }
+
+    /// Parses as much of the input buffer as it can.
+    pub(crate) fn process(&mut self) {
+        let Some(input) = self.input.take() else {
+            return;
+        };
+        while !self.input_over() && self.step(&input[self.in_pos..self.in_len]) {}
+        if self.in_pos == self.in_len {
+            self.in_pos = 0;
+            self.in_len = 0;
+        }
+        self.input = Some(input);
+        // Wake a handler whose stream bytes are now waiting for it.
+        if let Parse::Content { what: Content::Stream { slot, .. }, left, .. } = self.parse
+            && left > 0
+            && self.in_pos < self.in_len
+        {
+            self.slots[slot].wake();
+        }
+    }
+
+    /// One parsing step over the unparsed bytes `avail`; false when it cannot go further.
+    fn step(&mut self, avail: &[u8]) -> bool {
+        let parse = core::mem::replace(&mut self.parse, NEW_HEADER);
+        let (next, used, moved) = match parse {
+            Parse::Header { mut buf, got } => {
+                if avail.is_empty() {
+                    (Parse::Header { buf, got }, 0, false)
+                } else {
+                    let n = (HEADER_LEN - got as usize).min(avail.len());
+                    buf[got as usize..got as usize + n].copy_from_slice(&avail[..n]);
+                    let got = got + n as u8;
+                    if usize::from(got) == HEADER_LEN {
+                        (self.start_record(Header::parse(&buf)), n, true)
+                    } else {
+                        (Parse::Header { buf, got }, n, true)
+                    }
+                }
+            }
+            Parse::Padding { left } => {
+                let n = usize::from(left).min(avail.len());
+                let left = left - n as u8;
+                let next = if left == 0 { NEW_HEADER } else { Parse::Padding { left } };
+                (next, n, n > 0 || left == 0)
+            }
+            Parse::Content { id, left: 0, padding, what } => {
+                if self.finish_content(id, &what) {
+                    (after_content(padding), 0, true)
+                } else {
+                    (Parse::Content { id, left: 0, padding, what }, 0, false)
+                }
+            }
+            Parse::Content { id, left, padding, what } => {
+                let n = usize::from(left).min(avail.len());
+                let (what, used) = self.content(id, what, &avail[..n]);
+                let left = left - used as u16;
+                (Parse::Content { id, left, padding, what }, used, used > 0 || left == 0)
+            }
+        };
+        self.parse = next;
+        self.in_pos += used;
+        if moved {
+            self.progress = self.progress.wrapping_add(1);
+        }
+        moved
+    }
+
+    /// Handles a complete header: validates it and decides what its content is for.
+    fn start_record(&mut self, h: Header) -> Parse {
+        let content = |what| Parse::Content {
+            id: h.request_id,
+            left: h.content_length,
+            padding: h.padding_length,
+            what,
+        };
+        if h.version != VERSION_1 {
+            self.fail(ProtocolError::UnsupportedVersion(h.version));
+            return content(Content::Skip);
+        }
+        let id = h.request_id;
+        let slot = self.slots.iter().position(|s| s.phase != Phase::Free && s.id == id);
+        let what = match (h.record_type, id) {
+            (RecordType::BeginRequest, 0) => {
+                self.fail(ProtocolError::BeginWithManagementId);
+                Content::Skip
+            }
+            (RecordType::BeginRequest, _) if h.content_length != 8 => {
+                self.fail(ProtocolError::BeginBodyLength(h.content_length));
+                Content::Skip
+            }
+            (RecordType::BeginRequest, _) if slot.is_some() => {
+                self.fail(ProtocolError::DuplicateBegin(id));
+                Content::Skip
+            }
+            (RecordType::BeginRequest, _) => Content::Begin { body: [0; 8], got: 0 },
+            (RecordType::GetValues, 0) => Content::GetValues(ValuesQuery {
+                decoder: NvDecoder::new(),
+                asked: 0,
+                name: heapless::Vec::new(),
+                name_fits: true,
+            }),
+            (RecordType::Other(t), 0) => Content::UnknownType(t),
+            (_, 0) => Content::Skip,
+            (RecordType::AbortRequest, _) => {
+                if let Some(i) = slot {
+                    self.abort(i);
+                }
+                Content::Skip
+            }
+            (RecordType::Params, _) => match slot {
+                Some(i) if self.slots[i].phase == Phase::Params => {
+                    if h.content_length == 0 {
+                        self.end_params(i);
+                        Content::Skip
+                    } else {
+                        Content::Params { slot: i }
+                    }
+                }
+                _ => Content::Skip,
+            },
+            (RecordType::Stdin | RecordType::Data, _) => {
+                let stream =
+                    if h.record_type == RecordType::Stdin { InStream::Stdin } else { InStream::Data };
+                match slot {
+                    None => Content::Skip,
+                    Some(i) if self.slots[i].phase == Phase::Params => {
+                        self.fail(ProtocolError::StreamBeforeParams(id));
+                        Content::Skip
+                    }
+                    Some(i) => {
+                        let s = &mut self.slots[i];
+                        let eof = match stream {
+                            InStream::Stdin => &mut s.stdin_eof,
+                            InStream::Data => &mut s.data_eof,
+                        };
+                        if *eof {
+                            Content::Skip
+                        } else if h.content_length == 0 {
+                            *eof = true;
+                            s.wake();
+                            Content::Skip
+                        } else {
+                            Content::Stream { slot: i, stream }
+                        }
+                    }
+                }
+            }
+            _ => Content::Skip,
+        };
+        content(what)
+    }
+
+    /// Consumes content bytes; returns the updated target and how many bytes it used.
+    fn content(&mut self, id: u16, what: Content, bytes: &[u8]) -> (Content, usize) {
+        match what {
+            Content::Skip | Content::UnknownType(_) => (what, bytes.len()),
+            Content::Begin { mut body, got } => {
+                let n = bytes.len().min(8 - usize::from(got));
+                body[usize::from(got)..usize::from(got) + n].copy_from_slice(&bytes[..n]);
+                (Content::Begin { body, got: got + n as u8 }, n)
+            }
+            Content::Params { slot } => {
+                let s = &mut self.slots[slot];
+                if s.id == id && s.phase == Phase::Params {
+                    if let Some(Ok(mut arena)) = self.params.get(slot).map(|c| c.try_borrow_mut()) {
+                        s.decoder.feed(bytes, &mut *arena);
+                    }
+                }
+                (Content::Params { slot }, bytes.len())
+            }
+            Content::Stream { slot, stream } => {
+                let s = &self.slots[slot];
+                if s.id == id && s.wants_input() {
+                    // Wait for the handler to read (see `poll_read`).
+                    (Content::Stream { slot, stream }, 0)
+                } else {
+                    (Content::Stream { slot, stream }, bytes.len())
+                }
+            }
+            Content::GetValues(mut q) => {
+                let mut decoder = core::mem::take(&mut q.decoder);
+                decoder.feed(bytes, &mut q);
+                q.decoder = decoder;
+                (Content::GetValues(q), bytes.len())
+            }
+        }
+    }
+
+    /// Acts on a complete record; false if it must wait for output space.
+    fn finish_content(&mut self, id: u16, what: &Content) -> bool {
+        match what {
+            Content::Begin { body, .. } => self.begin(id, BeginRequestBody::parse(body)),
+            Content::GetValues(q) => {
+                let mut reply = [0u8; MIN_OUTPUT];
+                let len = self.values_reply(q.asked, &mut reply);
+                self.emit(&reply[..len])
+            }
+            Content::UnknownType(t) => self.emit(&UnknownTypeBody { record_type: *t }.record()),
+            Content::Skip | Content::Params { .. } | Content::Stream { .. } => true,
+        }
+    }
+
+    fn begin(&mut self, id: u16, body: BeginRequestBody) -> bool {
+        let reject = |status| EndRequestBody { app_status: 0, protocol_status: status }.record(id);
+        if !self.config.roles.contains(body.role) {
+            if !self.emit(&reject(ProtocolStatus::UnknownRole)) {
+                return false;
+            }
+            if !body.keep_conn() {
+                self.closing = true;
+            }
+            return true;
+        }
+        let Some(i) = self.slots.iter().position(|s| s.phase == Phase::Free) else {
+            let status =
+                if self.slots.len() == 1 { ProtocolStatus::CantMpxConn } else { ProtocolStatus::Overloaded };
+            return self.emit(&reject(status));
+        };
+        if let Some(Ok(mut arena)) = self.params.get(i).map(|c| c.try_borrow_mut()) {
+            arena.clear();
+        }
+        self.slots[i].start(id, body);
+        self.update_status();
+        true
+    }
+
+    fn end_params(&mut self, i: usize) {
+        let id = self.slots[i].id;
+        if self.slots[i].decoder.finish().is_err() {
+            self.fail(ProtocolError::TruncatedParams(id));
+            return;
+        }
+        let content_length = self
+            .params
+            .get(i)
+            .and_then(|c| c.try_borrow().ok())
+            .and_then(|a| a.params().get("CONTENT_LENGTH").and_then(parse_decimal));
+        let slot = &mut self.slots[i];
+        slot.content_length = content_length;
+        slot.phase = Phase::Ready;
+        self.update_status();
+    }
+
+    fn abort(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if slot.phase == Phase::Closing {
+            return;
+        }
+        slot.aborted = true;
+        if slot.phase == Phase::Params {
+            slot.phase = Phase::Ready;
+        }
+        slot.wake();
+        self.update_status();
+    }
+
+    /// Encodes GET_VALUES_RESULT for the names asked; returns its length.
+    fn values_reply(&self, asked: u8, out: &mut [u8; MIN_OUTPUT]) -> usize {
+        let reqs = self.slots.len() as u32;
+        let values = [self.config.max_conns, self.config.max_conns.saturating_mul(reqs), u32::from(reqs > 1)];
+        let mut at = HEADER_LEN;
+        for (k, (name, value)) in KNOWN_VALUES.iter().zip(values).enumerate() {
+            if asked & (1 << k) == 0 {
+                continue;
+            }
+            let mut digits = [0u8; 10];
+            let digits = format_u32(value, &mut digits);
+            // The three names and 10-digit values always fit MIN_OUTPUT.
+            if let Ok(n) = encode_pair(name, digits, &mut out[at..]) {
+                at += n;
+            }
+        }
+        let header = Header::new(RecordType::GetValuesResult, 0, (at - HEADER_LEN) as u16);
+        out[..HEADER_LEN].copy_from_slice(&header.encode());
+        at
+    }
+}
+
+fn after_content(padding: u8) -> Parse {
+    if padding == 0 { NEW_HEADER } else { Parse::Padding { left: padding } }
+}
+
+/// Formats `value` in decimal into `buf`, returning the digits.
+pub(crate) fn format_u32(mut value: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn test_format_u32() {
+        let mut b = [0; 10];
+        assert_eq!(format_u32(0, &mut b), b"0");
+        assert_eq!(format_u32(1024, &mut b), b"1024");
+        assert_eq!(format_u32(u32::MAX, &mut b), b"4294967295");
+    }
+}

@@ -1,0 +1,261 @@
+//! The connection driver: runs the protocol and the handlers of one connection over
+//! `embedded-io-async` (or blocking `embedded-io`) I/O, with no allocator.
+//!
+//! Three kinds of task share the [`ConnState`] through a `RefCell` (never borrowed across
+//! an `.await`) and are polled together by a small join: the writer (sends sealed output),
+//! one task per request slot (runs the handler, then writes the closing records), and the
+//! reader (refills the empty input buffer and runs the parser). The join polls them in
+//! that order and goes round again while any of them made progress.
+
+use core::cell::RefCell;
+use core::future::{Future, poll_fn};
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
+
+use embedded_io_async::{Read, Write};
+
+use crate::buffers::ConnectionBuffers;
+use crate::config::Config;
+use crate::conn::{ConnState, ConnectionStatus, IoMode};
+use crate::error::{ConnectionError, StreamError};
+use crate::handler::{Conn, Handler, Request, Response};
+use crate::params::ParamArena;
+
+/// Rounds of the join in one poll before it yields to the executor.
+const MAX_ROUNDS: usize = 64;
+
+/// What a handler that returned an error (before writing anything) answers.
+const INTERNAL_ERROR_HEAD: &[u8] =
+    b"Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\nInternal Server Error\n";
+/// The answer to a request whose params do not fit the params store.
+const PARAMS_TOO_LARGE: &[u8] =
+    b"Status: 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n\r\nRequest header fields too large\n";
+
+/// Serves one FastCGI connection until the web server closes it, a request without
+/// FCGI_KEEP_CONN completes, or an error; `Ok(())` means the caller should close the
+/// connection gracefully (shutdown, then a bounded drain of unread input).
+///
+/// The reader and writer are the two halves of one connection; the driver reads ahead
+/// while handlers run, so it notices FCGI_ABORT_REQUEST and answers FCGI_GET_VALUES at
+/// any time. `status` is kept current for the transport's timeouts.
+pub async fn serve_connection<R, W, H, B>(
+    reader: R,
+    writer: W,
+    handler: &H,
+    buffers: &mut B,
+    config: &Config,
+    status: &ConnectionStatus,
+) -> Result<(), ConnectionError<R::Error>>
+where
+    R: Read,
+    W: Write<Error = R::Error>,
+    H: Handler,
+    B: ConnectionBuffers,
+{
+    drive(reader, writer, handler, buffers, config, IoMode::ReadAhead, status).await
+}
+
+/// Serves one connection over blocking I/O on the calling thread, for hosts with no
+/// executor. It reads only when a handler waits for input or a request is complete, so a
+/// blocking read never holds back output. Handlers should await only their request and
+/// response here: anything else is polled in a busy loop.
+pub fn serve_blocking<R, W, H, B>(
+    reader: R,
+    writer: W,
+    handler: &H,
+    buffers: &mut B,
+    config: &Config,
+) -> Result<(), ConnectionError<R::Error>>
+where
+    R: embedded_io::Read,
+    W: embedded_io::Write<Error = R::Error>,
+    H: Handler,
+    B: ConnectionBuffers,
+{
+    let status = ConnectionStatus::new();
+    let mut future =
+        pin!(drive(Blocking(reader), Blocking(writer), handler, buffers, config, IoMode::OnDemand, &status));
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(result) = future.as_mut().poll(&mut cx) {
+            return result;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+async fn drive<R, W, H, B>(
+    mut reader: R,
+    mut writer: W,
+    handler: &H,
+    buffers: &mut B,
+    config: &Config,
+    mode: IoMode,
+    status: &ConnectionStatus,
+) -> Result<(), ConnectionError<R::Error>>
+where
+    R: Read,
+    W: Write<Error = R::Error>,
+    H: Handler,
+    B: ConnectionBuffers,
+{
+    let parts = buffers.parts();
+    let params = parts.params;
+    let state =
+        RefCell::new(ConnState::new(parts.input, parts.output, parts.slots, &params, *config, mode, status));
+    let mut reader_task = pin!(read_task(&state, &mut reader));
+    let mut writer_task = pin!(write_task(&state, &mut writer));
+    let mut slot_tasks = pin!(B::join_slots(|i| slot_task(&state, &params, handler, i)));
+    let mut reader_finished = false;
+    poll_fn(|cx| {
+        state.borrow_mut().set_top_waker(cx.waker());
+        for _ in 0..MAX_ROUNDS {
+            let before = state.borrow().progress;
+            if let Poll::Ready(error) = writer_task.as_mut().poll(cx) {
+                return Poll::Ready(Err(error));
+            }
+            let _ = slot_tasks.as_mut().poll(cx);
+            if !reader_finished && let Poll::Ready(result) = reader_task.as_mut().poll(cx) {
+                reader_finished = true;
+                if let Err(error) = result {
+                    return Poll::Ready(Err(ConnectionError::Read(error)));
+                }
+            }
+            let st = state.borrow();
+            if let Some(error) = st.failure {
+                return Poll::Ready(Err(ConnectionError::Protocol(error)));
+            }
+            if st.finished() {
+                return Poll::Ready(Ok(()));
+            }
+            if st.progress == before {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+/// Refills the input buffer whenever the state allows, and feeds it to the parser.
+async fn read_task<R: Read>(state: &RefCell<ConnState<'_>>, reader: &mut R) -> Result<(), R::Error> {
+    loop {
+        let buf = poll_fn(|_| {
+            let mut st = state.borrow_mut();
+            if st.reader_done() {
+                return Poll::Ready(None);
+            }
+            st.take_input().map_or(Poll::Pending, |buf| Poll::Ready(Some(buf)))
+        })
+        .await;
+        let Some(buf) = buf else {
+            return Ok(());
+        };
+        match reader.read(buf).await {
+            Ok(n) => {
+                let n = n.min(buf.len());
+                state.borrow_mut().return_input(buf, n);
+            }
+            Err(error) => {
+                state.borrow_mut().io_failed(Some(buf));
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// Sends sealed output and flushes the transport when everything is sent. Returns only
+/// when writing fails.
+async fn write_task<W: Write>(state: &RefCell<ConnState<'_>>, writer: &mut W) -> ConnectionError<W::Error> {
+    loop {
+        let job = poll_fn(|_| {
+            let mut st = state.borrow_mut();
+            if let Some(job) = st.take_output() {
+                return Poll::Ready(Some(job));
+            }
+            if st.wants_flush() { Poll::Ready(None) } else { Poll::Pending }
+        })
+        .await;
+        match job {
+            Some((buf, from, to)) => match writer.write(&buf[from..to]).await {
+                Ok(0) => {
+                    state.borrow_mut().output_failed(buf);
+                    return ConnectionError::WriteZero;
+                }
+                Ok(n) => state.borrow_mut().return_output(buf, n.min(to - from)),
+                Err(error) => {
+                    state.borrow_mut().output_failed(buf);
+                    return ConnectionError::Write(error);
+                }
+            },
+            None => match writer.flush().await {
+                Ok(()) => state.borrow_mut().flushed(),
+                Err(error) => {
+                    state.borrow_mut().io_failed(None);
+                    return ConnectionError::Write(error);
+                }
+            },
+        }
+    }
+}
+
+/// Runs the handler for each request that lands in slot `i`, then closes the request.
+async fn slot_task<H: Handler>(
+    state: &RefCell<ConnState<'_>>,
+    params: &[&RefCell<ParamArena<[u8]>>],
+    handler: &H,
+    i: usize,
+) {
+    let conn: &dyn Conn = state;
+    loop {
+        let overflowed =
+            poll_fn(|_| state.borrow_mut().start_handler(i).map_or(Poll::Pending, Poll::Ready)).await;
+        if let Some(arena) = params.get(i).and_then(|cell| cell.try_borrow().ok()) {
+            let mut request = Request::new(conn, i, arena);
+            let mut response = Response::new(conn, i);
+            let outcome = if request.aborted() {
+                Ok(())
+            } else if overflowed {
+                response.write_all(PARAMS_TOO_LARGE).await
+            } else {
+                handler.handle(&mut request, &mut response).await
+            };
+            drop(request);
+            if let Err(error) = outcome
+                && error != StreamError::Aborted
+            {
+                if response.bytes_written() == 0 {
+                    let _ = response.write_all(INTERNAL_ERROR_HEAD).await;
+                }
+                if state.borrow().view(i).app_status == 0 {
+                    response.set_app_status(1);
+                }
+            }
+        }
+        poll_fn(|_| state.borrow_mut().poll_close(i)).await;
+    }
+}
+
+/// Presents blocking `embedded-io` I/O as `embedded-io-async` (every call completes at once).
+struct Blocking<T>(T);
+
+impl<T: embedded_io::ErrorType> embedded_io_async::ErrorType for Blocking<T> {
+    type Error = T::Error;
+}
+
+impl<T: embedded_io::Read> Read for Blocking<T> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, T::Error> {
+        self.0.read(buf)
+    }
+}
+
+impl<T: embedded_io::Write> Write for Blocking<T> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, T::Error> {
+        self.0.write(buf)
+    }
+
+    async fn flush(&mut self) -> Result<(), T::Error> {
+        self.0.flush()
+    }
+}

@@ -1,0 +1,146 @@
+//! Error types: what a handler's stream call can fail with, what ends a connection.
+
+use core::fmt;
+
+/// Why a read or write on a request's streams failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamError {
+    /// The web server aborted the request (FCGI_ABORT_REQUEST, or it closed the connection
+    /// before the request's input was complete).
+    Aborted,
+    /// The connection failed (I/O or protocol error); nothing more can be sent.
+    ConnectionClosed,
+    /// FCGI_STDIN ended before `CONTENT_LENGTH` bytes arrived.
+    BodyTruncated { expected: u64, received: u64 },
+    /// FCGI_DATA was read before FCGI_STDIN reached its end (the spec sends STDIN first).
+    DataBeforeStdin,
+    /// `read_to_end` was given a buffer smaller than the stream.
+    BodyTooLarge { capacity: usize },
+    /// A header name or value passed to a response helper is not valid in a CGI head
+    /// (empty or non-token name, CR or LF in a value, or a bad status code).
+    InvalidHeader,
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Aborted => f.write_str("request aborted by the web server"),
+            Self::ConnectionClosed => f.write_str("connection to the web server is closed"),
+            Self::BodyTruncated { expected, received } => write!(
+                f,
+                "request body truncated: CONTENT_LENGTH is {expected} but stdin ended after {received} bytes"
+            ),
+            Self::DataBeforeStdin => f.write_str("FCGI_DATA read before FCGI_STDIN was read to its end"),
+            Self::BodyTooLarge { capacity } => {
+                write!(f, "request body does not fit the {capacity}-byte buffer")
+            }
+            Self::InvalidHeader => f.write_str("invalid CGI response header or status"),
+        }
+    }
+}
+
+impl core::error::Error for StreamError {}
+
+impl embedded_io::Error for StreamError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        use embedded_io::ErrorKind;
+        match self {
+            Self::Aborted => ErrorKind::ConnectionAborted,
+            Self::ConnectionClosed => ErrorKind::ConnectionReset,
+            Self::BodyTruncated { .. } => ErrorKind::InvalidData,
+            Self::DataBeforeStdin | Self::InvalidHeader => ErrorKind::InvalidInput,
+            Self::BodyTooLarge { .. } => ErrorKind::OutOfMemory,
+        }
+    }
+}
+
+/// A violation of FastCGI 1.0 by the web server; the connection is closed without a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A record header with a version other than 1.
+    UnsupportedVersion(u8),
+    /// FCGI_BEGIN_REQUEST with request id 0 (reserved for management records).
+    BeginWithManagementId,
+    /// FCGI_BEGIN_REQUEST whose content is not 8 bytes long.
+    BeginBodyLength(u16),
+    /// FCGI_BEGIN_REQUEST for a request id that is already active.
+    DuplicateBegin(u16),
+    /// FCGI_STDIN or FCGI_DATA before FCGI_PARAMS ended.
+    StreamBeforeParams(u16),
+    /// FCGI_PARAMS ended inside a name-value pair.
+    TruncatedParams(u16),
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnsupportedVersion(v) => write!(f, "record with unsupported FastCGI version {v}"),
+            Self::BeginWithManagementId => f.write_str("FCGI_BEGIN_REQUEST with request id 0"),
+            Self::BeginBodyLength(len) => {
+                write!(f, "FCGI_BEGIN_REQUEST with {len}-byte content (must be 8)")
+            }
+            Self::DuplicateBegin(id) => {
+                write!(f, "FCGI_BEGIN_REQUEST for request {id}, which is already active")
+            }
+            Self::StreamBeforeParams(id) => {
+                write!(f, "request {id}: FCGI_STDIN or FCGI_DATA before FCGI_PARAMS ended")
+            }
+            Self::TruncatedParams(id) => {
+                write!(f, "request {id}: FCGI_PARAMS ended inside a name-value pair")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ProtocolError {}
+
+/// Why [`crate::serve_connection`] stopped serving a connection early.
+#[derive(Debug)]
+pub enum ConnectionError<E> {
+    /// Reading from the web server failed.
+    Read(E),
+    /// Writing to the web server failed.
+    Write(E),
+    /// The transport accepted no bytes (a `write` returned 0).
+    WriteZero,
+    /// The web server broke the protocol.
+    Protocol(ProtocolError),
+}
+
+impl<E: fmt::Display> fmt::Display for ConnectionError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read(e) => write!(f, "reading from the web server failed: {e}"),
+            Self::Write(e) => write!(f, "writing to the web server failed: {e}"),
+            Self::WriteZero => f.write_str("the connection accepted no bytes"),
+            Self::Protocol(e) => write!(f, "protocol error: {e}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for ConnectionError<E> {}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use core::fmt::Write;
+
+    fn show(e: impl fmt::Display) -> heapless::String<160> {
+        let mut s = heapless::String::new();
+        write!(s, "{e}").unwrap();
+        s
+    }
+
+    #[test]
+    fn test_display_says_what_was_wrong() {
+        assert_eq!(
+            show(StreamError::BodyTruncated { expected: 10, received: 4 }),
+            "request body truncated: CONTENT_LENGTH is 10 but stdin ended after 4 bytes"
+        );
+        assert_eq!(show(ProtocolError::UnsupportedVersion(2)), "record with unsupported FastCGI version 2");
+        assert_eq!(
+            show(ConnectionError::<StreamError>::Protocol(ProtocolError::DuplicateBegin(7))),
+            "protocol error: FCGI_BEGIN_REQUEST for request 7, which is already active"
+        );
+    }
+}

@@ -1,0 +1,297 @@
+//! The one handler trait, and the request and response a handler works with.
+//!
+//! A handler is straight-line async code, like the seeds' `handle()`: read params, read the
+//! body from [`Request`] (an `embedded_io_async::Read`), write the response to
+//! [`Response`] (an `embedded_io_async::Write`). The same handler runs on every transport.
+
+use core::cell::{Ref, RefCell};
+use core::future::poll_fn;
+use core::task::{Context, Poll};
+
+use embedded_io_async::{ErrorType, Read, Write};
+
+use crate::conn::{ConnState, InStream, OutStream, SlotView};
+use crate::error::StreamError;
+use crate::params::{ParamArena, Params};
+use crate::wire::Role;
+
+/// Serves one request. Return `Ok(())` when the response is complete; an `Err` ends the
+/// request with app status 1 (unless set) and, if nothing was written yet, a CGI 500.
+///
+/// ```
+/// use ember_fcgi_core::prelude::*;
+///
+/// struct Hello;
+///
+/// impl Handler for Hello {
+///     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+///         let name = req.params().get_str("QUERY_STRING").unwrap_or("");
+///         res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+///         res.write_all(b"Hello ").await?;
+///         res.write_all(name.as_bytes()).await
+///     }
+/// }
+/// ```
+pub trait Handler {
+    async fn handle(&self, request: &mut Request<'_>, response: &mut Response<'_>)
+    -> Result<(), StreamError>;
+}
+
+impl<H: Handler + ?Sized> Handler for &H {
+    async fn handle(
+        &self,
+        request: &mut Request<'_>,
+        response: &mut Response<'_>,
+    ) -> Result<(), StreamError> {
+        (**self).handle(request, response).await
+    }
+}
+
+/// What handlers need from the connection; object-safe so `Request` and `Response` carry
+/// one lifetime and no generics.
+pub(crate) trait Conn {
+    fn poll_read(
+        &self,
+        slot: usize,
+        stream: InStream,
+        cx: &Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, StreamError>>;
+    fn poll_write(
+        &self,
+        slot: usize,
+        stream: OutStream,
+        cx: &Context<'_>,
+        data: &[u8],
+    ) -> Poll<Result<usize, StreamError>>;
+    fn poll_flush(&self, slot: usize, cx: &Context<'_>) -> Poll<Result<(), StreamError>>;
+    fn view(&self, slot: usize) -> SlotView;
+    fn set_app_status(&self, slot: usize, status: u32);
+}
+
+impl Conn for RefCell<ConnState<'_>> {
+    fn poll_read(
+        &self,
+        slot: usize,
+        stream: InStream,
+        cx: &Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, StreamError>> {
+        self.borrow_mut().poll_read(slot, stream, cx, buf)
+    }
+    fn poll_write(
+        &self,
+        slot: usize,
+        stream: OutStream,
+        cx: &Context<'_>,
+        data: &[u8],
+    ) -> Poll<Result<usize, StreamError>> {
+        self.borrow_mut().poll_write(slot, stream, cx, data)
+    }
+    fn poll_flush(&self, slot: usize, cx: &Context<'_>) -> Poll<Result<(), StreamError>> {
+        self.borrow_mut().poll_flush(slot, cx)
+    }
+    fn view(&self, slot: usize) -> SlotView {
+        self.borrow().view(slot)
+    }
+    fn set_app_status(&self, slot: usize, status: u32) {
+        self.borrow_mut().set_app_status(slot, status);
+    }
+}
+
+/// The request being served: role, params, and the body (FCGI_STDIN) as a reader.
+pub struct Request<'a> {
+    conn: &'a dyn Conn,
+    slot: usize,
+    params: Ref<'a, ParamArena<[u8]>>,
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn new(conn: &'a dyn Conn, slot: usize, params: Ref<'a, ParamArena<[u8]>>) -> Self {
+        Self { conn, slot, params }
+    }
+
+    /// The params (CGI variables) of the request.
+    pub fn params(&self) -> Params<'_> {
+        self.params.params()
+    }
+
+    /// The role the web server asked for.
+    pub fn role(&self) -> Role {
+        self.conn.view(self.slot).role
+    }
+
+    /// The FastCGI request id (1 with nginx).
+    pub fn request_id(&self) -> u16 {
+        self.conn.view(self.slot).request_id
+    }
+
+    /// Whether the web server keeps the connection open after this request.
+    pub fn keep_conn(&self) -> bool {
+        self.conn.view(self.slot).keep_conn
+    }
+
+    /// Whether the web server aborted the request or the connection failed.
+    pub fn aborted(&self) -> bool {
+        self.conn.view(self.slot).aborted
+    }
+
+    /// Body bytes read so far.
+    pub fn stdin_received(&self) -> u64 {
+        self.conn.view(self.slot).stdin_received
+    }
+
+    /// The FCGI_DATA stream (Filter role); empty for other roles. Read FCGI_STDIN to its
+    /// end first: the web server sends the two streams in that order.
+    pub fn data(&mut self) -> DataReader<'_> {
+        DataReader { conn: self.conn, slot: self.slot }
+    }
+
+    /// Reads the whole body into `buf`; `BodyTooLarge` if it does not fit.
+    pub async fn read_to_end(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
+        read_to_end(self, buf).await
+    }
+}
+
+impl ErrorType for Request<'_> {
+    type Error = StreamError;
+}
+
+impl Read for Request<'_> {
+    /// Reads body bytes; `Ok(0)` at the end, `BodyTruncated` if it ended short of
+    /// `CONTENT_LENGTH`. Bytes beyond `CONTENT_LENGTH` are passed through.
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
+        poll_fn(|cx| self.conn.poll_read(self.slot, InStream::Stdin, cx, buf)).await
+    }
+}
+
+/// Reader of the FCGI_DATA stream of a Filter request.
+pub struct DataReader<'a> {
+    conn: &'a dyn Conn,
+    slot: usize,
+}
+
+impl DataReader<'_> {
+    /// Data bytes read so far.
+    pub fn received(&self) -> u64 {
+        self.conn.view(self.slot).data_received
+    }
+
+    /// Reads the whole data stream into `buf`; `BodyTooLarge` if it does not fit.
+    pub async fn read_to_end(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
+        read_to_end(self, buf).await
+    }
+}
+
+impl ErrorType for DataReader<'_> {
+    type Error = StreamError;
+}
+
+impl Read for DataReader<'_> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
+        poll_fn(|cx| self.conn.poll_read(self.slot, InStream::Data, cx, buf)).await
+    }
+}
+
+async fn read_to_end<R: Read<Error = StreamError>>(
+    reader: &mut R,
+    buf: &mut [u8],
+) -> Result<usize, StreamError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]).await? {
+            0 => return Ok(filled),
+            n => filled += n,
+        }
+    }
+    let mut probe = [0u8; 1];
+    match reader.read(&mut probe).await? {
+        0 => Ok(filled),
+        _ => Err(StreamError::BodyTooLarge { capacity: buf.len() }),
+    }
+}
+
+/// The response: FCGI_STDOUT as a writer, FCGI_STDERR via [`Response::stderr`], and the
+/// CGI helpers of [`crate::cgi`]. Writes are buffered and cut into records by the engine;
+/// `flush` sends what is buffered.
+pub struct Response<'a> {
+    conn: &'a dyn Conn,
+    slot: usize,
+}
+
+impl<'a> Response<'a> {
+    pub(crate) fn new(conn: &'a dyn Conn, slot: usize) -> Self {
+        Self { conn, slot }
+    }
+
+    /// The error stream (logged by nginx as "FastCGI sent in stderr").
+    pub fn stderr(&mut self) -> Stderr<'_> {
+        Stderr { conn: self.conn, slot: self.slot }
+    }
+
+    /// Whether the web server aborted the request or the connection failed.
+    pub fn aborted(&self) -> bool {
+        self.conn.view(self.slot).aborted
+    }
+
+    /// Sets `appStatus` of END_REQUEST (the CGI exit status; default 0).
+    pub fn set_app_status(&mut self, status: u32) {
+        self.conn.set_app_status(self.slot, status);
+    }
+
+    /// Bytes written to FCGI_STDOUT so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.conn.view(self.slot).stdout_written
+    }
+}
+
+impl ErrorType for Response<'_> {
+    type Error = StreamError;
+}
+
+impl Write for Response<'_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, StreamError> {
+        poll_fn(|cx| self.conn.poll_write(self.slot, OutStream::Stdout, cx, buf)).await
+    }
+
+    async fn flush(&mut self) -> Result<(), StreamError> {
+        poll_fn(|cx| self.conn.poll_flush(self.slot, cx)).await
+    }
+}
+
+/// Writer of the FCGI_STDERR stream.
+pub struct Stderr<'a> {
+    conn: &'a dyn Conn,
+    slot: usize,
+}
+
+impl ErrorType for Stderr<'_> {
+    type Error = StreamError;
+}
+
+impl Write for Stderr<'_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, StreamError> {
+        poll_fn(|cx| self.conn.poll_write(self.slot, OutStream::Stderr, cx, buf)).await
+    }
+
+    async fn flush(&mut self) -> Result<(), StreamError> {
+        poll_fn(|cx| self.conn.poll_flush(self.slot, cx)).await
+    }
+}
+
+macro_rules! debug_by_slot {
+    ($($ty:ident),+) => {$(
+        impl core::fmt::Debug for $ty<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                let view = self.conn.view(self.slot);
+                f.debug_struct(stringify!($ty))
+                    .field("request_id", &view.request_id)
+                    .field("role", &view.role)
+                    .field("aborted", &view.aborted)
+                    .finish_non_exhaustive()
+            }
+        }
+    )+};
+}
+
+debug_by_slot!(Request, DataReader, Response, Stderr);

@@ -1,0 +1,61 @@
+//! # ember-fcgi-core
+//!
+//! The FastCGI 1.0 responder engine: `no_std`, no allocator, no `unsafe`. Bytes from the
+//! web server are parsed incrementally (split anywhere, any padding), requests are handed
+//! to one async [`Handler`] trait, and responses are cut into records in a fixed output
+//! buffer. Transports (mio, smol, or your own) only move bytes: see [`serve_connection`]
+//! and, for hosts with no executor, [`serve_blocking`].
+//!
+//! ## Contract
+//! - Nothing the network sends can make this crate panic, allocate, or grow: every bad
+//!   input has a defined outcome (see [`ProtocolError`] and the README's table).
+//! - END_REQUEST goes out exactly once per request, after its streams are closed and
+//!   after its handler returned.
+//!
+//! ## Memory of one connection
+//! | piece | bytes |
+//! |---|---|
+//! | input buffer | `IN` (default 4096) |
+//! | output buffer | `OUT` (default 4096) |
+//! | params store | `PARAMS` × `REQS` (default 4096 × 1) |
+//! | slot state | about 150 × `REQS` |
+//! | driver future | about 500 plus the handler's future (see the `sizes` test) |
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![allow(async_fn_in_trait)]
+#![warn(missing_debug_implementations)]
+
+mod buffers;
+pub mod cgi;
+mod config;
+mod conn;
+mod drive;
+mod error;
+mod handler;
+mod params;
+pub mod wire;
+
+pub use buffers::{Buffers, ConnectionBuffers, DEFAULT_BUFFERS_BYTES, DefaultBuffers, MAX_REQS};
+pub use cgi::{CopyError, content_type};
+pub use config::{Config, Roles};
+pub use conn::{ConnectionStatus, MIN_INPUT, MIN_OUTPUT};
+pub use drive::{serve_blocking, serve_connection};
+pub use error::{ConnectionError, ProtocolError, StreamError};
+pub use handler::{DataReader, Handler, Request, Response, Stderr};
+pub use params::{Params, ParamsIter};
+pub use wire::Role;
+pub use {embedded_io, embedded_io_async};
+
+/// What a handler module usually imports: the trait, its types, and the I/O traits that
+/// give `read`, `write_all` and `flush`.
+pub mod prelude {
+    pub use crate::cgi::content_type;
+    pub use crate::{Handler, Request, Response, StreamError};
+    pub use embedded_io_async::{Read, Write};
+}
+
+#[cfg(test)]
+extern crate std;
+#[cfg(test)]
+mod tests;

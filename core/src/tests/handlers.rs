@@ -1,0 +1,115 @@
+//! Handlers used by the engine tests.
+
+use std::vec::Vec;
+
+use embedded_io_async::{Read, Write};
+
+use crate::{Handler, Request, Response, StreamError};
+
+/// Answers `Status: 200 OK`, `Content-Type: text/plain`, `Hello, World!\n`.
+pub struct Hello;
+
+impl Handler for Hello {
+    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+        res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+        res.write_all(b"Hello, World!\n").await
+    }
+}
+
+pub const HELLO_STDOUT: &[u8] = b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nHello, World!\n";
+
+/// Echoes params as `NAME=VALUE` lines, then the body length and the body itself, and
+/// for Filter the data length and data.
+pub struct Echo;
+
+impl Handler for Echo {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+        res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+        let params: Vec<(Vec<u8>, Vec<u8>)> =
+            req.params().iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+        for (n, v) in params {
+            res.write_all(&n).await?;
+            res.write_all(b"=").await?;
+            res.write_all(&v).await?;
+            res.write_all(b"\n").await?;
+        }
+        let mut body = Vec::new();
+        let mut buf = [0u8; 100];
+        loop {
+            let n = req.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&buf[..n]);
+        }
+        res.write_all(std::format!("STDIN-LENGTH={}\n", body.len()).as_bytes()).await?;
+        res.write_all(&body).await?;
+        if req.role() == crate::Role::Filter {
+            let mut data = Vec::new();
+            let mut reader = req.data();
+            loop {
+                let n = reader.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+            res.write_all(std::format!("DATA-LENGTH={}\n", data.len()).as_bytes()).await?;
+            res.write_all(&data).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `n` bytes of a repeating pattern, in writes of `chunk` bytes.
+pub struct Big {
+    pub n: usize,
+    pub chunk: usize,
+}
+
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+impl Handler for Big {
+    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+        let data = pattern(self.n);
+        for piece in data.chunks(self.chunk) {
+            res.write_all(piece).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes to stderr then stdout, and sets app status 7.
+pub struct WithStderr;
+
+impl Handler for WithStderr {
+    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+        res.stderr().write_all(b"warn").await?;
+        res.write_all(b"Status: 200 OK\r\n\r\n").await?;
+        res.set_app_status(7);
+        Ok(())
+    }
+}
+
+/// Reads the body until it errors or ends; reports what it saw.
+pub struct BodyCheck;
+
+impl Handler for BodyCheck {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+        let mut buf = [0u8; 8];
+        let outcome = req.read_to_end(&mut buf).await;
+        let line = std::format!("{outcome:?}");
+        res.write_all(line.as_bytes()).await
+    }
+}
+
+/// Fails with an error before writing anything.
+pub struct Fails;
+
+impl Handler for Fails {
+    async fn handle(&self, _req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), StreamError> {
+        Err(StreamError::InvalidHeader)
+    }
+}

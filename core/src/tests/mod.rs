@@ -1,0 +1,6 @@
+//! Engine tests: byte vectors in, byte vectors out, through the real driver.
+
+mod client;
+mod engine;
+mod handlers;
+mod props;

@@ -1,0 +1,326 @@
+//! Name-value pairs (FastCGI 1.0 §3.4): the encoding of PARAMS, GET_VALUES and
+//! GET_VALUES_RESULT content.
+//!
+//! Each length is one byte (0..=127, high bit clear) or four bytes (high bit set, 31-bit
+//! big-endian value). [`NvDecoder`] decodes incrementally: input may be split anywhere,
+//! even inside a length prefix, and pairs are handed to an [`NvSink`] as they arrive, so no
+//! pair ever needs to fit a buffer.
+
+use core::fmt;
+
+/// Largest length a four-byte prefix can express.
+pub const MAX_NV_LEN: u32 = 0x7fff_ffff;
+
+/// Errors of the name-value codec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NvError {
+    /// The stream ended inside a pair.
+    Truncated,
+    /// A length above 2^31-1 cannot be encoded.
+    TooLong,
+    /// The output slice is too small; `required` bytes are needed.
+    BufferTooSmall { required: usize },
+}
+
+impl fmt::Display for NvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated => f.write_str("name-value stream ended inside a pair"),
+            Self::TooLong => f.write_str("name or value longer than 2^31-1 bytes"),
+            Self::BufferTooSmall { required } => {
+                write!(f, "output buffer too small: {required} bytes required")
+            }
+        }
+    }
+}
+
+impl core::error::Error for NvError {}
+
+/// Receives decoded pairs piece by piece: `start`, then name bytes, then value bytes, then
+/// `end`. Pieces arrive in order; a name or value may come in several calls.
+pub trait NvSink {
+    /// A pair begins with these lengths.
+    fn start(&mut self, name_len: u32, value_len: u32);
+    /// The next bytes of the name.
+    fn name(&mut self, bytes: &[u8]);
+    /// The next bytes of the value.
+    fn value(&mut self, bytes: &[u8]);
+    /// The pair is complete.
+    fn end(&mut self);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    NameLen,
+    ValueLen,
+    Name,
+    Value,
+}
+
+/// Incremental decoder of a name-value stream; holds at most one partial length prefix.
+#[derive(Clone, Debug)]
+pub struct NvDecoder {
+    part: Part,
+    len_buf: [u8; 4],
+    len_got: u8,
+    name_len: u32,
+    remaining: u32,
+}
+
+impl Default for NvDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NvDecoder {
+    pub const fn new() -> Self {
+        Self { part: Part::NameLen, len_buf: [0; 4], len_got: 0, name_len: 0, remaining: 0 }
+    }
+
+    /// Decodes all of `input`, handing pieces to `sink`.
+    pub fn feed<S: NvSink + ?Sized>(&mut self, mut input: &[u8], sink: &mut S) {
+        while !input.is_empty() {
+            match self.part {
+                Part::NameLen | Part::ValueLen => {
+                    let used = self.take_len_byte(input[0]);
+                    input = &input[used..];
+                    if let Some(len) = self.finished_len() {
+                        if self.part == Part::NameLen {
+                            self.name_len = len;
+                            self.part = Part::ValueLen;
+                        } else {
+                            sink.start(self.name_len, len);
+                            self.remaining = self.name_len;
+                            self.part = Part::Name;
+                            // `remaining` for the value is kept in `len_buf` until the name is done.
+                            self.len_buf = len.to_be_bytes();
+                            self.skip_empty(sink);
+                        }
+                    }
+                }
+                Part::Name | Part::Value => {
+                    let n = input.len().min(self.remaining as usize);
+                    if self.part == Part::Name {
+                        sink.name(&input[..n]);
+                    } else {
+                        sink.value(&input[..n]);
+                    }
+                    input = &input[n..];
+                    self.remaining -= n as u32;
+                    self.skip_empty(sink);
+                }
+            }
+        }
+    }
+
+    /// Checks that the stream ended on a pair boundary, and resets for the next stream.
+    pub fn finish(&mut self) -> Result<(), NvError> {
+        let clean = self.part == Part::NameLen && self.len_got == 0;
+        *self = Self::new();
+        if clean { Ok(()) } else { Err(NvError::Truncated) }
+    }
+
+    /// Moves past a name or value that is complete (or empty).
+    fn skip_empty<S: NvSink + ?Sized>(&mut self, sink: &mut S) {
+        if self.remaining != 0 {
+            return;
+        }
+        if self.part == Part::Name {
+            self.part = Part::Value;
+            self.remaining = u32::from_be_bytes(self.len_buf);
+            if self.remaining != 0 {
+                return;
+            }
+        }
+        sink.end();
+        self.part = Part::NameLen;
+        self.len_got = 0;
+    }
+
+    fn take_len_byte(&mut self, byte: u8) -> usize {
+        if self.len_got == 0 && byte & 0x80 == 0 {
+            self.len_buf = [0, 0, 0, byte];
+            self.len_got = 4;
+        } else {
+            let byte = if self.len_got == 0 { byte & 0x7f } else { byte };
+            self.len_buf[self.len_got as usize] = byte;
+            self.len_got += 1;
+        }
+        1
+    }
+
+    fn finished_len(&mut self) -> Option<u32> {
+        if self.len_got < 4 {
+            return None;
+        }
+        self.len_got = 0;
+        Some(u32::from_be_bytes(self.len_buf))
+    }
+}
+
+/// Bytes needed to encode a length.
+pub const fn len_size(len: usize) -> usize {
+    if len < 0x80 { 1 } else { 4 }
+}
+
+/// Bytes needed to encode the pair `name`, `value`.
+pub const fn encoded_len(name: &[u8], value: &[u8]) -> usize {
+    len_size(name.len()) + len_size(value.len()) + name.len() + value.len()
+}
+
+/// Encodes one pair into the front of `out`, returning the bytes written.
+pub fn encode_pair(name: &[u8], value: &[u8], out: &mut [u8]) -> Result<usize, NvError> {
+    if name.len() > MAX_NV_LEN as usize || value.len() > MAX_NV_LEN as usize {
+        return Err(NvError::TooLong);
+    }
+    let required = encoded_len(name, value);
+    if out.len() < required {
+        return Err(NvError::BufferTooSmall { required });
+    }
+    let mut at = write_len(name.len(), out);
+    at += write_len(value.len(), &mut out[at..]);
+    out[at..at + name.len()].copy_from_slice(name);
+    at += name.len();
+    out[at..at + value.len()].copy_from_slice(value);
+    Ok(at + value.len())
+}
+
+fn write_len(len: usize, out: &mut [u8]) -> usize {
+    if len < 0x80 {
+        out[0] = len as u8;
+        1
+    } else {
+        out[..4].copy_from_slice(&(len as u32 | 0x8000_0000).to_be_bytes());
+        4
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test {
+    use super::*;
+
+    /// Collects decoded pairs into fixed arrays for assertions.
+    #[derive(Default)]
+    pub(crate) struct Collect {
+        pub pairs: heapless::Vec<(heapless::Vec<u8, 300>, heapless::Vec<u8, 300>), 8>,
+        pub starts: heapless::Vec<(u32, u32), 8>,
+    }
+
+    impl NvSink for Collect {
+        fn start(&mut self, n: u32, v: u32) {
+            self.starts.push((n, v)).unwrap();
+            self.pairs.push((heapless::Vec::new(), heapless::Vec::new())).unwrap();
+        }
+        fn name(&mut self, b: &[u8]) {
+            self.pairs.last_mut().unwrap().0.extend_from_slice(b).unwrap();
+        }
+        fn value(&mut self, b: &[u8]) {
+            self.pairs.last_mut().unwrap().1.extend_from_slice(b).unwrap();
+        }
+        fn end(&mut self) {}
+    }
+
+    // The four length combinations: 1+1, 1+4, 4+1, 4+4.
+    static PAIR_11: [u8; 5] = [1, 2, b'A', b'B', b'C'];
+    static PAIR_4_SMALL: [u8; 9] = [0x80, 0, 0, 1, 0x80, 0, 0, 2, b'N'];
+
+    fn decode_all(chunks: &[&[u8]]) -> Collect {
+        let mut d = NvDecoder::new();
+        let mut c = Collect::default();
+        for ch in chunks {
+            d.feed(ch, &mut c);
+        }
+        d.finish().unwrap();
+        c
+    }
+
+    #[test]
+    fn test_decode_one_byte_lengths() {
+        let c = decode_all(&[&PAIR_11]);
+        assert_eq!(c.pairs.len(), 1);
+        assert_eq!(&c.pairs[0].0[..], b"A");
+        assert_eq!(&c.pairs[0].1[..], b"BC");
+    }
+
+    #[test]
+    fn test_decode_four_byte_encoding_of_small_length() {
+        let mut input = [0u8; 11];
+        input[..9].copy_from_slice(&PAIR_4_SMALL);
+        input[9] = b'v';
+        input[10] = b'w';
+        let c = decode_all(&[&input]);
+        assert_eq!(&c.pairs[0].0[..], b"N");
+        assert_eq!(&c.pairs[0].1[..], b"vw");
+    }
+
+    #[test]
+    fn test_all_length_combinations_round_trip() {
+        let long = [b'x'; 200];
+        for (n, v) in [
+            (&long[..1], &long[..3]),
+            (&long[..1], &long[..200]),
+            (&long[..128], &long[..0]),
+            (&long[..200], &long[..127]),
+        ] {
+            let mut out = [0u8; 512];
+            let len = encode_pair(n, v, &mut out).unwrap();
+            assert_eq!(len, encoded_len(n, v));
+            assert_eq!(out[0] & 0x80 != 0, n.len() >= 128);
+            // Every split point gives the same result.
+            for split in 0..=len {
+                let c = decode_all(&[&out[..split], &out[split..len]]);
+                assert_eq!(&c.pairs[0].0[..], n);
+                assert_eq!(&c.pairs[0].1[..], v);
+            }
+        }
+    }
+
+    #[test]
+    fn test_encode_length_boundaries() {
+        let mut out = [0u8; 300];
+        assert_eq!(encode_pair(&[b'a'; 127], b"", &mut out), Ok(129));
+        assert_eq!(out[0], 127);
+        assert_eq!(encode_pair(&[b'a'; 128], b"", &mut out), Ok(133));
+        assert_eq!(&out[..5], &[0x80, 0, 0, 128, 0]);
+        assert_eq!(encode_pair(b"ab", b"c", &mut out[..4]), Err(NvError::BufferTooSmall { required: 5 }));
+    }
+
+    #[test]
+    fn test_decode_max_length_prefix() {
+        // 2^31-1 announced; the decoder streams it without holding it.
+        let mut d = NvDecoder::new();
+        let mut c = Collect::default();
+        d.feed(&[0xff, 0xff, 0xff, 0xff, 0x00, b'a', b'b'], &mut c);
+        assert_eq!(c.starts[0], (MAX_NV_LEN, 0));
+        assert_eq!(&c.pairs[0].0[..], b"ab");
+        assert_eq!(d.finish(), Err(NvError::Truncated));
+    }
+
+    #[test]
+    fn test_empty_name_and_value() {
+        let c = decode_all(&[&[0, 0, 0, 0]]);
+        assert_eq!(c.pairs.len(), 2);
+        assert!(c.pairs[0].0.is_empty() && c.pairs[0].1.is_empty());
+    }
+
+    #[test]
+    fn test_truncated_inside_prefix_and_body() {
+        for cut in [&[0x80u8, 0][..], &[3, 1, b'a'][..], &[1][..]] {
+            let mut d = NvDecoder::new();
+            d.feed(cut, &mut Collect::default());
+            assert_eq!(d.finish(), Err(NvError::Truncated));
+        }
+    }
+
+    #[test]
+    fn test_byte_at_a_time() {
+        let input = [4, 3, b'N', b'A', b'M', b'E', b'v', b'a', b'l', 1, 0, b'Z'];
+        let chunks: heapless::Vec<&[u8], 12> = input.chunks(1).collect();
+        let c = decode_all(&chunks);
+        assert_eq!(c.pairs.len(), 2);
+        assert_eq!(&c.pairs[0].0[..], b"NAME");
+        assert_eq!(&c.pairs[0].1[..], b"val");
+        assert_eq!(&c.pairs[1].0[..], b"Z");
+    }
+}

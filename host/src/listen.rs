@@ -1,0 +1,254 @@
+//! Listen addresses and binding, including the FastCGI launch convention: a listening
+//! socket passed as file descriptor 0 (`FCGI_LISTENSOCK_FILENO`).
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where a server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// A TCP address, IPv4 or IPv6.
+    Tcp(SocketAddr),
+    /// A Unix socket path, created with `mode` permissions (e.g. 0o660) when given. A stale
+    /// socket file (nobody listening) is replaced.
+    Unix { path: PathBuf, mode: Option<u32> },
+    /// The listening socket inherited as fd 0 (spawn-fcgi, lighttpd `bin-path`, mod_fcgid).
+    Inherited,
+}
+
+/// A listen address that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseListenError(pub String);
+
+impl fmt::Display for ParseListenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid listen address {:?}: expected HOST:PORT, [V6]:PORT, unix:PATH or fd:0", self.0)
+    }
+}
+
+impl std::error::Error for ParseListenError {}
+
+impl FromStr for Listen {
+    type Err = ParseListenError;
+
+    /// `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `fd:0`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(ParseListenError(s.into()));
+            }
+            return Ok(Self::Unix { path: path.into(), mode: None });
+        }
+        if s == "fd:0" {
+            return Ok(Self::Inherited);
+        }
+        if let Ok(addr) = s.parse() {
+            return Ok(Self::Tcp(addr));
+        }
+        s.to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .map(Self::Tcp)
+            .ok_or_else(|| ParseListenError(s.into()))
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix { path, .. } => write!(f, "unix:{}", path.display()),
+            Self::Inherited => f.write_str("fd:0"),
+        }
+    }
+}
+
+/// Why binding failed; says which address and what went wrong.
+#[derive(Debug)]
+pub enum BindError {
+    /// The address is in use (for a Unix path: another server is listening on it).
+    InUse(Listen),
+    /// fd 0 is not a listening socket (the process was not started by a FastCGI launcher).
+    NoInheritedSocket,
+    /// Any other failure.
+    Io(Listen, io::Error),
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InUse(listen) => write!(f, "cannot listen on {listen}: address in use"),
+            Self::NoInheritedSocket => f.write_str(
+                "no listen address given and fd 0 is not a listening socket (FCGI_LISTENSOCK_FILENO)",
+            ),
+            Self::Io(listen, e) => write!(f, "cannot listen on {listen}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A bound, non-blocking std listener. A Unix listener removes its socket file when dropped.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, Option<PathBuf>),
+}
+
+impl Listener {
+    /// Binds `listen` and sets the socket non-blocking.
+    pub fn bind(listen: &Listen) -> Result<Self, BindError> {
+        let io_err = |e: io::Error| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                BindError::InUse(listen.clone())
+            } else {
+                BindError::Io(listen.clone(), e)
+            }
+        };
+        let listener = match listen {
+            Listen::Tcp(addr) => Self::Tcp(TcpListener::bind(addr).map_err(io_err)?),
+            Listen::Unix { path, mode } => {
+                remove_stale_socket(path).map_err(io_err)?;
+                let l = UnixListener::bind(path).map_err(io_err)?;
+                if let Some(mode) = mode {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode)).map_err(io_err)?;
+                }
+                Self::Unix(l, Some(path.clone()))
+            }
+            Listen::Inherited => inherited_fastcgi_socket().ok_or(BindError::NoInheritedSocket)?,
+        };
+        listener.set_nonblocking().map_err(io_err)?;
+        Ok(listener)
+    }
+
+    fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            Self::Tcp(l) => l.set_nonblocking(true),
+            Self::Unix(l, _) => l.set_nonblocking(true),
+        }
+    }
+
+    /// The TCP address actually bound (useful with port 0); `None` for Unix sockets.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr().ok(),
+            Self::Unix(..) => None,
+        }
+    }
+
+    /// Where this listener listens, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Tcp(l) => l.local_addr().map_or_else(|_| "tcp".into(), |a| a.to_string()),
+            Self::Unix(_, Some(path)) => format!("unix:{}", path.display()),
+            Self::Unix(_, None) => "unix:(inherited)".into(),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Self::Unix(_, Some(path)) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Removes `path` if it is a socket nobody listens on; fails with `AddrInUse` if someone does.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Ok(()); // bind will report the conflict
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(io::ErrorKind::AddrInUse.into()),
+        Err(_) => std::fs::remove_file(path),
+    }
+}
+
+/// The listening socket passed as fd 0, if this process was started the FastCGI way: fd 0
+/// is a socket whose `getpeername` fails with ENOTCONN (FastCGI spec §2.2). The fd is
+/// duplicated; fd 0 itself stays open.
+pub fn inherited_fastcgi_socket() -> Option<Listener> {
+    let stdin = io::stdin();
+    let fd = stdin.as_fd();
+    let sock = socket2::SockRef::from(&fd);
+    match sock.peer_addr() {
+        Err(e) if e.raw_os_error() == Some(libc_enotconn()) => {}
+        _ => return None,
+    }
+    let local = sock.local_addr().ok()?;
+    let owned: OwnedFd = fd.try_clone_to_owned().ok()?;
+    if local.is_unix() {
+        Some(Listener::Unix(UnixListener::from(owned), None))
+    } else {
+        Some(Listener::Tcp(TcpListener::from(owned)))
+    }
+}
+
+/// ENOTCONN on Linux and the BSDs we run on.
+const fn libc_enotconn() -> i32 {
+    if cfg!(target_os = "linux") { 107 } else { 57 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_listen_addresses() {
+        assert_eq!(
+            "127.0.0.1:9000".parse::<Listen>().unwrap(),
+            Listen::Tcp("127.0.0.1:9000".parse().unwrap())
+        );
+        assert_eq!("[::1]:9000".parse::<Listen>().unwrap(), Listen::Tcp("[::1]:9000".parse().unwrap()));
+        assert_eq!(
+            "unix:/tmp/x.sock".parse::<Listen>().unwrap(),
+            Listen::Unix { path: "/tmp/x.sock".into(), mode: None }
+        );
+        assert_eq!("fd:0".parse::<Listen>().unwrap(), Listen::Inherited);
+        assert!("unix:".parse::<Listen>().is_err());
+        assert!("nonsense".parse::<Listen>().is_err());
+        assert!("localhost:9000".parse::<Listen>().is_ok());
+    }
+
+    #[test]
+    fn stale_unix_socket_is_replaced_live_one_is_not() {
+        let dir = std::env::temp_dir().join(format!("ember-host-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let listen = Listen::Unix { path: path.clone(), mode: Some(0o600) };
+        let first = Listener::bind(&listen).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(Listener::bind(&listen), Err(BindError::InUse(_))));
+        drop(first);
+        // A stale file: a socket bound by someone who exited without removing it.
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let again = Listener::bind(&listen).unwrap();
+        drop(again);
+        assert!(!path.exists(), "the socket file is removed on drop");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stdin_of_a_test_is_not_a_fastcgi_socket() {
+        assert!(inherited_fastcgi_socket().is_none());
+    }
+}
