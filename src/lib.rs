@@ -1,4 +1,32 @@
 //! ember-fcgi: a FastCGI responder toolkit with a `no_std`, allocation-free protocol core
-//! and mio / smol servers that run the same handler.
+//! and two servers that run the same handler: [`mio`] (one thread, one readiness loop) and
+//! [`smol`] (tasks on the smol executor).
+//!
+//! ```no_run
+//! use ember_fcgi::prelude::*;
+//! use ember_fcgi::host::{Limits, Listen};
+//!
+//! struct Hello;
+//!
+//! impl Handler for Hello {
+//!     async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+//!         res.send_response(200, content_type::TEXT, b"Hello, World!\n").await
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let listen: Listen = "127.0.0.1:9000".parse()?;
+//!     ember_fcgi::mio::Server::bind(&listen, Hello, Limits::default())?.run()?;
+//!     Ok(())
+//! }
+//! ```
 
 pub use ember_fcgi_core::*;
+/// Listen addresses, the inherited FastCGI socket, `FCGI_WEB_SERVER_ADDRS` and limits.
+pub use ember_fcgi_host as host;
+/// The single-threaded mio readiness-loop server.
+#[cfg(feature = "mio")]
+pub use ember_fcgi_mio as mio;
+/// The smol executor server.
+#[cfg(feature = "smol")]
+pub use ember_fcgi_smol as smol;

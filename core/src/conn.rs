@@ -899,6 +899,15 @@ impl<'b> ConnState<'b> {
                         self.fail(ProtocolError::StreamBeforeParams(id));
                         Content::Skip
                     }
+                    // Only a Filter reads DATA; for other roles no handler ever would.
+                    Some(i) if stream == InStream::Data && self.slots[i].role != Role::Filter => {
+                        Content::Skip
+                    }
+                    // A Filter reads DATA after STDIN ended; waiting here would deadlock.
+                    Some(i) if stream == InStream::Data && !self.slots[i].stdin_eof => {
+                        self.fail(ProtocolError::DataBeforeStdin(id));
+                        Content::Skip
+                    }
                     Some(i) => {
                         let s = &mut self.slots[i];
                         let eof = match stream {

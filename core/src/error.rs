@@ -69,6 +69,8 @@ pub enum ProtocolError {
     StreamBeforeParams(u16),
     /// FCGI_PARAMS ended inside a name-value pair.
     TruncatedParams(u16),
+    /// FCGI_DATA for a Filter before its FCGI_STDIN ended (the spec sends STDIN first).
+    DataBeforeStdin(u16),
 }
 
 impl fmt::Display for ProtocolError {
@@ -87,6 +89,9 @@ impl fmt::Display for ProtocolError {
             }
             Self::TruncatedParams(id) => {
                 write!(f, "request {id}: FCGI_PARAMS ended inside a name-value pair")
+            }
+            Self::DataBeforeStdin(id) => {
+                write!(f, "request {id}: FCGI_DATA before FCGI_STDIN ended")
             }
         }
     }

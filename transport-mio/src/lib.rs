@@ -1,1 +1,61 @@
-//! placeholder
+//! # ember-fcgi-mio
+//!
+//! A FastCGI responder server on one thread and one `mio::Poll`, for thousands of
+//! connections with a memory ceiling known before it starts. Each connection is one boxed
+//! future of the core engine ([`ember_fcgi_core::serve_connection`]) that owns the
+//! connection's fixed buffers; after a connection is set up, serving requests allocates
+//! nothing, and streaming any amount of data in or out uses only those buffers
+//! (backpressure, not queues). The same [`Handler`](ember_fcgi_core::Handler) runs here
+//! and on the smol transport.
+//!
+//! - Listen on TCP (IPv4, IPv6), a Unix socket path, or the socket inherited as fd 0
+//!   ([`Listen::Inherited`]); TCP peers are checked against `FCGI_WEB_SERVER_ADDRS`.
+//! - [`Limits`]: max connections (one more is accepted and closed at once), idle and head
+//!   (slowloris) timeouts, a graceful-shutdown timeout and a close linger.
+//! - Stop from any thread with a [`ShutdownHandle`].
+//! - Run it with [`Server::run`], or embed it in your own mio loop with
+//!   [`Server::register`] and [`Registered`]; `run` is that same loop.
+//!
+//! Handler futures are not `Send` (async fn in traits), so a running server stays on its
+//! thread; to use more cores, run one server per core on separate listeners.
+//!
+//! ```no_run
+//! use ember_fcgi_core::prelude::*;
+//! use ember_fcgi_mio::{Limits, Listen, Server};
+//!
+//! struct Hello;
+//! impl Handler for Hello {
+//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+//!         res.send_response(200, content_type::TEXT, b"Hello, World!\n").await
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let listen: Listen = "127.0.0.1:9000".parse()?;
+//! Server::bind(&listen, Hello, Limits::default())?.run()?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, missing_docs)]
+
+mod budget;
+mod conn;
+mod embed;
+mod io;
+mod listen;
+mod server;
+mod shutdown;
+mod stats;
+mod waker;
+
+pub use budget::MemoryBudget;
+pub use embed::Registered;
+pub use server::Server;
+pub use shutdown::ShutdownHandle;
+pub use stats::{Stats, StatsSnapshot};
+
+pub use ember_fcgi_core::{Buffers, ConnectionBuffers, DefaultBuffers};
+pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
+pub use mio;

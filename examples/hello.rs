@@ -1,0 +1,25 @@
+//! Hello, World: every request gets `200 OK`, `text/plain`, `Hello, World!`.
+//!
+//! ```text
+//! cargo run --release --example hello -- --listen 127.0.0.1:9000 [--transport smol]
+//! ```
+
+mod common;
+
+use std::process::ExitCode;
+
+use ember_fcgi::host::Limits;
+use ember_fcgi::prelude::*;
+
+struct Hello;
+
+impl Handler for Hello {
+    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+        res.send_response(200, "text/plain", b"Hello, World!\n").await
+    }
+}
+
+fn main() -> ExitCode {
+    let args = common::parse_args("hello", &[]);
+    common::serve(&args, Hello, Limits::default())
+}

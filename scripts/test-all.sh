@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, the no_std proof, every unit,
+# property, integration and end-to-end test (through a real nginx), and a short fuzz run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+echo "== format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== no_std: the core on a bare-metal target, and linked into a no_std, no-alloc binary"
+cargo build -p ember-fcgi-core --target thumbv7em-none-eabihf
+cargo build --manifest-path nostd-check/Cargo.toml --target thumbv7em-none-eabihf --release
+
+echo "== fuzz smoke run"
+bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
+
+echo "== tests"
+cargo build --release --examples
+cargo test --workspace

@@ -1,0 +1,97 @@
+//! What nginx and cgi-fcgi never send, with the harness's minimal FastCGI client: the
+//! Authorizer and Filter roles, a role the example does not accept, several requests on one
+//! kept connection, and record-level checks (a flushed write is a record of its own). Each
+//! test body runs for every (transport, TCP or Unix socket) pair.
+
+mod support;
+
+use std::ffi::OsStr;
+
+use support::fcgi::{AUTHORIZER, FILTER, Request, roundtrip};
+use support::{App, Combo, EMPTY_SHA256, EchoOutput, TempDir, pattern, sha256_hex};
+
+socket_tests!(echo_roles_and_kept_connection, unaccepted_role, dirlist_flushes_each_entry);
+
+fn echo_roles_and_kept_connection(combo: Combo) {
+    let app = App::start("echo", combo, &[]);
+    let mut conn = app.endpoint.connect();
+
+    // Authorizer: no body; 200 plus a Variable-* header grants access.
+    let params = [("REMOTE_USER", "bob"), ("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/private")];
+    let reply = roundtrip(
+        &mut *conn,
+        &Request { role: AUTHORIZER, keep_conn: true, params: &params, ..Request::default() },
+    );
+    assert_eq!((reply.protocol_status, reply.app_status), (0, 0));
+    let (head, body) = reply.split();
+    assert_eq!(head, "Status: 200 OK\r\nContent-Type: text/plain\r\nVariable-AUTH-ECHO: 1");
+    assert_eq!(
+        body,
+        format!(
+            "REMOTE_USER=bob\nREQUEST_METHOD=GET\nREQUEST_URI=/private\nSTDIN-LENGTH=0\nSTDIN-SHA256={EMPTY_SHA256}\n"
+        )
+    );
+
+    // Filter: FCGI_STDIN, then the file to filter on FCGI_DATA.
+    let (data, data_sha) = pattern(200_000, 9);
+    let data_length = data.len().to_string();
+    let params = [("FCGI_DATA_LENGTH", data_length.as_str()), ("CONTENT_LENGTH", "5")];
+    let request =
+        Request { id: 2, role: FILTER, keep_conn: true, params: &params, stdin: b"input", data: &data };
+    let reply = roundtrip(&mut *conn, &request);
+    let (head, body) = reply.split();
+    assert_eq!(head, "Status: 200 OK\r\nContent-Type: text/plain");
+    let out = EchoOutput::parse(&body);
+    out.assert_stdin(5, &sha256_hex(b"input"));
+    assert_eq!(out.get("DATA-LENGTH"), Some(data_length.as_str()));
+    assert_eq!(out.get("DATA-SHA256"), Some(data_sha.as_str()));
+
+    // More Responder requests on the same connection, reusing request ids.
+    for id in [1, 1, 7] {
+        let query = format!("id={id}");
+        let params = [("QUERY_STRING", query.as_str())];
+        let reply =
+            roundtrip(&mut *conn, &Request { id, keep_conn: true, params: &params, ..Request::default() });
+        let out = EchoOutput::parse(&reply.split().1);
+        assert_eq!(out.get("QUERY_STRING"), Some(query.as_str()));
+        assert!(out.get("DATA-LENGTH").is_none());
+    }
+
+    // Without FCGI_KEEP_CONN the application closes the connection after the reply.
+    let reply = roundtrip(&mut *conn, &Request::default());
+    assert_eq!(reply.protocol_status, 0);
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut *conn, &mut rest).expect("clean close");
+    assert!(rest.is_empty(), "nothing after END_REQUEST: {rest:?}");
+}
+
+fn unaccepted_role(combo: Combo) {
+    // hello keeps the default limits: Responder only.
+    let app = App::start("hello", combo, &[]);
+    let mut conn = app.endpoint.connect();
+    let reply =
+        roundtrip(&mut *conn, &Request { role: FILTER, keep_conn: true, data: b"x", ..Request::default() });
+    assert_eq!(reply.protocol_status, 3, "FCGI_UNKNOWN_ROLE");
+    assert!(reply.stdout.is_empty());
+    let reply = roundtrip(&mut *conn, &Request { role: AUTHORIZER, keep_conn: true, ..Request::default() });
+    assert_eq!(reply.protocol_status, 3, "FCGI_UNKNOWN_ROLE");
+    // The connection is still good for a Responder.
+    let reply = roundtrip(&mut *conn, &Request { keep_conn: true, ..Request::default() });
+    assert_eq!(reply.protocol_status, 0);
+    assert!(reply.stdout_text().ends_with("\r\n\r\nHello, World!\n"));
+}
+
+fn dirlist_flushes_each_entry(combo: Combo) {
+    let root = TempDir::new("tree");
+    for i in 0..40 {
+        std::fs::write(root.path().join(format!("file{i}")), b"").unwrap();
+    }
+    let app = App::start("dirlist", combo, &[OsStr::new("--root"), root.path().as_os_str()]);
+    let mut conn = app.endpoint.connect();
+    let reply =
+        roundtrip(&mut *conn, &Request { params: &[("QUERY_STRING", "path=/")], ..Request::default() });
+    let (_, body) = reply.split();
+    assert_eq!(support::parse_ndjson(&body).len(), 40);
+    // The head goes out with the first entry; every later entry is flushed on its own.
+    assert!(reply.stdout_records >= 40, "{} STDOUT records for 40 flushed entries", reply.stdout_records);
+}

@@ -1,0 +1,249 @@
+//! One connection in the loop: its boxed engine future (which owns the connection's
+//! buffers, so steady state allocates nothing), its waker, and its deadlines.
+//!
+//! A connection is `Serving` while the engine runs, then `Lingering`: after the engine
+//! returned `Ok` (or the connection went idle), the write side is shut down and unread
+//! input is discarded until EOF or `close_linger`, so the web server sees a clean close
+//! rather than a reset.
+
+use std::future::Future;
+use std::io;
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use ember_fcgi_core::{Config, ConnectionBuffers, ConnectionError, Handler, Request, Response, StreamError};
+use ember_fcgi_host::Limits;
+use mio::Registry;
+
+use crate::io::{ConnIo, Drain, Reader, Stream, Writer};
+use crate::stats::Counters;
+use crate::waker::{ConnWaker, Shared};
+
+/// What the engine future of a connection returns.
+pub(crate) type ConnResult = Result<(), ConnectionError<io::Error>>;
+
+/// The engine future of one connection, type-erased so the slab holds one entry type.
+type ConnFuture = Pin<Box<dyn Future<Output = ConnResult>>>;
+
+/// Reads at most this many 2 KiB chunks per poll while lingering (then yields).
+const DRAIN_READS: usize = 32;
+
+/// The user's handler, counting requests for [`crate::Stats`].
+#[derive(Debug)]
+pub(crate) struct Counted<H> {
+    pub(crate) inner: H,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl<H: Handler> Handler for Counted<H> {
+    async fn handle(
+        &self,
+        request: &mut Request<'_>,
+        response: &mut Response<'_>,
+    ) -> Result<(), StreamError> {
+        Counters::bump(&self.counters.requests);
+        let result = self.inner.handle(request, response).await;
+        if request.aborted() {
+            Counters::bump(&self.counters.requests_aborted);
+        }
+        result
+    }
+}
+
+/// The engine future of one connection: the buffers live inside it, created once.
+pub(crate) async fn connection_future<H, B>(
+    io: Rc<ConnIo>,
+    handler: Rc<Counted<H>>,
+    config: Config,
+) -> ConnResult
+where
+    H: Handler,
+    B: ConnectionBuffers + Default,
+{
+    let mut buffers = B::default();
+    ember_fcgi_core::serve_connection(Reader(&io), Writer(&io), &*handler, &mut buffers, &config, &io.status)
+        .await
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The engine runs.
+    Serving,
+    /// The engine is gone; discarding input until EOF or the deadline.
+    Lingering,
+}
+
+/// Why a connection's deadline passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    Idle,
+    Head,
+    Linger,
+}
+
+/// A slab entry: one connection.
+pub(crate) struct Entry {
+    pub(crate) io: Rc<ConnIo>,
+    future: Option<ConnFuture>,
+    wake: Arc<ConnWaker>,
+    waker: Waker,
+    /// In the loop's run queue (events and wakes add it once).
+    pub(crate) scheduled: bool,
+    pub(crate) phase: Phase,
+    idle_since: Option<Instant>,
+    head_since: Option<Instant>,
+    linger_until: Option<Instant>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("phase", &self.phase)
+            .field("active_requests", &self.io.status.active_requests())
+            .field("scheduled", &self.scheduled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Entry {
+    /// A new serving connection; the caller has registered `stream` under the key's token.
+    pub(crate) fn new<H, B>(
+        key: usize,
+        stream: Stream,
+        handler: &Rc<Counted<H>>,
+        config: Config,
+        shared: &Arc<Shared>,
+        now: Instant,
+    ) -> Self
+    where
+        H: Handler + 'static,
+        B: ConnectionBuffers + Default + 'static,
+    {
+        let io = Rc::new(ConnIo::new(stream));
+        let future: ConnFuture =
+            Box::pin(connection_future::<H, B>(Rc::clone(&io), Rc::clone(handler), config));
+        let wake = Arc::new(ConnWaker::new(key, Arc::clone(shared)));
+        let waker = Waker::from(Arc::clone(&wake));
+        Self {
+            io,
+            future: Some(future),
+            wake,
+            waker,
+            scheduled: false,
+            phase: Phase::Serving,
+            idle_since: Some(now),
+            head_since: None,
+            linger_until: None,
+        }
+    }
+
+    /// The loop took this connection off the wake queue.
+    pub(crate) fn clear_wake(&self) {
+        self.wake.clear();
+    }
+
+    /// Queues this connection for the loop's next round (used to yield).
+    pub(crate) fn wake_later(&self) {
+        self.waker.wake_by_ref();
+    }
+
+    /// Polls the engine once; `Some` when it finished (the future is then dropped).
+    pub(crate) fn poll_engine(&mut self, now: Instant) -> Option<ConnResult> {
+        let future = self.future.as_mut()?;
+        let mut cx = Context::from_waker(&self.waker);
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => {
+                self.future = None;
+                Some(result)
+            }
+            Poll::Pending => {
+                self.track(now);
+                None
+            }
+        }
+    }
+
+    /// Follows the engine's status: when the connection went idle, when a head started.
+    fn track(&mut self, now: Instant) {
+        let status = &self.io.status;
+        if status.active_requests() == 0 {
+            self.idle_since.get_or_insert(now);
+        } else {
+            self.idle_since = None;
+        }
+        if status.requests_in_head() > 0 {
+            self.head_since.get_or_insert(now);
+        } else {
+            self.head_since = None;
+        }
+    }
+
+    /// No request is active, no output is stuck and no wake is pending: closing now loses
+    /// nothing (used by the graceful shutdown).
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.phase == Phase::Serving
+            && self.io.status.active_requests() == 0
+            && !self.io.write_blocked()
+            && !self.wake.is_queued()
+    }
+
+    /// When this connection must be looked at again.
+    pub(crate) fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        match self.phase {
+            Phase::Lingering => self.linger_until,
+            Phase::Serving => {
+                let idle = self.idle_since.map(|t| t + limits.idle_timeout);
+                let head = self.head_since.map(|t| t + limits.head_timeout);
+                match (idle, head) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+        }
+    }
+
+    /// Which deadline has passed at `now`, if any.
+    pub(crate) fn expired(&self, now: Instant, limits: &Limits) -> Option<Expiry> {
+        match self.phase {
+            Phase::Lingering => self.linger_until.filter(|t| *t <= now).map(|_| Expiry::Linger),
+            Phase::Serving => {
+                if self.head_since.is_some_and(|t| t + limits.head_timeout <= now) {
+                    Some(Expiry::Head)
+                } else if self.idle_since.is_some_and(|t| t + limits.idle_timeout <= now) {
+                    Some(Expiry::Idle)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Drops the engine, shuts down the write side and starts discarding input for at
+    /// most `linger`.
+    pub(crate) fn start_linger(&mut self, now: Instant, linger: std::time::Duration) -> io::Result<()> {
+        self.future = None;
+        self.phase = Phase::Lingering;
+        self.linger_until = Some(now + linger);
+        self.io.stream.shutdown(Shutdown::Write)
+    }
+
+    /// Discards input while lingering.
+    pub(crate) fn drain(&self) -> Drain {
+        self.io.stream.discard_input(DRAIN_READS)
+    }
+
+    /// Drops the engine first, then deregisters the socket; the socket closes when the
+    /// entry is dropped.
+    pub(crate) fn release(&mut self, registry: &Registry) {
+        self.future = None;
+        if let Some(io) = Rc::get_mut(&mut self.io) {
+            // The fd is closed right after; epoll forgets it then anyway.
+            let _ = io.stream.deregister(registry);
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! No heap allocation per request in steady state, and none while streaming large bodies:
+//! a counting global allocator counts what the server's thread allocates. (Its own test
+//! binary: a global allocator affects every test in it. Only the server thread is counted,
+//! so clients and parallel tests do not disturb the count.)
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::*;
+use ember_fcgi_mio::{Limits, Listen, Server};
+
+struct Counting;
+
+thread_local! {
+    /// The counter of the current thread, if it is a counted server thread.
+    static COUNTER: Cell<Option<&'static AtomicU64>> = const { Cell::new(None) };
+}
+
+fn count() {
+    // `try_with`: the allocator may run while thread-locals are torn down.
+    if let Ok(Some(counter)) = COUNTER.try_with(Cell::get) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
+// `GlobalAlloc` contract is exactly the system allocator's; counting touches only an
+// atomic and a const-initialised thread-local without destructor (neither allocates).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: forwarded unchanged; `ptr` came from this allocator, i.e. from `System`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged; `ptr` came from this allocator, i.e. from `System`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Starts a TCP server whose thread counts its allocations in `counter`.
+fn counted_server(counter: &'static AtomicU64, limits: Limits) -> Running {
+    let listen = Listen::Tcp("127.0.0.1:0".parse().unwrap());
+    let server = Server::bind(&listen, TestHandler, limits).unwrap();
+    let (addr, stats, stop) = (server.local_addr(), server.stats(), server.shutdown_handle());
+    let thread = std::thread::spawn(move || {
+        COUNTER.set(Some(counter));
+        server.run()
+    });
+    Running { addr, stats, stop, thread: Some(thread) }
+}
+
+#[test]
+fn keep_conn_requests_allocate_nothing() {
+    static ALLOCS: AtomicU64 = AtomicU64::new(0);
+    let server = counted_server(&ALLOCS, test_limits());
+    let mut c = server.client();
+    // One request at a time, as web servers do (a BEGIN for an id still active is a
+    // protocol error).
+    let sink = request(1, true, "/sink", "", &[5; 3000]);
+    let hello = request(1, true, "/hello", "world", b"");
+    let expected = format!("3000 {:016x}", fnv_of(&[5; 3000]));
+    let pair = |c: &mut Client| {
+        c.send(&sink);
+        assert_eq!(c.reply(1).body_str(), expected);
+        c.send(&hello);
+        assert_eq!(c.reply(1).body_str(), "hello world");
+    };
+    for _ in 0..10 {
+        pair(&mut c);
+    }
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..1000 {
+        pair(&mut c);
+    }
+    let during = ALLOCS.load(Ordering::Relaxed) - before;
+    assert_eq!(during, 0, "allocations over 2000 keep-conn requests");
+    assert_eq!(server.snapshot().requests, 2020);
+
+    // The counter does count: a new connection costs its future, socket state and waker.
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let mut second = server.client();
+    pair(&mut second);
+    let setup = ALLOCS.load(Ordering::Relaxed) - before;
+    assert_eq!(setup, 3, "allocations to set up a connection");
+}
+
+#[test]
+fn many_connections_steady_state_allocates_nothing() {
+    static ALLOCS: AtomicU64 = AtomicU64::new(0);
+    let server = counted_server(&ALLOCS, test_limits());
+    let mut clients: Vec<Client> = (0..100).map(|_| server.client()).collect();
+    let req = request(1, true, "/hello", "many", b"body");
+    let round = |clients: &mut Vec<Client>| {
+        for c in clients.iter_mut() {
+            c.send(&req);
+        }
+        for c in clients.iter_mut() {
+            assert_eq!(c.reply(1).body_str(), "hello many");
+        }
+    };
+    round(&mut clients);
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..20 {
+        round(&mut clients);
+    }
+    assert_eq!(
+        ALLOCS.load(Ordering::Relaxed) - before,
+        0,
+        "allocations over 2000 requests on 100 connections"
+    );
+}
+
+#[test]
+fn streaming_64_mib_each_way_allocates_nothing() {
+    static ALLOCS: AtomicU64 = AtomicU64::new(0);
+    const SIZE: u64 = 64 << 20;
+    let server = counted_server(&ALLOCS, test_limits());
+    let mut c = server.client();
+    assert_eq!(c.get("/hello", "warm"), "hello warm");
+    let before = ALLOCS.load(Ordering::Relaxed);
+
+    let mut msg = begin(1, true);
+    msg.extend(params(1, &[("SCRIPT_NAME", "/sink"), ("CONTENT_LENGTH", &SIZE.to_string())]));
+    c.send(&msg);
+    let mut chunk = vec![0u8; 65528];
+    let mut record = Vec::with_capacity(65536 + 8);
+    let mut fnv = Fnv::new();
+    let mut sent = 0u64;
+    while sent < SIZE {
+        let n = (SIZE - sent).min(chunk.len() as u64) as usize;
+        fill_pattern(&mut chunk[..n], sent);
+        fnv.update(&chunk[..n]);
+        record.clear();
+        push_record(&mut record, STDIN, 1, &chunk[..n]);
+        c.send(&record);
+        sent += n as u64;
+    }
+    record.clear();
+    push_record(&mut record, STDIN, 1, b"");
+    c.send(&record);
+    assert_eq!(c.reply(1).body_str(), format!("{SIZE} {:016x}", fnv.0));
+
+    c.send(&request(1, true, "/source", &SIZE.to_string(), b""));
+    let mut stdout = 0u64;
+    loop {
+        let r = c.record().expect("record");
+        match r.kind {
+            STDOUT => stdout += r.content.len() as u64,
+            END_REQUEST => break,
+            k => panic!("unexpected record {k}"),
+        }
+    }
+    assert!(stdout > SIZE, "head plus {SIZE} body bytes, got {stdout}");
+    assert_eq!(ALLOCS.load(Ordering::Relaxed) - before, 0, "allocations while streaming 128 MiB");
+}
+
+fn fnv_of(bytes: &[u8]) -> u64 {
+    let mut f = Fnv::new();
+    f.update(bytes);
+    f.0
+}

@@ -1,0 +1,265 @@
+//! The server before it runs: a bound listener, the handler and the limits. Start it with
+//! [`Server::run`] (this thread), [`Server::run_threads`] (one loop per thread on the shared
+//! listener) or [`Server::serve`] (a future on your smol executor).
+
+use std::io;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use ember_fcgi_core::{ConnectionBuffers, DefaultBuffers, Handler};
+use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
+
+use crate::listener::ListenSocket;
+use crate::pool::Ready;
+use crate::reactor::{self, Embedded, new_poller};
+use crate::serve::{LoopCtx, serve_loop};
+use crate::shutdown::{Shutdown, ShutdownHandle};
+use crate::stats::Stats;
+
+/// A FastCGI server for smol. Each accepted connection becomes one task that serves all
+/// of its requests with the fixed buffers `B` (default [`DefaultBuffers`], about 12 KiB)
+/// and the core driver; tasks are `!Send` and stay on the loop (thread) that accepted them.
+///
+/// Bounds: [`run`](Self::run) and [`serve`](Self::serve) need only `H: Handler` (the
+/// handler need not be `Send`); [`run_threads`](Self::run_threads) needs
+/// `H: Handler + Send + Sync + 'static`, as every thread's loop calls the one handler.
+///
+/// ```no_run
+/// use ember_fcgi_core::prelude::*;
+/// use ember_fcgi_smol::{Limits, Listen, Server};
+///
+/// struct Hello;
+/// impl Handler for Hello {
+///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+///         res.send_response(200, content_type::TEXT, b"hello\n").await
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::bind(&"127.0.0.1:9000".parse::<Listen>()?, Hello, Limits::default())?;
+/// let stop = server.shutdown_handle(); // e.g. call stop.shutdown() on SIGTERM
+/// server.run_threads(2)?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Server<H, B = DefaultBuffers> {
+    listener: Arc<ListenSocket>,
+    handler: H,
+    limits: Limits,
+    allow: WebServerAddrs,
+    shutdown: Arc<Shutdown>,
+    stats: Stats,
+    _buffers: PhantomData<fn() -> B>,
+}
+
+impl<H, B> std::fmt::Debug for Server<H, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener.describe())
+            .field("limits", &self.limits)
+            .field("web_server_addrs", &self.allow)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// Binds `listen` (TCP, a Unix socket path, or `Listen::Inherited` for the socket a
+    /// FastCGI launcher passed as fd 0) with the default connection buffers.
+    /// `FCGI_WEB_SERVER_ADDRS` is read from the environment.
+    pub fn bind(listen: &Listen, handler: H, limits: Limits) -> Result<Self, BindError> {
+        let listener = Listener::bind(listen)?;
+        Self::from_listener(listener, handler, limits).map_err(|e| BindError::Io(listen.clone(), e))
+    }
+}
+
+impl<H: Handler, B: ConnectionBuffers + Default> Server<H, B> {
+    /// Serves an already bound listener (made non-blocking here). Pick the buffers with
+    /// `Server::<_, MyBuffers>::from_listener(..)`. `FCGI_WEB_SERVER_ADDRS` is read from
+    /// the environment.
+    pub fn from_listener(listener: Listener, handler: H, limits: Limits) -> io::Result<Self> {
+        Ok(Self {
+            listener: Arc::new(ListenSocket::new(listener)?),
+            handler,
+            limits,
+            allow: WebServerAddrs::from_env(),
+            shutdown: Arc::new(Shutdown::default()),
+            stats: Stats::default(),
+            _buffers: PhantomData,
+        })
+    }
+
+    /// Replaces the TCP peer allow-list (by default `FCGI_WEB_SERVER_ADDRS`).
+    pub fn with_web_server_addrs(mut self, allow: WebServerAddrs) -> Self {
+        self.allow = allow;
+        self
+    }
+
+    /// The same server with other connection buffers, e.g.
+    /// `Server::bind(..)?.with_buffers::<Buffers<16384, 16384, 8192, 1>>()`.
+    pub fn with_buffers<B2: ConnectionBuffers + Default>(self) -> Server<H, B2> {
+        Server {
+            listener: self.listener,
+            handler: self.handler,
+            limits: self.limits,
+            allow: self.allow,
+            shutdown: self.shutdown,
+            stats: self.stats,
+            _buffers: PhantomData,
+        }
+    }
+
+    /// The TCP address listened on (useful with port 0); `None` for Unix sockets.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The limits this server enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A handle that starts a graceful shutdown from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle::new(Arc::clone(&self.shutdown))
+    }
+
+    /// Live counters (open connections, accepted, refused, timed out, requests, ...).
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    /// Serves as a future on the caller's smol executor (a `LocalExecutor`, or
+    /// `smol::block_on`), beside the application's other tasks, until a shutdown finished.
+    /// The future is `!Send`: connection tasks run inside it, polled when their socket,
+    /// timer or handler wakes them. Our sockets sit in a poller of our own that async-io
+    /// watches as one fd; each wake-up of this future costs async-io's usual allocations,
+    /// which [`run`](Self::run) avoids.
+    pub async fn serve(self) -> io::Result<()> {
+        let Self { listener, handler, limits, allow, shutdown, stats, .. } = self;
+        let poller = new_poller()?;
+        let ready = Arc::new(Ready::default());
+        let embedded = Embedded::new(Arc::clone(&poller))?;
+        let ctx = loop_ctx(&handler, limits, &allow, &shutdown, &stats, &poller);
+        serve_loop::<H, B>(&ctx, listener, &ready, Some(embedded)).await
+    }
+
+    /// Serves on this thread until a shutdown finished. The thread sleeps in our own
+    /// poller, so a request on an open connection allocates nothing; async work the
+    /// handler awaits (smol timers, sockets, files) is driven by async-io's own thread.
+    pub fn run(self) -> io::Result<()> {
+        let Self { listener, handler, limits, allow, shutdown, stats, .. } = self;
+        run_loop::<H, B>(listener, &handler, limits, &allow, &shutdown, &stats)
+    }
+}
+
+impl<H: Handler + Send + Sync + 'static, B: ConnectionBuffers + Default> Server<H, B> {
+    /// Serves on `threads` new threads (at least one), each running its own loop (as
+    /// [`run`](Self::run) does) that accepts from the shared listener; returns when a
+    /// shutdown finished on all of them, or the first error after stopping the others.
+    pub fn run_threads(self, threads: usize) -> io::Result<()> {
+        let Self { listener, handler, limits, allow, shutdown, stats, .. } = self;
+        let (handler, allow, shutdown, stats) = (&handler, &allow, &*shutdown, &stats);
+        std::thread::scope(move |scope| {
+            let mut workers = Vec::with_capacity(threads.max(1));
+            let mut result = Ok(());
+            for n in 0..threads.max(1) {
+                let listener = Arc::clone(&listener);
+                let spawned = std::thread::Builder::new().name(format!("ember-fcgi-smol-{n}")).spawn_scoped(
+                    scope,
+                    move || {
+                        let run = AssertUnwindSafe(|| {
+                            run_loop::<H, B>(listener, handler, limits, allow, shutdown, stats)
+                        });
+                        let result = catch_unwind(run)
+                            .unwrap_or_else(|_| Err(io::Error::other("an ember-fcgi-smol loop panicked")));
+                        if result.is_err() {
+                            shutdown.request();
+                        }
+                        result
+                    },
+                );
+                match spawned {
+                    Ok(worker) => workers.push(worker),
+                    Err(error) => {
+                        shutdown.request();
+                        result = Err(error);
+                        break;
+                    }
+                }
+            }
+            drop(listener); // the loops hold it; it closes when they stop accepting
+            for worker in workers {
+                let joined = worker
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("an ember-fcgi-smol thread panicked")));
+                if result.is_ok() {
+                    result = joined;
+                }
+            }
+            result
+        })
+    }
+}
+
+fn loop_ctx<'a, H>(
+    handler: &'a H,
+    limits: Limits,
+    allow: &'a WebServerAddrs,
+    shutdown: &'a Shutdown,
+    stats: &'a Stats,
+    poller: &'a polling::Poller,
+) -> LoopCtx<'a, H> {
+    LoopCtx {
+        handler,
+        limits,
+        config: limits.protocol_config(),
+        allow,
+        counters: stats.counters(),
+        shutdown,
+        draining: shutdown.flag(),
+        poller,
+    }
+}
+
+/// One loop on this thread, sleeping in its own poller.
+fn run_loop<H: Handler, B: ConnectionBuffers + Default>(
+    listener: Arc<ListenSocket>,
+    handler: &H,
+    limits: Limits,
+    allow: &WebServerAddrs,
+    shutdown: &Shutdown,
+    stats: &Stats,
+) -> io::Result<()> {
+    let poller = new_poller()?;
+    let ready = Arc::new(Ready::default());
+    let ctx = loop_ctx(handler, limits, allow, shutdown, stats, &poller);
+    reactor::block_on(&poller, &ready, serve_loop::<H, B>(&ctx, listener, &ready, None))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_cross_threads() {
+        send_sync::<ShutdownHandle>();
+        send_sync::<Stats>();
+        send_sync::<Server<Hello>>();
+    }
+
+    struct Hello;
+
+    impl Handler for Hello {
+        async fn handle(
+            &self,
+            _: &mut ember_fcgi_core::Request<'_>,
+            _: &mut ember_fcgi_core::Response<'_>,
+        ) -> Result<(), ember_fcgi_core::StreamError> {
+            Ok(())
+        }
+    }
+}
