@@ -51,6 +51,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # --- tools -------------------------------------------------------------------------------
 nginx_bin=${NGINX:-}
 if [ -z "$nginx_bin" ]; then
+    if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+        # A fresh machine: install what the examples and tests use (nginx, cgi-fcgi).
+        bash "$repo/scripts/setup.sh" --no-fuzz
+    fi
     nginx_bin=$(command -v nginx || true)
     [ -n "$nginx_bin" ] || { [ -x /usr/sbin/nginx ] && nginx_bin=/usr/sbin/nginx; } || true
 fi

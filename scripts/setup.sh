@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the examples and tests need on a fresh Debian machine; quick when all is there.
-# nginx and cgi-fcgi (libfcgi-bin) for the end-to-end tests, the bare-metal target that
-# proves the core is no_std, and cargo-fuzz for the fuzz smoke run.
+# nginx, cgi-fcgi (libfcgi-bin), lighttpd, apache2 and caddy for the end-to-end tests, the
+# bare-metal target that proves the core is no_std, and cargo-fuzz for the fuzz smoke run.
+# The tests run each web server from a config of their own and need none of the packages'
+# services (where apt starts them, `systemctl disable --now apache2 lighttpd caddy` stops them).
 set -euo pipefail
 
 need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v cgi-fcgi >/dev/null 2>&1 || need_apt+=(libfcgi-bin)
+command -v lighttpd >/dev/null 2>&1 || [ -x /usr/sbin/lighttpd ] || need_apt+=(lighttpd)
+command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need_apt+=(apache2)
+command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || need_apt+=(caddy)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     SUDO=""

@@ -30,3 +30,8 @@ pub use ember_fcgi_mio as mio;
 /// The smol executor server.
 #[cfg(feature = "smol")]
 pub use ember_fcgi_smol as smol;
+
+/// Compiles the README's Rust examples as doc tests, so the README stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

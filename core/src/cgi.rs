@@ -61,10 +61,42 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// The bytes of an HTTP token (RFC 9110 §5.6.2), as a table.
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
 /// Whether `name` is an HTTP token (RFC 9110 §5.6.2).
 fn is_token(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| TOKEN_BYTES[usize::from(b)])
 }
+
+/// Headers [`Response::send_head`] writes in one step when the output buffer has room.
+const HEAD_NOW_HEADERS: usize = 6;
 
 /// Whether `value` can go into a header line (no CR, LF or NUL).
 fn is_field_value(value: &str) -> bool {
@@ -116,6 +148,9 @@ impl Response<'_> {
         }
         let digits =
             [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
+        if self.head_now(&digits, status, headers, b"") {
+            return Ok(());
+        }
         self.write_all(b"Status: ").await?;
         self.write_all(&digits).await?;
         self.write_all(b" ").await?;
@@ -125,6 +160,25 @@ impl Response<'_> {
             self.write_header(name, value).await?;
         }
         self.write_all(b"\r\n").await
+    }
+
+    /// The whole head in one step if the output buffer has room for it now (the common
+    /// case; saves a call per piece). Not async, so its slices never live in the future.
+    /// `body` (possibly empty) follows the head in the same step.
+    fn head_now(&mut self, digits: &[u8; 3], status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
+        if headers.len() > HEAD_NOW_HEADERS {
+            return false;
+        }
+        let mut parts: [&[u8]; 7 + 4 * HEAD_NOW_HEADERS] = [&[]; 7 + 4 * HEAD_NOW_HEADERS];
+        parts[..5].copy_from_slice(&[b"Status: ", digits, b" ", reason_phrase(status).as_bytes(), b"\r\n"]);
+        let mut n = 5;
+        for (name, value) in headers {
+            parts[n..n + 4].copy_from_slice(&[name.as_bytes(), b": ", value.as_bytes(), b"\r\n"]);
+            n += 4;
+        }
+        parts[n] = b"\r\n";
+        parts[n + 1] = body;
+        self.write_now(&parts[..n + 2])
     }
 
     async fn write_header(&mut self, name: &str, value: &str) -> Result<(), StreamError> {
@@ -143,7 +197,20 @@ impl Response<'_> {
     ) -> Result<(), StreamError> {
         let mut digits = [0u8; 20];
         let length = format_u64(body.len() as u64, &mut digits);
-        self.send_head(status, &[("Content-Type", content_type), ("Content-Length", length)]).await?;
+        let headers = [("Content-Type", content_type), ("Content-Length", length)];
+        // Head and body in one step when they fit the output buffer now.
+        if (100..=999).contains(&status)
+            && headers.iter().all(|(n, v)| is_token(n) && is_field_value(v))
+            && self.head_now(
+                &[b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8],
+                status,
+                &headers,
+                body,
+            )
+        {
+            return Ok(());
+        }
+        self.send_head(status, &headers).await?;
         self.write_all(body).await
     }
 

@@ -91,7 +91,9 @@ pub struct SlotState {
     data_eof: bool,
     stdin_received: u64,
     data_received: u64,
-    content_length: Option<u64>,
+    /// CONTENT_LENGTH, looked up when a handler first reaches the end of the body (`None`
+    /// until then: a handler that never reads its body never pays for the lookup).
+    content_length: Option<Option<u64>>,
     waiting_input: bool,
     stdout_written: u64,
     stderr_used: bool,
@@ -168,16 +170,73 @@ pub(crate) struct SlotView {
 }
 
 /// What a transport may watch of a connection to enforce its timeouts: how many requests
-/// are active, and how many of them are still receiving their head (BEGIN..end of PARAMS).
+/// are active, and how many of them are still receiving their head (BEGIN..end of PARAMS);
+/// whether the connection is idle at a record boundary (see
+/// [`is_idle_at_boundary`](Self::is_idle_at_boundary)); and how much of the coming input
+/// the engine will throw away (see [`discardable`](Self::discardable)).
 #[derive(Debug, Default)]
 pub struct ConnectionStatus {
     active: Cell<u16>,
     in_head: Cell<u16>,
+    idle_at_boundary: Cell<bool>,
+    discardable: Cell<u32>,
+    discarded: Cell<u32>,
 }
 
 impl ConnectionStatus {
     pub const fn new() -> Self {
-        Self { active: Cell::new(0), in_head: Cell::new(0) }
+        Self {
+            active: Cell::new(0),
+            in_head: Cell::new(0),
+            idle_at_boundary: Cell::new(false),
+            discardable: Cell::new(0),
+            discarded: Cell::new(0),
+        }
+    }
+
+    /// While the driver waits in a read: how many of the next input bytes it will skip
+    /// unseen (the rest of a record no handler reads, e.g. the body of a request whose
+    /// handler has already answered, or padding). A reader may throw up to that many away
+    /// itself, e.g. with one vectored read into a scratch buffer before the driver's buffer,
+    /// instead of passing them through the driver's (small) input buffer; it reports them
+    /// with [`discard`](Self::discard) before its read returns.
+    pub fn discardable(&self) -> usize {
+        self.discardable.get() as usize
+    }
+
+    /// The reader threw away the next `n` input bytes (at most [`discardable`](Self::discardable));
+    /// the driver accounts for them when the read returns (with data, or 0 at end of input).
+    pub fn discard(&self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX).min(self.discardable.get());
+        self.discardable.set(self.discardable.get() - n);
+        self.discarded.set(self.discarded.get() + n);
+    }
+
+    pub(crate) fn set_discardable(&self, n: usize) {
+        self.discardable.set(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
+    pub(crate) fn take_discarded(&self) -> usize {
+        self.discardable.set(0);
+        self.discarded.replace(0) as usize
+    }
+
+    /// Whether the last poll of [`serve_connection`](crate::serve_connection) left the
+    /// connection idle at a record boundary: no request active, no unparsed input (the
+    /// parser waits for the first byte of a record header), no output unsent or unflushed,
+    /// no error, no end of input, no close pending; only a read of the socket is pending.
+    ///
+    /// Then the connection future holds nothing a fresh one would not: a transport whose
+    /// reader is cancel-safe (a pending read has taken no bytes) may drop the future,
+    /// together with its buffers, and later call `serve_connection` again on the same
+    /// socket (with zeroed buffers and this status) when input arrives; the web server
+    /// cannot tell. Valid until the future is polled again.
+    pub fn is_idle_at_boundary(&self) -> bool {
+        self.idle_at_boundary.get()
+    }
+
+    pub(crate) fn set_idle_at_boundary(&self, idle: bool) {
+        self.idle_at_boundary.set(idle);
     }
 
     /// Requests between BEGIN_REQUEST and their END_REQUEST.
@@ -201,6 +260,12 @@ struct ValuesQuery {
     asked: u8,
     name: heapless::Vec<u8, 16>,
     name_fits: bool,
+}
+
+impl ValuesQuery {
+    const fn new() -> Self {
+        Self { decoder: NvDecoder::new(), asked: 0, name: heapless::Vec::new(), name_fits: true }
+    }
 }
 
 impl NvSink for ValuesQuery {
@@ -227,10 +292,20 @@ impl NvSink for ValuesQuery {
 #[derive(Clone, Debug)]
 enum Content {
     Skip,
-    Begin { body: [u8; 8], got: u8 },
-    Params { slot: usize },
-    Stream { slot: usize, stream: InStream },
-    GetValues(ValuesQuery),
+    Begin {
+        body: [u8; 8],
+        got: u8,
+    },
+    Params {
+        slot: usize,
+    },
+    Stream {
+        slot: usize,
+        stream: InStream,
+    },
+    /// A GET_VALUES query, collected in `ConnState::values` (kept out of this enum so the
+    /// parser state stays small: it is moved on every parsing step).
+    GetValues,
     UnknownType(u8),
 }
 
@@ -260,6 +335,8 @@ pub(crate) struct ConnState<'b> {
     in_pos: usize,
     in_len: usize,
     parse: Parse,
+    /// The GET_VALUES query being parsed (while `parse` is in its content).
+    values: ValuesQuery,
     output: Option<&'b mut [u8]>,
     out_sent: usize,
     out_sealed: usize,
@@ -299,6 +376,7 @@ impl<'b> ConnState<'b> {
             in_pos: 0,
             in_len: 0,
             parse: NEW_HEADER,
+            values: ValuesQuery::new(),
             output: Some(output),
             out_sent: 0,
             out_sealed: 0,
@@ -343,6 +421,27 @@ impl<'b> ConnState<'b> {
         self.dead() || self.eof || (self.closing && self.all_free())
     }
 
+    /// Nothing is in flight and nothing is buffered; see
+    /// [`ConnectionStatus::is_idle_at_boundary`]. (In read-ahead mode the reader then holds
+    /// the empty input buffer in a pending read.)
+    pub(crate) fn idle_at_boundary(&self) -> bool {
+        !self.input_over()
+            && !self.closing
+            && self.all_free()
+            && matches!(self.parse, Parse::Header { got: 0, .. })
+            && self.in_pos == self.in_len
+            && self.output.is_some()
+            && self.out_len == 0
+            && self.open.is_none()
+            && self.flushed_total == self.sent_total
+    }
+
+    /// Tells the transport whether the connection is idle at a record boundary (called by
+    /// the driver whenever it returns `Pending`).
+    pub(crate) fn publish_idle(&self) {
+        self.status.set_idle_at_boundary(self.mode == IoMode::ReadAhead && self.idle_at_boundary());
+    }
+
     /// The connection has nothing left to do: the driver returns.
     pub(crate) fn finished(&self) -> bool {
         self.dead()
@@ -370,6 +469,50 @@ impl<'b> ConnState<'b> {
             }
         }
         self.input.take()
+    }
+
+    /// Input bytes the parser will skip unseen before it needs any (see
+    /// [`ConnectionStatus::discardable`]): the rest of a record no handler reads, or
+    /// padding; 0 while unparsed input waits or the next bytes matter.
+    pub(crate) fn discardable(&self) -> usize {
+        if self.in_pos < self.in_len || self.input_over() {
+            return 0;
+        }
+        match &self.parse {
+            Parse::Padding { left } => usize::from(*left),
+            Parse::Content { left, what: Content::Skip | Content::UnknownType(_), .. } => usize::from(*left),
+            // Stream content for a request that does not take it is skipped (a request
+            // never starts wanting input again within a record).
+            Parse::Content { id, left, what: Content::Stream { slot, .. }, .. } => {
+                let s = &self.slots[*slot];
+                if s.id == *id && s.wants_input() { 0 } else { usize::from(*left) }
+            }
+            _ => 0,
+        }
+    }
+
+    /// The reader is about to read: tells the transport what it may throw away.
+    pub(crate) fn publish_discardable(&self) {
+        self.status.set_discardable(self.discardable());
+    }
+
+    /// Accounts for input the reader threw away (at most what was discardable).
+    pub(crate) fn apply_discarded(&mut self) {
+        let n = self.status.take_discarded().min(self.discardable());
+        if n == 0 {
+            return;
+        }
+        match &mut self.parse {
+            Parse::Padding { left } => {
+                *left -= n as u8;
+                if *left == 0 {
+                    self.parse = NEW_HEADER;
+                }
+            }
+            Parse::Content { left, .. } => *left -= n as u16,
+            Parse::Header { .. } => {}
+        }
+        self.progress = self.progress.wrapping_add(1);
     }
 
     /// Takes back the input buffer with `filled` new bytes at its front (0 means EOF).
@@ -599,10 +742,10 @@ impl<'b> ConnState<'b> {
         };
         if eof {
             if stream == InStream::Stdin
-                && let Some(expected) = slot.content_length
-                && slot.stdin_received < expected
+                && let Some(expected) = self.content_length(i)
+                && self.slots[i].stdin_received < expected
             {
-                let received = slot.stdin_received;
+                let received = self.slots[i].stdin_received;
                 return Poll::Ready(Err(StreamError::BodyTruncated { expected, received }));
             }
             return Poll::Ready(Ok(0));
@@ -699,6 +842,56 @@ impl<'b> ConnState<'b> {
         Poll::Ready(Ok(n))
     }
 
+    /// Appends all of `parts` to slot `i`'s open `stream` record in one step if they fit
+    /// the output buffer and the record now; false (nothing written) when they do not, or
+    /// when [`Self::poll_write`] would fail or wait. The bytes end up exactly as if each part
+    /// had been passed to `poll_write` in turn.
+    pub(crate) fn write_now(&mut self, i: usize, stream: OutStream, parts: &[&[u8]]) -> bool {
+        if self.slots[i].aborted || self.dead() || self.output.is_none() {
+            return false;
+        }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
+            return true;
+        }
+        let id = self.slots[i].id;
+        if let Some(open) = self.open
+            && (open.id != id
+                || open.stream != stream
+                || self.out_len - open.at - HEADER_LEN >= MAX_CONTENT_LEN)
+        {
+            self.seal();
+        }
+        let Some(out) = self.output.as_deref_mut() else {
+            return false;
+        };
+        let (header, in_record) = match self.open {
+            Some(open) => (0, self.out_len - open.at - HEADER_LEN),
+            None => (HEADER_LEN, 0),
+        };
+        if out.len() - self.out_len < header + total || in_record + total > MAX_CONTENT_LEN {
+            return false;
+        }
+        if self.open.is_none() {
+            self.open = Some(OpenRecord { id, stream, at: self.out_len });
+            self.out_len += HEADER_LEN;
+        }
+        for part in parts {
+            let Some(dst) = out.get_mut(self.out_len..self.out_len + part.len()) else {
+                return false; // unreachable: the room was checked above
+            };
+            dst.copy_from_slice(part);
+            self.out_len += part.len();
+        }
+        let slot = &mut self.slots[i];
+        match stream {
+            OutStream::Stdout => slot.stdout_written += total as u64,
+            OutStream::Stderr => slot.stderr_used = true,
+        }
+        self.progress = self.progress.wrapping_add(1);
+        true
+    }
+
     /// A handler flushes: its bytes are sealed and waited for until the transport flushed.
     pub(crate) fn poll_flush(&mut self, i: usize, cx: &Context<'_>) -> Poll<Result<(), StreamError>> {
         if self.slots[i].aborted {
@@ -765,7 +958,7 @@ impl<'b> ConnState<'b> {
             self.parse,
             Parse::Content {
                 left: 0,
-                what: Content::Begin { .. } | Content::GetValues(_) | Content::UnknownType(_),
+                what: Content::Begin { .. } | Content::GetValues | Content::UnknownType(_),
                 ..
             }
         )
@@ -865,12 +1058,10 @@ impl<'b> ConnState<'b> {
                 Content::Skip
             }
             (RecordType::BeginRequest, _) => Content::Begin { body: [0; 8], got: 0 },
-            (RecordType::GetValues, 0) => Content::GetValues(ValuesQuery {
-                decoder: NvDecoder::new(),
-                asked: 0,
-                name: heapless::Vec::new(),
-                name_fits: true,
-            }),
+            (RecordType::GetValues, 0) => {
+                self.values = ValuesQuery::new();
+                Content::GetValues
+            }
             (RecordType::Other(t), 0) => Content::UnknownType(t),
             (_, 0) => Content::Skip,
             (RecordType::AbortRequest, _) => {
@@ -958,11 +1149,11 @@ impl<'b> ConnState<'b> {
                     (Content::Stream { slot, stream }, bytes.len())
                 }
             }
-            Content::GetValues(mut q) => {
-                let mut decoder = core::mem::take(&mut q.decoder);
-                decoder.feed(bytes, &mut q);
-                q.decoder = decoder;
-                (Content::GetValues(q), bytes.len())
+            Content::GetValues => {
+                let mut decoder = core::mem::take(&mut self.values.decoder);
+                decoder.feed(bytes, &mut self.values);
+                self.values.decoder = decoder;
+                (Content::GetValues, bytes.len())
             }
         }
     }
@@ -971,9 +1162,9 @@ impl<'b> ConnState<'b> {
     fn finish_content(&mut self, id: u16, what: &Content) -> bool {
         match what {
             Content::Begin { body, .. } => self.begin(id, BeginRequestBody::parse(body)),
-            Content::GetValues(q) => {
+            Content::GetValues => {
                 let mut reply = [0u8; MIN_OUTPUT];
-                let len = self.values_reply(q.asked, &mut reply);
+                let len = self.values_reply(self.values.asked, &mut reply);
                 self.emit(&reply[..len])
             }
             Content::UnknownType(t) => self.emit(&UnknownTypeBody { record_type: *t }.record()),
@@ -1011,15 +1202,20 @@ impl<'b> ConnState<'b> {
             self.fail(ProtocolError::TruncatedParams(id));
             return;
         }
-        let content_length = self
-            .params
-            .get(i)
-            .and_then(|c| c.try_borrow().ok())
-            .and_then(|a| a.params().get("CONTENT_LENGTH").and_then(parse_decimal));
-        let slot = &mut self.slots[i];
-        slot.content_length = content_length;
-        slot.phase = Phase::Ready;
+        self.slots[i].phase = Phase::Ready;
         self.update_status();
+    }
+
+    /// `CONTENT_LENGTH` of slot `i`'s request, if given and a decimal number; looked up
+    /// once (the params do not change while the request runs).
+    fn content_length(&mut self, i: usize) -> Option<u64> {
+        if let Some(known) = self.slots[i].content_length {
+            return known;
+        }
+        let arena = self.params.get(i).and_then(|c| c.try_borrow().ok());
+        let value = arena.and_then(|a| a.params().get("CONTENT_LENGTH").and_then(parse_decimal));
+        self.slots[i].content_length = Some(value);
+        value
     }
 
     fn abort(&mut self, i: usize) {

@@ -37,7 +37,9 @@ const PARAMS_TOO_LARGE: &[u8] =
 ///
 /// The reader and writer are the two halves of one connection; the driver reads ahead
 /// while handlers run, so it notices FCGI_ABORT_REQUEST and answers FCGI_GET_VALUES at
-/// any time. `status` is kept current for the transport's timeouts.
+/// any time. `status` is kept current for the transport's timeouts, and says when the
+/// future may be dropped and started again later without the peer noticing
+/// ([`ConnectionStatus::is_idle_at_boundary`]).
 pub async fn serve_connection<R, W, H, B>(
     reader: R,
     writer: W,
@@ -129,9 +131,11 @@ where
                 return Poll::Ready(Ok(()));
             }
             if st.progress == before {
+                st.publish_idle();
                 return Poll::Pending;
             }
         }
+        status.set_idle_at_boundary(false);
         cx.waker().wake_by_ref();
         Poll::Pending
     })
@@ -152,10 +156,13 @@ async fn read_task<R: Read>(state: &RefCell<ConnState<'_>>, reader: &mut R) -> R
         let Some(buf) = buf else {
             return Ok(());
         };
+        state.borrow().publish_discardable();
         match reader.read(buf).await {
             Ok(n) => {
                 let n = n.min(buf.len());
-                state.borrow_mut().return_input(buf, n);
+                let mut st = state.borrow_mut();
+                st.apply_discarded();
+                st.return_input(buf, n);
             }
             Err(error) => {
                 state.borrow_mut().io_failed(Some(buf));

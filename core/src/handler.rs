@@ -65,6 +65,7 @@ pub(crate) trait Conn {
         data: &[u8],
     ) -> Poll<Result<usize, StreamError>>;
     fn poll_flush(&self, slot: usize, cx: &Context<'_>) -> Poll<Result<(), StreamError>>;
+    fn write_now(&self, slot: usize, stream: OutStream, parts: &[&[u8]]) -> bool;
     fn view(&self, slot: usize) -> SlotView;
     fn set_app_status(&self, slot: usize, status: u32);
 }
@@ -90,6 +91,9 @@ impl Conn for RefCell<ConnState<'_>> {
     }
     fn poll_flush(&self, slot: usize, cx: &Context<'_>) -> Poll<Result<(), StreamError>> {
         self.borrow_mut().poll_flush(slot, cx)
+    }
+    fn write_now(&self, slot: usize, stream: OutStream, parts: &[&[u8]]) -> bool {
+        self.borrow_mut().write_now(slot, stream, parts)
     }
     fn view(&self, slot: usize) -> SlotView {
         self.borrow().view(slot)
@@ -242,6 +246,12 @@ impl<'a> Response<'a> {
     /// Bytes written to FCGI_STDOUT so far.
     pub fn bytes_written(&self) -> u64 {
         self.conn.view(self.slot).stdout_written
+    }
+
+    /// Writes all of `parts` to FCGI_STDOUT now if the output buffer has room for them;
+    /// false (nothing written) otherwise: then write them with `write_all`.
+    pub(crate) fn write_now(&mut self, parts: &[&[u8]]) -> bool {
+        self.conn.write_now(self.slot, OutStream::Stdout, parts)
     }
 }
 

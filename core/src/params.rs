@@ -91,6 +91,28 @@ impl NvSink for ParamArena<[u8]> {
             self.writing = false;
         }
     }
+
+    /// `start`, `name`, `value`, `end` in one step: one bounds check, one copy.
+    fn pair(&mut self, name_value: &[u8], name_len: usize) {
+        self.writing = false;
+        if self.overflowed {
+            return;
+        }
+        let value_len = name_value.len().saturating_sub(name_len);
+        let at = self.len;
+        let fits_u16 = name_len <= u16::MAX as usize && value_len <= u16::MAX as usize;
+        let end = at.saturating_add(PARAM_OVERHEAD).saturating_add(name_value.len());
+        let dst = if fits_u16 { self.bytes.get_mut(at..end) } else { None };
+        let Some(dst) = dst else {
+            self.overflowed = true;
+            return;
+        };
+        dst[..2].copy_from_slice(&(name_len as u16).to_be_bytes());
+        dst[2..4].copy_from_slice(&(value_len as u16).to_be_bytes());
+        dst[PARAM_OVERHEAD..].copy_from_slice(name_value);
+        self.len = end;
+        self.count += 1;
+    }
 }
 
 /// Read-only view of a request's params, in arrival order.

@@ -39,6 +39,8 @@ pub struct Opt {
 pub struct Args {
     pub transport: Transport,
     pub listen: Listen,
+    /// `--max-connections N`: overrides `Limits::max_connections` (default 1024).
+    pub max_connections: Option<usize>,
     extra: Vec<(&'static str, OsString)>,
 }
 
@@ -50,8 +52,9 @@ impl Args {
 }
 
 fn usage(program: &str, opts: &[Opt]) -> String {
-    let mut line =
-        format!("usage: {program} [--transport mio|smol] [--listen HOST:PORT|[V6]:PORT|unix:PATH]");
+    let mut line = format!(
+        "usage: {program} [--transport mio|smol] [--listen HOST:PORT|[V6]:PORT|unix:PATH] [--max-connections N]"
+    );
     for opt in opts {
         let item = format!("--{} {}", opt.name, opt.value);
         if opt.required {
@@ -84,6 +87,7 @@ fn try_parse(opts: &[Opt]) -> Result<Option<Args>, String> {
     let mut parser = lexopt::Parser::from_env();
     let mut transport = Transport::Mio;
     let mut listen = Listen::Inherited;
+    let mut max_connections = None;
     let mut extra = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -100,6 +104,13 @@ fn try_parse(opts: &[Opt]) -> Result<Option<Args>, String> {
                 let text = value.to_str().ok_or("the listen address is not UTF-8")?;
                 listen = text.parse().map_err(|e: ember_fcgi::host::ParseListenError| e.to_string())?;
             }
+            Long("max-connections") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                let n = value.to_str().and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0);
+                max_connections = Some(n.ok_or_else(|| {
+                    format!("bad --max-connections {value:?}: expected a positive integer")
+                })?);
+            }
             Short('h') | Long("help") => return Ok(None),
             Long(name) => match opts.iter().find(|o| o.name == name) {
                 Some(opt) => extra.push((opt.name, parser.value().map_err(|e| e.to_string())?)),
@@ -111,13 +122,17 @@ fn try_parse(opts: &[Opt]) -> Result<Option<Args>, String> {
     if let Some(missing) = opts.iter().find(|o| o.required && !extra.iter().any(|(n, _)| *n == o.name)) {
         return Err(format!("--{} {} is required", missing.name, missing.value));
     }
-    Ok(Some(Args { transport, listen, extra }))
+    Ok(Some(Args { transport, listen, max_connections, extra }))
 }
 
 /// Binds `args.listen` on `args.transport`, prints `listening on ADDR` to stderr, and runs
 /// `handler` until SIGTERM or SIGINT has finished a graceful shutdown (a second signal
-/// exits at once). Exit status 1 if binding or serving fails.
-pub fn serve<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> ExitCode {
+/// exits at once). Exit status 1 if binding or serving fails. `--max-connections` (if
+/// given) replaces `limits.max_connections`.
+pub fn serve<H: Handler + 'static>(args: &Args, handler: H, mut limits: Limits) -> ExitCode {
+    if let Some(n) = args.max_connections {
+        limits.max_connections = n;
+    }
     let result = match args.transport {
         Transport::Mio => run_mio(args, handler, limits),
         Transport::Smol => run_smol(args, handler, limits),

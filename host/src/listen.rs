@@ -141,6 +141,16 @@ impl Listener {
         }
     }
 
+    /// Another handle to the same listening socket (`dup`), e.g. to run one server loop per
+    /// core on it: every loop accepts from the one queue of pending connections. The clone
+    /// does not own a Unix socket's file; only the original removes it when dropped.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(match self {
+            Self::Tcp(l) => Self::Tcp(l.try_clone()?),
+            Self::Unix(l, _) => Self::Unix(l.try_clone()?, None),
+        })
+    }
+
     /// The TCP address actually bound (useful with port 0); `None` for Unix sockets.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match self {
@@ -244,6 +254,23 @@ mod tests {
         let again = Listener::bind(&listen).unwrap();
         drop(again);
         assert!(!path.exists(), "the socket file is removed on drop");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_clone_shares_the_socket_but_not_the_file() {
+        let tcp = Listener::bind(&"127.0.0.1:0".parse().unwrap()).unwrap();
+        let clone = tcp.try_clone().unwrap();
+        assert_eq!(clone.local_addr(), tcp.local_addr());
+        let dir = std::env::temp_dir().join(format!("ember-host-clone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.sock");
+        let unix = Listener::bind(&Listen::Unix { path: path.clone(), mode: None }).unwrap();
+        drop(unix.try_clone().unwrap());
+        assert!(path.exists(), "dropping a clone keeps the socket file");
+        let _client = UnixStream::connect(&path).expect("the original still listens");
+        drop(unix);
+        assert!(!path.exists(), "dropping the original removes it");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

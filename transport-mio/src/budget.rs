@@ -19,6 +19,9 @@ pub struct MemoryBudget {
     pub connection_future: usize,
     /// Everything one connection costs: the future plus its socket state, waker and slots.
     pub per_connection: usize,
+    /// What an idle connection whose engine was released costs (`per_connection` without
+    /// the future; see [`crate::IdleRelease`]).
+    pub per_idle_connection: usize,
     /// Connections the server serves at once.
     pub max_connections: usize,
     /// Memory allocated once at start (queues and the event buffer of `run`).
@@ -38,15 +41,18 @@ impl MemoryBudget {
     {
         let connection_future = size_of_output(connection_future::<H, B>);
         let rc_header = 2 * size_of::<usize>();
-        let per_connection = connection_future
-            + rc_header + size_of::<ConnIo>()
+        let per_idle_connection = rc_header + size_of::<ConnIo>()
             + rc_header + size_of::<ConnWaker>()
             // the slab slot (an enum of the entry and a free-list index)
             + size_of::<Entry>() + size_of::<usize>()
             // a slot in each of the three ready queues
             + 3 * size_of::<usize>();
-        let fixed = events * size_of::<mio::event::Event>() + size_of::<Counted<H>>() + rc_header;
-        Self { connection_future, per_connection, max_connections, fixed }
+        let per_connection = connection_future + per_idle_connection;
+        let fixed = events * size_of::<mio::event::Event>()
+            + size_of::<Counted<H>>()
+            + rc_header
+            + crate::io::SCRATCH_BYTES;
+        Self { connection_future, per_connection, per_idle_connection, max_connections, fixed }
     }
 }
 
@@ -59,9 +65,10 @@ impl fmt::Display for MemoryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} bytes per connection ({} in the engine future) x {} connections + {} fixed = {} bytes",
+            "{} bytes per connection ({} in the engine future; {} when idle and released) x {} connections + {} fixed = {} bytes",
             self.per_connection,
             self.connection_future,
+            self.per_idle_connection,
             self.max_connections,
             self.fixed,
             self.total()

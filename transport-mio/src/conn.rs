@@ -5,6 +5,13 @@
 //! returned `Ok` (or the connection went idle), the write side is shut down and unread
 //! input is discarded until EOF or `close_linger`, so the web server sees a clean close
 //! rather than a reset.
+//!
+//! A serving connection may be *released*: its engine future (buffers and all) is dropped
+//! while the engine reported it idle at a record boundary
+//! ([`ConnectionStatus::is_idle_at_boundary`](ember_fcgi_core::ConnectionStatus)) and no
+//! input is waiting, and a fresh one is made when the socket is readable again (see
+//! [`crate::IdleRelease`]). The reader is cancel-safe (a pending read took no bytes), so the
+//! web server cannot tell.
 
 use std::future::Future;
 use std::io;
@@ -12,14 +19,14 @@ use std::net::Shutdown;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use ember_fcgi_core::{Config, ConnectionBuffers, ConnectionError, Handler, Request, Response, StreamError};
 use ember_fcgi_host::Limits;
-use mio::Registry;
 
-use crate::io::{ConnIo, Drain, Reader, Stream, Writer};
+use crate::io::{ConnIo, Drain, Reader, Scratch, Stream, Writer};
 use crate::stats::Counters;
 use crate::waker::{ConnWaker, Shared};
 
@@ -29,8 +36,9 @@ pub(crate) type ConnResult = Result<(), ConnectionError<io::Error>>;
 /// The engine future of one connection, type-erased so the slab holds one entry type.
 type ConnFuture = Pin<Box<dyn Future<Output = ConnResult>>>;
 
-/// Reads at most this many 2 KiB chunks per poll while lingering (then yields).
-const DRAIN_READS: usize = 32;
+/// Reads at most this many scratch-buffer loads (64 KiB) per poll while lingering (then
+/// yields).
+const DRAIN_READS: usize = 4;
 
 /// The user's handler, counting requests for [`crate::Stats`].
 #[derive(Debug)]
@@ -46,11 +54,25 @@ impl<H: Handler> Handler for Counted<H> {
         response: &mut Response<'_>,
     ) -> Result<(), StreamError> {
         Counters::bump(&self.counters.requests);
+        let mut cut_off = CutOff(Some(&self.counters.requests_aborted));
         let result = self.inner.handle(request, response).await;
+        cut_off.0 = None;
         if request.aborted() {
             Counters::bump(&self.counters.requests_aborted);
         }
         result
+    }
+}
+
+/// Counts a request as aborted if its handler is dropped before it returns (the
+/// connection failed under it, so the engine stopped polling it).
+struct CutOff<'a>(Option<&'a AtomicU64>);
+
+impl Drop for CutOff<'_> {
+    fn drop(&mut self) {
+        if let Some(aborted) = self.0 {
+            Counters::bump(aborted);
+        }
     }
 }
 
@@ -89,7 +111,11 @@ pub(crate) enum Expiry {
 /// A slab entry: one connection.
 pub(crate) struct Entry {
     pub(crate) io: Rc<ConnIo>,
+    /// The engine; `None` while lingering, and while serving when released.
     future: Option<ConnFuture>,
+    /// Since when the engine has been idle at a record boundary (it exists and said so
+    /// after its last poll).
+    rest_since: Option<Instant>,
     wake: Arc<ConnWaker>,
     waker: Waker,
     /// In the loop's run queue (events and wakes add it once).
@@ -112,9 +138,11 @@ impl std::fmt::Debug for Entry {
 
 impl Entry {
     /// A new serving connection; the caller has registered `stream` under the key's token.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new<H, B>(
         key: usize,
         stream: Stream,
+        scratch: &Scratch,
         handler: &Rc<Counted<H>>,
         config: Config,
         shared: &Arc<Shared>,
@@ -124,7 +152,7 @@ impl Entry {
         H: Handler + 'static,
         B: ConnectionBuffers + Default + 'static,
     {
-        let io = Rc::new(ConnIo::new(stream));
+        let io = Rc::new(ConnIo::new(stream, Rc::clone(scratch)));
         let future: ConnFuture =
             Box::pin(connection_future::<H, B>(Rc::clone(&io), Rc::clone(handler), config));
         let wake = Arc::new(ConnWaker::new(key, Arc::clone(shared)));
@@ -132,6 +160,7 @@ impl Entry {
         Self {
             io,
             future: Some(future),
+            rest_since: None,
             wake,
             waker,
             scheduled: false,
@@ -152,6 +181,50 @@ impl Entry {
         self.waker.wake_by_ref();
     }
 
+    /// Whether the engine was released (see [`Self::release_engine`]).
+    pub(crate) fn is_released(&self) -> bool {
+        self.phase == Phase::Serving && self.future.is_none()
+    }
+
+    /// Whether the engine exists.
+    pub(crate) fn has_engine(&self) -> bool {
+        self.future.is_some()
+    }
+
+    /// A released connection's socket is readable: starts a fresh engine for it.
+    pub(crate) fn resume<H, B>(&mut self, handler: &Rc<Counted<H>>, config: Config)
+    where
+        H: Handler + 'static,
+        B: ConnectionBuffers + Default + 'static,
+    {
+        if self.is_released() {
+            self.future =
+                Some(Box::pin(connection_future::<H, B>(Rc::clone(&self.io), Rc::clone(handler), config)));
+        }
+    }
+
+    /// When the engine may be released: `after` past the moment it came to rest.
+    pub(crate) fn release_at(&self, after: std::time::Duration) -> Option<Instant> {
+        self.rest_since.and_then(|t| t.checked_add(after))
+    }
+
+    /// Drops the engine (and its buffers) if it is still at rest since `release_at`,
+    /// no input is waiting and nothing is queued for it; true if it did.
+    pub(crate) fn release_engine(&mut self) -> bool {
+        let releasable = self.phase == Phase::Serving
+            && self.future.is_some()
+            && self.rest_since.is_some()
+            && self.io.status.is_idle_at_boundary()
+            && !self.io.may_read()
+            && !self.scheduled
+            && !self.wake.is_queued();
+        if releasable {
+            self.future = None;
+            self.rest_since = None;
+        }
+        releasable
+    }
+
     /// Polls the engine once; `Some` when it finished (the future is then dropped).
     pub(crate) fn poll_engine(&mut self, now: Instant) -> Option<ConnResult> {
         let future = self.future.as_mut()?;
@@ -159,6 +232,7 @@ impl Entry {
         match future.as_mut().poll(&mut cx) {
             Poll::Ready(result) => {
                 self.future = None;
+                self.rest_since = None;
                 Some(result)
             }
             Poll::Pending => {
@@ -180,6 +254,11 @@ impl Entry {
             self.head_since.get_or_insert(now);
         } else {
             self.head_since = None;
+        }
+        if status.is_idle_at_boundary() {
+            self.rest_since.get_or_insert(now);
+        } else {
+            self.rest_since = None;
         }
     }
 
@@ -227,6 +306,7 @@ impl Entry {
     /// most `linger`.
     pub(crate) fn start_linger(&mut self, now: Instant, linger: std::time::Duration) -> io::Result<()> {
         self.future = None;
+        self.rest_since = None;
         self.phase = Phase::Lingering;
         self.linger_until = Some(now + linger);
         self.io.stream.shutdown(Shutdown::Write)
@@ -234,16 +314,13 @@ impl Entry {
 
     /// Discards input while lingering.
     pub(crate) fn drain(&self) -> Drain {
-        self.io.stream.discard_input(DRAIN_READS)
+        self.io.discard_input(DRAIN_READS)
     }
 
-    /// Drops the engine first, then deregisters the socket; the socket closes when the
-    /// entry is dropped.
-    pub(crate) fn release(&mut self, registry: &Registry) {
+    /// Drops the engine first; the socket closes when the entry is dropped, which also
+    /// removes it from epoll (the fd is not shared: accepted with CLOEXEC, never duplicated),
+    /// so no `EPOLL_CTL_DEL` is needed.
+    pub(crate) fn release(&mut self) {
         self.future = None;
-        if let Some(io) = Rc::get_mut(&mut self.io) {
-            // The fd is closed right after; epoll forgets it then anyway.
-            let _ = io.stream.deregister(registry);
-        }
     }
 }

@@ -4,9 +4,11 @@
 //!
 //! One call of [`Registered::process`] does, in order: take woken connections off the wake
 //! queue, start a graceful shutdown if one was asked for, accept (until `WouldBlock`, at
-//! most a batch), poll every ready connection's future once, and fire due timers. A
+//! most a batch), poll every ready connection's future once, and fire due timers (timeouts,
+//! and releasing the engines of idle connections, see [`crate::IdleRelease`]). A
 //! connection's future is polled only when its socket had an event or its waker fired, and
-//! each poll retries the syscalls, so one slow peer never holds up another.
+//! a poll makes a syscall only in a direction the socket may be ready in, so one slow peer
+//! never holds up another.
 
 use std::io;
 use std::marker::PhantomData;
@@ -24,7 +26,7 @@ use slab::Slab;
 
 use crate::budget::MemoryBudget;
 use crate::conn::{Counted, Entry, Expiry, Phase};
-use crate::io::{Drain, Stream};
+use crate::io::{Drain, Scratch, Stream, scratch};
 use crate::listen::Acceptor;
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Counters, Stats};
@@ -36,6 +38,9 @@ const ACCEPT_BATCH: usize = 256;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Queue slots reserved up front at most (beyond it, queues grow on demand).
 const MAX_PREALLOCATED: usize = 1 << 16;
+/// Timers are looked at no more often than this: a sweep visits every connection, and the
+/// release deadlines of many connections made idle one after another are close together.
+const SWEEP_GAP: Duration = Duration::from_millis(10);
 
 /// Everything a server needs to start its loop; built by [`crate::Server`].
 pub(crate) struct Parts<H> {
@@ -46,6 +51,41 @@ pub(crate) struct Parts<H> {
     pub(crate) allow: WebServerAddrs,
     pub(crate) shared: Arc<Shared>,
     pub(crate) stats: Stats,
+    pub(crate) release: IdleRelease,
+}
+
+/// When the engines of idle connections are released, returning their memory.
+///
+/// A connection's engine future holds its buffers (most of its memory, about 14 KiB with
+/// [`DefaultBuffers`]). Once the engine reports the connection idle at a record boundary
+/// (no request, nothing buffered: [`ConnectionStatus::is_idle_at_boundary`]) for
+/// [`after`](Self::after), and more than [`keep`](Self::keep) connections hold an engine,
+/// the server drops that engine; the connection then costs about 300 bytes (see
+/// [`MemoryBudget::per_idle_connection`]) and gets a fresh engine (one allocation, zeroed
+/// buffers) when its socket is readable again. The web server sees no difference.
+///
+/// So a busy connection (requests less than `after` apart), and every connection while at
+/// most `keep` are open, never allocates; thousands of idle keep-alive connections cost
+/// little. [`IdleRelease::NEVER`] keeps every engine for the connection's life.
+///
+/// [`ConnectionStatus::is_idle_at_boundary`]: ember_fcgi_core::ConnectionStatus::is_idle_at_boundary
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdleRelease {
+    /// How long an engine must have been idle before it may be released. Default 100 ms.
+    pub after: Duration,
+    /// Engines released only while more connections than this hold one. Default 256.
+    pub keep: usize,
+}
+
+impl IdleRelease {
+    /// Never release an engine.
+    pub const NEVER: Self = Self { after: Duration::MAX, keep: usize::MAX };
+}
+
+impl Default for IdleRelease {
+    fn default() -> Self {
+        Self { after: Duration::from_millis(100), keep: 256 }
+    }
 }
 
 /// A server whose sockets are registered with a caller's `mio::Poll`: FastCGI inside an
@@ -117,6 +157,11 @@ pub struct Registered<H, B = DefaultBuffers> {
     accept_retry_at: Option<Instant>,
     /// The earliest connection deadline (may be early: then a sweep finds nothing).
     next_sweep: Option<Instant>,
+    /// When the last sweep ran (the next one waits at least [`SWEEP_GAP`]).
+    last_sweep: Option<Instant>,
+    release: IdleRelease,
+    /// Where the connections' readers throw input the engines skip.
+    scratch: Scratch,
     shutdown_deadline: Option<Instant>,
     finished: bool,
     _buffers: PhantomData<fn() -> B>,
@@ -156,7 +201,7 @@ where
                 ),
             ));
         }
-        let Parts { mut acceptor, local_addr, handler, limits, allow, shared, stats } = parts;
+        let Parts { mut acceptor, local_addr, handler, limits, allow, shared, stats, release } = parts;
         let (listener_token, waker_token) = (tokens.start, tokens.start + 1);
         let max_conns = limits.max_connections.min(available - 2);
         let own_waker = match waker {
@@ -193,6 +238,9 @@ where
             accept_ready: true,
             accept_retry_at: None,
             next_sweep: None,
+            last_sweep: None,
+            release,
+            scratch: scratch(),
             shutdown_deadline: None,
             finished: false,
             _buffers: PhantomData,
@@ -215,7 +263,11 @@ where
         }
         let key = token - self.first_conn_token;
         if let Some(entry) = self.conns.get_mut(key) {
-            schedule(&mut self.run_queue, entry, key);
+            entry.io.note_event(event);
+            // A released connection wakes only for input (or EOF, or an error).
+            if !entry.is_released() || entry.io.may_read() {
+                schedule(&mut self.run_queue, entry, key);
+            }
         }
         true
     }
@@ -240,17 +292,17 @@ where
         }
         let mut i = 0;
         while let Some(&key) = self.run_queue.get(i) {
-            self.poll_connection(registry, key, now);
+            self.poll_connection(key, now);
             i += 1;
         }
         self.run_queue.clear();
         let now = Instant::now();
-        if self.next_sweep.is_some_and(|t| t <= now) {
-            self.sweep(registry, now);
+        if self.sweep_at().is_some_and(|t| t <= now) {
+            self.sweep(now);
         }
         if let Some(deadline) = self.shutdown_deadline {
             if deadline <= now {
-                self.close_all(registry);
+                self.close_all();
             }
             self.finished = self.conns.is_empty();
         }
@@ -269,7 +321,7 @@ where
             return Some(Duration::ZERO);
         }
         let retry = self.accept_retry_at.filter(|_| self.accept_ready);
-        let next = [self.next_sweep, self.shutdown_deadline, retry].into_iter().flatten().min()?;
+        let next = [self.sweep_at(), self.shutdown_deadline, retry].into_iter().flatten().min()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
 
@@ -282,7 +334,7 @@ where
     /// Closes every connection and the listener and removes them from the poll (a Unix
     /// socket file is removed too).
     pub fn deregister(mut self, registry: &Registry) {
-        self.close_all(registry);
+        self.close_all();
         if let Some(mut acceptor) = self.acceptor.take() {
             acceptor.deregister(registry);
         }
@@ -316,6 +368,11 @@ where
     /// The memory ceiling of this server (see [`MemoryBudget`]).
     pub fn memory_budget(&self) -> MemoryBudget {
         MemoryBudget::of::<H, B>(self.max_conns, 0)
+    }
+
+    /// When engines of idle connections are released (see [`IdleRelease`]).
+    pub fn idle_release(&self) -> IdleRelease {
+        self.release
     }
 
     // ---- accepting -----------------------------------------------------------------------
@@ -371,8 +428,15 @@ where
             // Response records go out as soon as they are sealed.
             let _ = s.set_nodelay(true);
         }
-        let entry =
-            vacant.insert(Entry::new::<H, B>(key, stream, &self.handler, self.config, &self.shared, now));
+        let entry = vacant.insert(Entry::new::<H, B>(
+            key,
+            stream,
+            &self.scratch,
+            &self.handler,
+            self.config,
+            &self.shared,
+            now,
+        ));
         schedule(&mut self.run_queue, entry, key);
         let counters = self.stats.counters();
         Counters::bump(&counters.accepted);
@@ -382,73 +446,82 @@ where
 
     // ---- connections ---------------------------------------------------------------------
 
-    fn poll_connection(&mut self, registry: &Registry, key: usize, now: Instant) {
+    fn poll_connection(&mut self, key: usize, now: Instant) {
         let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
         entry.scheduled = false;
+        if entry.is_released() && entry.io.may_read() && self.shutdown_deadline.is_none() {
+            entry.resume::<H, B>(&self.handler, self.config);
+        }
         match entry.phase {
             Phase::Serving => match entry.poll_engine(now) {
                 None => {
                     let deadline = entry.deadline(&self.limits);
                     let quiet = entry.is_quiet();
+                    let release_at = entry.release_at(self.release.after);
                     if let Some(deadline) = deadline {
                         self.note_deadline(deadline);
                     }
+                    if let Some(at) = release_at
+                        && self.conns.len() > self.release.keep
+                    {
+                        self.note_deadline(at);
+                    }
                     if self.shutdown_deadline.is_some() && quiet {
-                        self.linger(registry, key, now);
+                        self.linger(key, now);
                     }
                 }
-                Some(Ok(())) => self.linger(registry, key, now),
+                Some(Ok(())) => self.linger(key, now),
                 Some(Err(_)) => {
                     Counters::bump(&self.counters().closed_with_error);
-                    self.close(registry, key);
+                    self.close(key);
                 }
             },
-            Phase::Lingering => self.drain(registry, key),
+            Phase::Lingering => self.drain(key),
         }
     }
 
     /// Closes gracefully: shut down the write side, then discard input until EOF or
     /// `close_linger` (so unread input does not turn the close into a reset).
-    fn linger(&mut self, registry: &Registry, key: usize, now: Instant) {
+    fn linger(&mut self, key: usize, now: Instant) {
         let linger = self.limits.close_linger;
         let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
         if entry.start_linger(now, linger).is_err() {
-            self.close(registry, key);
+            self.close(key);
             return;
         }
         self.note_deadline(now + linger);
-        self.drain(registry, key);
+        self.drain(key);
     }
 
-    fn drain(&mut self, registry: &Registry, key: usize) {
+    fn drain(&mut self, key: usize) {
         let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
         match entry.drain() {
-            Drain::Done => self.close(registry, key),
+            Drain::Done => self.close(key),
             Drain::Blocked => {}
             Drain::More => entry.wake_later(),
         }
     }
 
-    fn close(&mut self, registry: &Registry, key: usize) {
+    fn close(&mut self, key: usize) {
         if let Some(mut entry) = self.conns.try_remove(key) {
-            entry.release(registry);
+            entry.release();
             Counters::drop_one(&self.counters().open);
         }
     }
 
-    fn close_all(&mut self, registry: &Registry) {
+    fn close_all(&mut self) {
         let counters = Arc::clone(self.counters());
         self.conns.retain(|_, entry| {
             if entry.phase == Phase::Serving {
                 Counters::bump(&counters.closed_by_shutdown);
             }
-            entry.release(registry);
+            entry.release();
             Counters::drop_one(&counters.open);
             false
         });
@@ -462,10 +535,21 @@ where
         }
     }
 
-    /// Closes connections whose deadline passed and finds the next deadline.
-    fn sweep(&mut self, registry: &Registry, now: Instant) {
+    /// When the next sweep is due: the earliest deadline, but not sooner than
+    /// [`SWEEP_GAP`] after the last sweep.
+    fn sweep_at(&self) -> Option<Instant> {
+        let next = self.next_sweep?;
+        Some(self.last_sweep.map_or(next, |last| next.max(last + SWEEP_GAP)))
+    }
+
+    /// Closes connections whose deadline passed, releases the engines of connections idle
+    /// long enough (while more than `release.keep` hold one), and finds the next deadline.
+    fn sweep(&mut self, now: Instant) {
+        self.last_sweep = Some(now);
         let counters = Arc::clone(self.counters());
         let limits = self.limits;
+        let release = self.release;
+        let mut engines = self.conns.iter().filter(|(_, e)| e.has_engine()).count();
         let mut next: Option<Instant> = None;
         let mut earliest = |t: Option<Instant>| {
             if let Some(t) = t {
@@ -473,6 +557,15 @@ where
             }
         };
         self.conns.retain(|_, entry| {
+            if engines > release.keep
+                && let Some(at) = entry.release_at(release.after)
+            {
+                if at <= now && entry.release_engine() {
+                    engines -= 1;
+                } else {
+                    earliest(Some(at));
+                }
+            }
             let keep = match entry.expired(now, &limits) {
                 None => true,
                 Some(Expiry::Linger) => false,
@@ -493,7 +586,7 @@ where
             if keep {
                 earliest(entry.deadline(&limits));
             } else {
-                entry.release(registry);
+                entry.release();
                 Counters::drop_one(&counters.open);
             }
             keep

@@ -2,13 +2,21 @@
 //! returns `Pending` on `WouldBlock`, so readiness never surfaces as an error.
 //!
 //! No waker is stored: the loop polls a connection's future on every readiness event of its
-//! token, and every poll retries the syscall, so an edge consumed while the driver was not
-//! reading (input buffer full) is never lost.
+//! token. Each direction keeps a readiness flag, as tokio's `PollEvented` does: set by an
+//! event (and at accept), cleared by `WouldBlock` or by a short read or write (the kernel
+//! had no more to give or take; with edge-triggered epoll any later arrival raises a new
+//! event). The peer's FIN (`EPOLLRDHUP`) and socket errors set a flag that is never
+//! cleared, so an end of input that arrived together with the last data is still read
+//! (a short read does not hide it). While no flag allows it, a call returns `Pending`
+//! without a syscall, so a connection polled again in the same round (or woken by its
+//! handler) does not pay for `EAGAIN` reads. An edge that arrives while the driver is not
+//! reading (input buffer busy) only sets the flag, so it is never lost.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, IoSliceMut, Read as _, Write as _};
 use std::net::Shutdown;
+use std::rc::Rc;
 use std::task::Poll;
 
 use embedded_io_async::{ErrorType, Read, Write};
@@ -24,11 +32,32 @@ pub(crate) enum Stream {
     Unix(UnixStream),
 }
 
+/// Bytes of the loop's scratch buffer, into which readers throw input the engine skips.
+pub(crate) const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// A skip is worth a vectored read only from this many bytes on.
+const MIN_DISCARD: usize = 512;
+
+/// The loop's scratch buffer: what lands in it is thrown away (so all connections share it).
+pub(crate) type Scratch = Rc<RefCell<Box<[u8]>>>;
+
+/// A new scratch buffer for a loop.
+pub(crate) fn scratch() -> Scratch {
+    Rc::new(RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()))
+}
+
 impl Stream {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Tcp(s) => (&*s).read(buf),
             Self::Unix(s) => (&*s).read(buf),
+        }
+    }
+
+    fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => (&*s).read_vectored(bufs),
+            Self::Unix(s) => (&*s).read_vectored(bufs),
         }
     }
 
@@ -55,29 +84,6 @@ impl Stream {
             Self::Unix(s) => s.register(registry, token, interest),
         }
     }
-
-    pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Self::Tcp(s) => s.deregister(registry),
-            Self::Unix(s) => s.deregister(registry),
-        }
-    }
-
-    /// Reads and throws away input, at most `max_reads` reads.
-    pub(crate) fn discard_input(&self, max_reads: usize) -> Drain {
-        let mut scratch = [0u8; 2048];
-        let mut reads = 0;
-        while reads < max_reads {
-            match self.read(&mut scratch) {
-                Ok(0) => return Drain::Done,
-                Ok(_) => reads += 1,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drain::Blocked,
-                Err(_) => return Drain::Done,
-            }
-        }
-        Drain::More
-    }
 }
 
 /// What one round of discarding input found.
@@ -97,17 +103,94 @@ pub(crate) enum Drain {
 pub(crate) struct ConnIo {
     pub(crate) stream: Stream,
     pub(crate) status: ConnectionStatus,
+    scratch: Scratch,
     write_blocked: Cell<bool>,
+    /// The socket may have input (or EOF, or an error) to read.
+    readable: Cell<bool>,
+    /// The peer closed its side or the socket failed: reading never waits again.
+    read_closed: Cell<bool>,
+    /// The socket may take output.
+    writable: Cell<bool>,
 }
 
 impl ConnIo {
-    pub(crate) fn new(stream: Stream) -> Self {
-        Self { stream, status: ConnectionStatus::new(), write_blocked: Cell::new(false) }
+    pub(crate) fn new(stream: Stream, scratch: Scratch) -> Self {
+        Self {
+            stream,
+            status: ConnectionStatus::new(),
+            scratch,
+            write_blocked: Cell::new(false),
+            readable: Cell::new(true),
+            read_closed: Cell::new(false),
+            writable: Cell::new(true),
+        }
     }
 
     /// Whether the last write found the socket full (the peer is not reading).
     pub(crate) fn write_blocked(&self) -> bool {
         self.write_blocked.get()
+    }
+
+    /// Takes note of a readiness event of this socket.
+    pub(crate) fn note_event(&self, event: &mio::event::Event) {
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.readable.set(true);
+        }
+        if event.is_read_closed() || event.is_error() {
+            self.read_closed.set(true);
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            self.writable.set(true);
+        }
+    }
+
+    /// Whether a read may find something without waiting for another event.
+    pub(crate) fn may_read(&self) -> bool {
+        self.readable.get() || self.read_closed.get()
+    }
+
+    /// Reads and throws away input (into the loop's scratch buffer), at most `max_reads`
+    /// reads; no syscall while the socket cannot have any.
+    pub(crate) fn discard_input(&self, max_reads: usize) -> Drain {
+        if !self.may_read() {
+            return Drain::Blocked;
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        let mut reads = 0;
+        while reads < max_reads {
+            match self.stream.read(&mut scratch) {
+                Ok(0) => return Drain::Done,
+                Ok(n) if n < scratch.len() && !self.read_closed.get() => {
+                    self.readable.set(false);
+                    return Drain::Blocked;
+                }
+                Ok(_) => reads += 1,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable.set(false);
+                    return Drain::Blocked;
+                }
+                Err(_) => return Drain::Done,
+            }
+        }
+        Drain::More
+    }
+
+    /// One read syscall: input the engine will skip ([`ConnectionStatus::discardable`]) goes
+    /// to the scratch buffer and is reported discarded, the rest to `buf`. Returns the bytes
+    /// read in all, those placed in `buf`, and whether the read was short (the socket had
+    /// less than asked for).
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<(usize, usize, bool)> {
+        let skip = self.status.discardable();
+        if skip < MIN_DISCARD {
+            return self.stream.read(buf).map(|n| (n, n, n < buf.len()));
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        let skip = skip.min(scratch.len());
+        let n =
+            self.stream.read_vectored(&mut [IoSliceMut::new(&mut scratch[..skip]), IoSliceMut::new(buf)])?;
+        self.status.discard(n.min(skip));
+        Ok((n, n.saturating_sub(skip), n < skip + buf.len()))
     }
 }
 
@@ -129,12 +212,30 @@ impl ErrorType for Writer<'_> {
 
 impl Read for Reader<'_> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, io::Error> {
+        let io = self.0;
         poll_fn(|_| {
             loop {
-                match self.0.stream.read(buf) {
+                if !io.may_read() {
+                    return Poll::Pending;
+                }
+                match io.read_some(buf) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
-                    other => return Poll::Ready(other),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        io.readable.set(false);
+                        return Poll::Pending;
+                    }
+                    // End of input, or bytes for the engine.
+                    Ok((0, _, _)) => return Poll::Ready(Ok(0)),
+                    Ok((_, n, short)) => {
+                        if short {
+                            io.readable.set(false);
+                        }
+                        if n > 0 {
+                            return Poll::Ready(Ok(n));
+                        }
+                        // Only skipped bytes: read on (or wait for more).
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
             }
         })
@@ -144,17 +245,30 @@ impl Read for Reader<'_> {
 
 impl Write for Writer<'_> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, io::Error> {
+        let io = self.0;
         poll_fn(|_| {
+            if !io.writable.get() {
+                io.write_blocked.set(true);
+                return Poll::Pending;
+            }
             loop {
-                match self.0.stream.write(buf) {
+                match io.stream.write(buf) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.0.write_blocked.set(true);
+                        io.writable.set(false);
+                        io.write_blocked.set(true);
                         return Poll::Pending;
                     }
-                    other => {
-                        self.0.write_blocked.set(false);
-                        return Poll::Ready(other);
+                    Ok(n) => {
+                        if n > 0 && n < buf.len() {
+                            io.writable.set(false);
+                        }
+                        io.write_blocked.set(false);
+                        return Poll::Ready(Ok(n));
+                    }
+                    Err(e) => {
+                        io.write_blocked.set(false);
+                        return Poll::Ready(Err(e));
                     }
                 }
             }

@@ -12,7 +12,7 @@ use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
 use mio::{Events, Poll, Registry};
 
 use crate::budget::MemoryBudget;
-use crate::embed::{Parts, Registered};
+use crate::embed::{IdleRelease, Parts, Registered};
 use crate::listen::Acceptor;
 use crate::shutdown::ShutdownHandle;
 use crate::stats::Stats;
@@ -55,6 +55,7 @@ pub struct Server<H, B = DefaultBuffers> {
     allow: WebServerAddrs,
     shared: Arc<Shared>,
     stats: Stats,
+    release: IdleRelease,
     _buffers: PhantomData<fn() -> B>,
 }
 
@@ -98,6 +99,7 @@ where
             allow: WebServerAddrs::from_env(),
             shared: Arc::new(Shared::new()),
             stats: Stats::default(),
+            release: IdleRelease::default(),
             _buffers: PhantomData,
         })
     }
@@ -118,8 +120,17 @@ where
             allow: self.allow,
             shared: self.shared,
             stats: self.stats,
+            release: self.release,
             _buffers: PhantomData,
         }
+    }
+
+    /// When the engines (buffers included) of idle connections are dropped to save memory;
+    /// by default after 100 ms idle while more than 256 connections are open. See
+    /// [`IdleRelease`]; [`IdleRelease::NEVER`] turns it off.
+    pub fn with_idle_release(mut self, release: IdleRelease) -> Self {
+        self.release = release;
+        self
     }
 
     /// The TCP address listened on (useful with port 0); `None` for Unix sockets.
@@ -202,6 +213,7 @@ where
             allow: self.allow,
             shared: self.shared,
             stats: self.stats,
+            release: self.release,
         })
     }
 }

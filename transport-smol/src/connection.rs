@@ -40,7 +40,7 @@ pub(crate) async fn connection<H: Handler, B: ConnectionBuffers + Default>(
     // Built in place (no named locals moved in), so the future holds one copy of each.
     let end = future::or(
         async {
-            let (reader, writer) = (Reader::new(io.socket(), &closing, &status), Writer::new(io.socket()));
+            let (reader, writer) = (Reader::new(&io, &ctx.scratch, &closing, &status), Writer::new(&io));
             End::Served(serve_connection(reader, writer, &handler, &mut buffers, &ctx.config, &status).await)
         },
         async {
@@ -123,11 +123,13 @@ mod tests {
         let (socket, _peer) = UnixStream::pair().expect("pair");
         let open = AtomicU64::new(0);
         let guard = OpenGuard::acquire(&open, 1).expect("room");
-        let io = ConnIo::new(&poller, Socket::Unix(socket), 0, guard).expect("register");
+        let readiness = std::sync::Arc::new(crate::pool::Readiness::new());
+        let io = ConnIo::new(&poller, Socket::Unix(socket), 0, readiness, guard).expect("register");
         let (shutdown, stats, allow, limits) =
             (Shutdown::default(), Stats::default(), WebServerAddrs::default(), Limits::default());
         let ctx = LoopCtx {
             handler: &Nothing,
+            scratch: crate::io::scratch(),
             limits,
             config: limits.protocol_config(),
             allow: &allow,

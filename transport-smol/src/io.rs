@@ -1,16 +1,23 @@
 //! The driver's view of a connection: `embedded-io-async` reader and writer halves over the
 //! non-blocking socket, and the graceful close (FIN, then a bounded drain).
 //!
-//! A call tries the syscall first and returns `Pending` only after `WouldBlock`; it stores
-//! no waker, because the socket is registered edge-triggered under its pool slot's key and
-//! its next readiness event queues that slot. These futures are only valid inside a
-//! [`crate::pool::Pool`] slot. (A write to a closed Unix socket raises SIGPIPE in a
+//! A call makes the syscall if the socket may be ready in that direction and returns
+//! `Pending` after `WouldBlock`; it stores no waker, because the socket is registered
+//! edge-triggered under its pool slot's key and its next readiness event queues that slot.
+//! The slot's [`Readiness`] flags (set by events, cleared by `WouldBlock`) spare the
+//! `EAGAIN` syscalls of the driver's repeated polls. (A short read is not taken as "drained",
+//! as the mio transport and tokio do: `polling` does not report `EPOLLRDHUP`, so an end of
+//! input that arrived with the last data would go unseen.) A connection that yields while
+//! it could go on may read once more on its next poll (see `Ready::polled`), so a long
+//! response still notices an abort before the loop gets round to dispatching events. These
+//! futures are only valid inside a [`crate::pool::Pool`] slot. (A write to a closed Unix socket raises SIGPIPE in a
 //! process that does not ignore it; Rust programs ignore it from `main` on.)
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
@@ -20,17 +27,31 @@ use ember_fcgi_core::ConnectionStatus;
 use polling::Poller;
 use smol::Timer;
 
+use crate::pool::Readiness;
 use crate::reactor::Registered;
 use crate::socket::Socket;
 
 /// Bytes read and dropped per poll while lingering, before giving other connections a turn.
 const LINGER_BYTES_PER_POLL: usize = 64 * 1024;
 
+/// Bytes of a loop's scratch buffer, into which readers throw input the engine skips
+/// ([`ConnectionStatus::discardable`]) instead of passing it through the engine's buffer.
+pub(crate) const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// A skip is worth a vectored read only from this many bytes on.
+const MIN_DISCARD: usize = 512;
+
+/// A loop's scratch buffer (shared by its connections: what lands in it is thrown away).
+pub(crate) fn scratch() -> RefCell<Box<[u8]>> {
+    RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice())
+}
+
 /// One open connection: the socket registered with the loop's poller, and its place in
 /// the server's open-connection count (released after the socket is closed).
 #[derive(Debug)]
 pub(crate) struct ConnIo<'p> {
     socket: Registered<'p, Socket>,
+    readiness: Arc<Readiness>,
     _open: OpenGuard<'p>,
 }
 
@@ -39,13 +60,18 @@ impl<'p> ConnIo<'p> {
         poller: &'p Poller,
         socket: Socket,
         key: usize,
+        readiness: Arc<Readiness>,
         open: OpenGuard<'p>,
     ) -> io::Result<Self> {
-        Ok(Self { socket: Registered::new(poller, socket, key, true)?, _open: open })
+        Ok(Self { socket: Registered::new(poller, socket, key, true)?, readiness, _open: open })
     }
 
     pub(crate) fn socket(&self) -> &Socket {
         self.socket.get()
+    }
+
+    pub(crate) fn readiness(&self) -> &Readiness {
+        &self.readiness
     }
 }
 
@@ -73,13 +99,45 @@ impl Drop for OpenGuard<'_> {
 #[derive(Debug)]
 pub(crate) struct Reader<'a> {
     socket: &'a Socket,
+    readiness: &'a Readiness,
+    scratch: &'a RefCell<Box<[u8]>>,
     closing: &'a Cell<bool>,
     status: &'a ConnectionStatus,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(socket: &'a Socket, closing: &'a Cell<bool>, status: &'a ConnectionStatus) -> Self {
-        Self { socket, closing, status }
+    pub(crate) fn new(
+        io: &'a ConnIo<'_>,
+        scratch: &'a RefCell<Box<[u8]>>,
+        closing: &'a Cell<bool>,
+        status: &'a ConnectionStatus,
+    ) -> Self {
+        Self { socket: io.socket(), readiness: io.readiness(), scratch, closing, status }
+    }
+
+    /// One read syscall: input the engine will skip goes to the scratch buffer and is
+    /// reported discarded, the rest to `buf`. Returns the bytes read in all and those placed
+    /// in `buf`.
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<(usize, usize)> {
+        let skip = self.status.discardable();
+        if skip < MIN_DISCARD {
+            return self.socket.read(buf).map(|n| (n, n));
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        let skip = skip.min(scratch.len());
+        let n =
+            self.socket.read_vectored(&mut [IoSliceMut::new(&mut scratch[..skip]), IoSliceMut::new(buf)])?;
+        self.status.discard(n.min(skip));
+        Ok((n, n.saturating_sub(skip)))
+    }
+
+    /// Nothing to read now: end of input if the connection is closing and idle.
+    fn idle(&self) -> Poll<io::Result<usize>> {
+        if self.closing.get() && self.status.active_requests() == 0 {
+            Poll::Ready(Ok(0))
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -89,15 +147,24 @@ impl ErrorType for Reader<'_> {
 
 impl Read for Reader<'_> {
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|_| match self.socket.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if self.closing.get() && self.status.active_requests() == 0 {
-                    Poll::Ready(Ok(0))
-                } else {
-                    Poll::Pending
+        poll_fn(|_| {
+            loop {
+                if !self.readiness.readable() {
+                    return self.idle();
+                }
+                match self.read_some(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.readiness.clear_readable();
+                        return self.idle();
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                    // End of input, or bytes for the engine.
+                    Ok((0, _)) => return Poll::Ready(Ok(0)),
+                    Ok((_, n)) if n > 0 => return Poll::Ready(Ok(n)),
+                    // Only skipped bytes: read on.
+                    Ok(_) => {}
                 }
             }
-            other => Poll::Ready(other),
         })
         .await
     }
@@ -107,11 +174,12 @@ impl Read for Reader<'_> {
 #[derive(Debug)]
 pub(crate) struct Writer<'a> {
     socket: &'a Socket,
+    readiness: &'a Readiness,
 }
 
 impl<'a> Writer<'a> {
-    pub(crate) fn new(socket: &'a Socket) -> Self {
-        Self { socket }
+    pub(crate) fn new(io: &'a ConnIo<'_>) -> Self {
+        Self { socket: io.socket(), readiness: io.readiness() }
     }
 }
 
@@ -121,9 +189,17 @@ impl ErrorType for Writer<'_> {
 
 impl Write for Writer<'_> {
     async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        poll_fn(|_| match self.socket.write(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
-            other => Poll::Ready(other),
+        poll_fn(|_| {
+            if !self.readiness.writable() {
+                return Poll::Pending;
+            }
+            match self.socket.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readiness.clear_writable();
+                    Poll::Pending
+                }
+                other => Poll::Ready(other),
+            }
         })
         .await
     }

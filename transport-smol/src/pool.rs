@@ -12,8 +12,55 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
+
+/// Whether a slot's socket may be ready for reading and for writing: set by its readiness
+/// events, cleared by the socket's reader and writer when the kernel had no more (see
+/// [`crate::io`]). Shared by the loop's event dispatch and the connection in the slot.
+#[derive(Debug)]
+pub(crate) struct Readiness {
+    readable: AtomicBool,
+    writable: AtomicBool,
+}
+
+impl Readiness {
+    pub(crate) fn new() -> Self {
+        Self { readable: AtomicBool::new(true), writable: AtomicBool::new(true) }
+    }
+
+    /// A new socket in the slot: it may be ready either way (no event announced it).
+    pub(crate) fn reset(&self) {
+        self.readable.store(true, Ordering::Relaxed);
+        self.writable.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn readable(&self) -> bool {
+        self.readable.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn writable(&self) -> bool {
+        self.writable.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn clear_readable(&self) {
+        self.readable.store(false, Ordering::Relaxed);
+    }
+
+    pub(crate) fn clear_writable(&self) {
+        self.writable.store(false, Ordering::Relaxed);
+    }
+
+    fn note(&self, readable: bool, writable: bool) {
+        if readable {
+            self.readable.store(true, Ordering::Relaxed);
+        }
+        if writable {
+            self.writable.store(true, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Which slots are ready to be polled, and how to wake the loop that polls them.
 #[derive(Debug, Default)]
@@ -25,6 +72,8 @@ pub(crate) struct Ready {
 struct ReadyInner {
     queue: VecDeque<usize>,
     queued: Vec<bool>,
+    /// Per slot, what its socket's events said.
+    readiness: Vec<Arc<Readiness>>,
     /// The listener may have connections waiting.
     accept: bool,
     /// Something outside the slots (shutdown) wants the loop to look.
@@ -54,6 +103,36 @@ impl Ready {
     /// Queues slot `i` without waking the loop (the caller polls next).
     pub(crate) fn mark(&self, i: usize) {
         self.lock().push(i);
+    }
+
+    /// A readiness event of slot `i`'s socket: records it and queues the slot (the caller
+    /// polls next).
+    pub(crate) fn mark_event(&self, i: usize, readable: bool, writable: bool) {
+        let mut inner = self.lock();
+        if let Some(r) = inner.readiness.get(i) {
+            r.note(readable, writable);
+        }
+        inner.push(i);
+    }
+
+    /// Slot `i` was polled and is still running. If it queued itself again meanwhile (the
+    /// driver yields after a bounded amount of work while it could go on), it may read once
+    /// more when polled next: a busy connection can keep the loop from dispatching socket
+    /// events for a long time, and must still notice new input (an abort) as it goes.
+    fn polled(&self, i: usize) {
+        let inner = self.lock();
+        if inner.queued.get(i).copied().unwrap_or(false)
+            && let Some(r) = inner.readiness.get(i)
+        {
+            r.note(true, false);
+        }
+    }
+
+    /// The readiness flags of slot `i` (which must exist), reset for a new socket.
+    pub(crate) fn readiness(&self, i: usize) -> Option<Arc<Readiness>> {
+        let r = Arc::clone(self.lock().readiness.get(i)?);
+        r.reset();
+        Some(r)
     }
 
     /// Notes that the listener may have connections waiting (the caller polls next).
@@ -116,6 +195,8 @@ impl Ready {
     fn grow(&self, slots: usize) {
         let mut inner = self.lock();
         inner.queued.resize(slots, false);
+        let have = inner.readiness.len();
+        inner.readiness.extend((have..slots).map(|_| Arc::new(Readiness::new())));
         let len = inner.queue.len();
         inner.queue.reserve(slots.saturating_sub(len));
     }
@@ -230,6 +311,8 @@ impl<F: Future<Output = ()>> Pool<F> {
                 *slot = None;
                 self.live -= 1;
                 self.free.push(i);
+            } else {
+                self.ready.polled(i);
             }
         }
         ran

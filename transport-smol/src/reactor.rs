@@ -49,7 +49,7 @@ fn dispatch(events: &Events, ready: &Ready) {
         if event.key == LISTENER_KEY {
             ready.set_accept();
         } else {
-            ready.mark(event.key);
+            ready.mark_event(event.key, event.readable, event.writable);
         }
     }
 }

@@ -35,6 +35,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub(crate) struct LoopCtx<'a, H> {
     pub(crate) handler: &'a H,
+    /// Where the readers throw input the engines skip (see [`crate::io::scratch`]).
+    pub(crate) scratch: std::cell::RefCell<Box<[u8]>>,
     pub(crate) limits: Limits,
     pub(crate) config: Config,
     pub(crate) allow: &'a WebServerAddrs,
@@ -156,14 +158,17 @@ fn accept_some<'a, H, F: Future<Output = ()>>(
             bump(&counters.accept_errors);
             continue;
         }
-        pool.insert_with(|key| match ConnIo::new(ctx.poller, socket, key, open) {
-            Ok(io) => {
-                bump(&counters.accepted);
-                Some(spawn(io))
-            }
-            Err(_) => {
-                bump(&counters.accept_errors);
-                None
+        let readiness = |key| ready.readiness(key).ok_or_else(|| io::Error::other("no readiness slot"));
+        pool.insert_with(|key| {
+            match readiness(key).and_then(|r| ConnIo::new(ctx.poller, socket, key, r, open)) {
+                Ok(io) => {
+                    bump(&counters.accepted);
+                    Some(spawn(io))
+                }
+                Err(_) => {
+                    bump(&counters.accept_errors);
+                    None
+                }
             }
         });
     }

@@ -213,6 +213,7 @@ fn loop_ctx<'a, H>(
 ) -> LoopCtx<'a, H> {
     LoopCtx {
         handler,
+        scratch: crate::io::scratch(),
         limits,
         config: limits.protocol_config(),
         allow,

@@ -1,7 +1,7 @@
 //! A connection's non-blocking socket, TCP or Unix, behind one type (so every connection
 //! of a loop is the same future type).
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSliceMut, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -32,6 +32,20 @@ impl Socket {
             let result = match self {
                 Self::Tcp(s) => { s }.read(buf),
                 Self::Unix(s) => { s }.read(buf),
+            };
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// One `readv` syscall (retried on EINTR), filling `bufs` in order.
+    pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        loop {
+            let result = match self {
+                Self::Tcp(s) => { s }.read_vectored(bufs),
+                Self::Unix(s) => { s }.read_vectored(bufs),
             };
             match result {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

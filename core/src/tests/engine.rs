@@ -645,3 +645,228 @@ fn sizes() {
     assert!(result.is_ok());
     assert_eq!(out, hello_response(1));
 }
+
+/// `ConnectionStatus::is_idle_at_boundary`: true exactly when nothing is in flight, and a
+/// connection future dropped there and started again gives the peer the same bytes.
+#[test]
+fn idle_at_boundary_and_restart() {
+    use core::cell::RefCell;
+    use core::task::{Context, Poll, Waker};
+    use std::collections::VecDeque;
+
+    /// Returns queued segments one per read, and `Pending` when none is queued.
+    struct Gate<'a>(&'a RefCell<VecDeque<Vec<u8>>>);
+    impl embedded_io_async::ErrorType for Gate<'_> {
+        type Error = core::convert::Infallible;
+    }
+    impl embedded_io_async::Read for Gate<'_> {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            core::future::poll_fn(|_| {
+                let mut q = self.0.borrow_mut();
+                let Some(front) = q.front_mut() else {
+                    return Poll::Pending;
+                };
+                let n = buf.len().min(front.len());
+                buf[..n].copy_from_slice(&front[..n]);
+                front.drain(..n);
+                if front.is_empty() {
+                    q.pop_front();
+                }
+                Poll::Ready(Ok(n))
+            })
+            .await
+        }
+    }
+    struct Out<'a>(&'a RefCell<Vec<u8>>);
+    impl embedded_io_async::ErrorType for Out<'_> {
+        type Error = core::convert::Infallible;
+    }
+    impl embedded_io_async::Write for Out<'_> {
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        async fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+    fn poll_once<F: core::future::Future>(f: core::pin::Pin<&mut F>) -> bool {
+        f.poll(&mut Context::from_waker(Waker::noop())).is_pending()
+    }
+
+    let first = request(1, true, NGINX_PARAMS, b"one");
+    let second = request(1, true, NGINX_PARAMS, b"two");
+    let config = Config::default();
+
+    // One future for both requests.
+    let input = RefCell::new(VecDeque::new());
+    let output = RefCell::new(Vec::new());
+    let status = crate::ConnectionStatus::new();
+    let mut buffers = DefaultBuffers::new();
+    let mut future = core::pin::pin!(crate::serve_connection(
+        Gate(&input),
+        Out(&output),
+        &Echo,
+        &mut buffers,
+        &config,
+        &status
+    ));
+    assert!(poll_once(future.as_mut()));
+    assert!(status.is_idle_at_boundary(), "a fresh connection is idle");
+    input.borrow_mut().push_back(first[..5].to_vec()); // half a header
+    assert!(poll_once(future.as_mut()));
+    assert!(!status.is_idle_at_boundary(), "inside a record header");
+    input.borrow_mut().push_back(first[5..40].to_vec()); // into the params
+    assert!(poll_once(future.as_mut()));
+    assert!(!status.is_idle_at_boundary(), "a request is arriving");
+    input.borrow_mut().push_back(first[40..].to_vec());
+    assert!(poll_once(future.as_mut()));
+    assert!(status.is_idle_at_boundary(), "the request was answered");
+    input.borrow_mut().push_back(second.clone());
+    assert!(poll_once(future.as_mut()));
+    assert!(status.is_idle_at_boundary());
+    let continuous = output.borrow().clone();
+    assert_eq!(ends(&parse(&continuous)).len(), 2);
+
+    // A new future (fresh buffers) after each idle boundary.
+    let output = RefCell::new(Vec::new());
+    let status = crate::ConnectionStatus::new();
+    for script in [&first, &second] {
+        let input = RefCell::new(VecDeque::from([script.clone()]));
+        let mut buffers = DefaultBuffers::new();
+        let mut future = core::pin::pin!(crate::serve_connection(
+            Gate(&input),
+            Out(&output),
+            &Echo,
+            &mut buffers,
+            &config,
+            &status
+        ));
+        assert!(poll_once(future.as_mut()));
+        assert!(status.is_idle_at_boundary());
+        assert!(input.borrow().is_empty());
+    }
+    assert_eq!(*output.borrow(), continuous, "restarting at the boundary changes nothing");
+
+    // A request without FCGI_KEEP_CONN ends the connection: never idle after it.
+    let input = RefCell::new(VecDeque::from([request(1, false, NGINX_PARAMS, b"")]));
+    let output = RefCell::new(Vec::new());
+    let status = crate::ConnectionStatus::new();
+    let mut buffers = DefaultBuffers::new();
+    let mut future = core::pin::pin!(crate::serve_connection(
+        Gate(&input),
+        Out(&output),
+        &Hello,
+        &mut buffers,
+        &config,
+        &status
+    ));
+    assert!(!poll_once(future.as_mut()), "the driver returns after the response");
+    assert_eq!(*output.borrow(), hello_response(1));
+}
+
+/// A reader that throws away what `ConnectionStatus::discardable` allows gives the same
+/// output as one that passes every byte through the driver, and skips most of a body its
+/// handler does not read.
+#[test]
+fn discarding_reader_changes_nothing_but_the_copies() {
+    use core::cell::{Cell, RefCell};
+    use core::task::{Context, Poll, Waker};
+    use std::collections::VecDeque;
+
+    /// Queued input, `Pending` when empty; with `status`, throws away what the driver says
+    /// it will skip.
+    struct Gate<'a> {
+        input: &'a RefCell<VecDeque<u8>>,
+        status: Option<&'a crate::ConnectionStatus>,
+        discarded: &'a Cell<usize>,
+    }
+    impl embedded_io_async::ErrorType for Gate<'_> {
+        type Error = core::convert::Infallible;
+    }
+    impl embedded_io_async::Read for Gate<'_> {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            core::future::poll_fn(|_| {
+                let mut input = self.input.borrow_mut();
+                if let Some(status) = self.status {
+                    let skip = status.discardable().min(input.len());
+                    status.discard(skip);
+                    self.discarded.set(self.discarded.get() + skip);
+                    input.drain(..skip);
+                }
+                if input.is_empty() {
+                    return Poll::Pending;
+                }
+                let n = buf.len().min(input.len());
+                for (b, x) in buf.iter_mut().zip(input.drain(..n)) {
+                    *b = x;
+                }
+                Poll::Ready(Ok(n))
+            })
+            .await
+        }
+    }
+    struct Out<'a>(&'a RefCell<Vec<u8>>);
+    impl embedded_io_async::ErrorType for Out<'_> {
+        type Error = core::convert::Infallible;
+    }
+    impl embedded_io_async::Write for Out<'_> {
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        async fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+    /// Feeds each request only after the previous one was answered, as web servers do.
+    fn serve<H: crate::Handler>(handler: &H, requests: &[Vec<u8>], discard: bool) -> (Vec<u8>, usize) {
+        let status = crate::ConnectionStatus::new();
+        let (input, output, discarded) =
+            (RefCell::new(VecDeque::new()), RefCell::new(Vec::new()), Cell::new(0));
+        let reader = Gate { input: &input, status: discard.then_some(&status), discarded: &discarded };
+        let mut buffers = Buffers::<512, 512, 2048, 1>::new();
+        let config = Config::default();
+        let future = crate::serve_connection(reader, Out(&output), handler, &mut buffers, &config, &status);
+        let mut future = core::pin::pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut result = None;
+        for request in requests {
+            input.borrow_mut().extend(request.iter().copied());
+            assert!(result.is_none(), "the driver returned early");
+            // The driver yields after a number of rounds: poll until it has nothing to do.
+            for _ in 0..1000 {
+                if let Poll::Ready(r) = future.as_mut().poll(&mut cx) {
+                    result = Some(r);
+                    break;
+                }
+            }
+        }
+        assert!(matches!(result, Some(Ok(()))), "{result:?}");
+        let out = output.borrow().clone();
+        (out, discarded.get())
+    }
+
+    let body = pattern(60_000);
+    let requests: Vec<Vec<u8>> = [(1, true), (2, true), (3, false)]
+        .into_iter()
+        .map(|(id, keep)| {
+            // Padding, an unknown management record and a record for an inactive request
+            // id before each request.
+            let mut r = record(11, 0, &[0; 300], 5);
+            r.extend(record(5, 9, &[1; 700], 3));
+            r.extend(request(id, keep, NGINX_PARAMS, &body));
+            r
+        })
+        .collect();
+    let (expected, _) = serve(&Hello, &requests, false);
+    assert_eq!(ends(&parse(&expected)).len(), 3);
+    let (out, discarded) = serve(&Hello, &requests, true);
+    assert_eq!(out, expected, "hello");
+    assert!(discarded > 100_000, "hello never reads its body: most of it is skipped ({discarded})");
+    let (expected, _) = serve(&Echo, &requests, false);
+    assert_eq!(ends(&parse(&expected)).len(), 3);
+    let (out, discarded) = serve(&Echo, &requests, true);
+    assert_eq!(out, expected, "echo");
+    assert!((500..5000).contains(&discarded), "echo reads its body: only the rest is skipped ({discarded})");
+}

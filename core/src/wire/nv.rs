@@ -47,6 +47,41 @@ pub trait NvSink {
     fn value(&mut self, bytes: &[u8]);
     /// The pair is complete.
     fn end(&mut self);
+
+    /// A whole pair at once (the decoder's fast path when a pair arrives in one piece):
+    /// `name_value` is the name followed by the value, `name_len` bytes of it the name.
+    /// The same as `start`, then `name` and `value` (each skipped when empty), then `end`.
+    fn pair(&mut self, name_value: &[u8], name_len: usize) {
+        let (name, value) = name_value.split_at(name_len.min(name_value.len()));
+        self.start(name.len() as u32, value.len() as u32);
+        if !name.is_empty() {
+            self.name(name);
+        }
+        if !value.is_empty() {
+            self.value(value);
+        }
+        self.end();
+    }
+}
+
+/// Reads one length prefix at the front of `input`: the length and the prefix's size.
+fn read_len(input: &[u8]) -> Option<(usize, usize)> {
+    let first = *input.first()?;
+    if first & 0x80 == 0 {
+        return Some((usize::from(first), 1));
+    }
+    let b = input.get(..4)?;
+    Some((u32::from_be_bytes([first & 0x7f, b[1], b[2], b[3]]) as usize, 4))
+}
+
+/// Splits a complete pair off the front of `input`: its name and value (adjacent), the
+/// name's length, and the bytes the pair spans.
+fn split_pair(input: &[u8]) -> Option<(&[u8], usize, usize)> {
+    let (name_len, a) = read_len(input)?;
+    let (value_len, b) = read_len(input.get(a..)?)?;
+    let name_at = a + b;
+    let end = name_at.checked_add(name_len)?.checked_add(value_len)?;
+    Some((input.get(name_at..end)?, name_len, end))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +116,15 @@ impl NvDecoder {
     /// Decodes all of `input`, handing pieces to `sink`.
     pub fn feed<S: NvSink + ?Sized>(&mut self, mut input: &[u8], sink: &mut S) {
         while !input.is_empty() {
+            // Fast path: at a pair boundary with the whole pair in `input`.
+            if self.part == Part::NameLen
+                && self.len_got == 0
+                && let Some((name_value, name_len, used)) = split_pair(input)
+            {
+                sink.pair(name_value, name_len);
+                input = &input[used..];
+                continue;
+            }
             match self.part {
                 Part::NameLen | Part::ValueLen => {
                     let used = self.take_len_byte(input[0]);
