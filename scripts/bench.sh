@@ -12,15 +12,19 @@
 # Each server runs pinned to one core (--server-cpu, default 0) and the single-threaded
 # loader to another (--load-cpu, default 1). All servers are started at once (an idle
 # server costs no CPU) and the scenarios are interleaved: round 1 runs every scenario on
-# every server, then round 2, ...; the table shows medians over the rounds, and each ratio
-# is the median of the per-round ratios, so a noisy neighbour slows the baseline and the
-# server under test alike. The idle-memory run uses a fresh server for each.
+# every server, then round 2, ... (default 5 rounds; the order of the servers alternates
+# from round to round); the table shows medians over the rounds, and each ratio is the
+# median of the per-round ratios, so a noisy neighbour slows the baseline and the server
+# under test alike. The idle-memory run uses a fresh server for each. Scenarios: keep1 (1
+# connection, keep-conn), keep64 (64 connections, keep-conn), new64 (64 connections, a new
+# connection per request), body1m (1 connection, keep-conn, 1 MiB request body). With the
+# defaults it takes about 6 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 DURATION=${BENCH_DURATION:-5}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 IDLE=${BENCH_IDLE:-10000}
 SERVERS=baseline,mio,smol
 SCENARIOS=keep1,keep64,new64,body1m
@@ -29,7 +33,7 @@ LOAD_CPU=1
 BUILD=1
 OUT=""
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -177,9 +181,17 @@ for s in "${server_list[@]}"; do
     echo "== $s: pid $SERVER_PID on $SERVER_ADDR" >&2
 done
 
+reversed=()
+for ((i = ${#server_list[@]} - 1; i >= 0; i--)); do
+    reversed+=("${server_list[$i]}")
+done
 for r in $(seq "$ROUNDS"); do
+    order=("${server_list[@]}")
+    if [ $((r % 2)) = 0 ]; then
+        order=("${reversed[@]}")
+    fi
     for sc in "${scenario_list[@]}"; do
-        for s in "${server_list[@]}"; do
+        for s in "${order[@]}"; do
             pid=${PID_OF[$s]}
             before=$(cpu_ns "$pid")
             # shellcheck disable=SC2046

@@ -1,0 +1,142 @@
+//! `IdleRelease`: the engine of a connection idle at a record boundary is dropped (its
+//! memory returned) and made again, with one allocation, when the connection is readable;
+//! the web server sees no difference. A counting allocator tells when it happened. (Its own
+//! test binary: a global allocator affects every test in it.)
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use ember_fcgi_mio::{IdleRelease, Listen, Server};
+
+struct Counting;
+
+thread_local! {
+    static COUNTER: Cell<Option<&'static AtomicU64>> = const { Cell::new(None) };
+}
+
+fn count() {
+    if let Ok(Some(counter)) = COUNTER.try_with(Cell::get) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
+// `GlobalAlloc` contract is exactly the system allocator's; counting touches only an
+// atomic and a const-initialised thread-local without destructor (neither allocates).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: forwarded unchanged; `ptr` came from this allocator, i.e. from `System`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged; `ptr` came from this allocator, i.e. from `System`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// A TCP server with `release`, whose thread counts its allocations in `counter`.
+fn counted_server(counter: &'static AtomicU64, release: IdleRelease) -> Running {
+    let listen = Listen::Tcp("127.0.0.1:0".parse().unwrap());
+    let server = Server::bind(&listen, TestHandler, test_limits()).unwrap().with_idle_release(release);
+    let (addr, stats, stop) = (server.local_addr(), server.stats(), server.shutdown_handle());
+    let thread = std::thread::spawn(move || {
+        COUNTER.set(Some(counter));
+        server.run()
+    });
+    Running { addr, stats, stop, thread: Some(thread) }
+}
+
+/// Allocations of the server thread while `f` runs.
+fn allocations(counter: &AtomicU64, f: impl FnOnce()) -> u64 {
+    let before = counter.load(Ordering::Relaxed);
+    f();
+    counter.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn an_idle_engine_is_released_and_made_again() {
+    static ALLOCS: AtomicU64 = AtomicU64::new(0);
+    // Long enough that back-to-back requests never see a release, even on a busy machine.
+    const AFTER: Duration = Duration::from_millis(200);
+    let server = counted_server(&ALLOCS, IdleRelease { after: AFTER, keep: 0 });
+    let mut c = server.client();
+    assert_eq!(c.get("/hello", "one"), "hello one");
+    // Back to back: the engine stays.
+    assert_eq!(allocations(&ALLOCS, || assert_eq!(c.get("/hello", "two"), "hello two")), 0);
+    // Idle past `after`: released; the next request makes the engine again (one allocation),
+    // and the web server cannot tell. A body and a second request check the stream's place.
+    for round in 0..3 {
+        std::thread::sleep(3 * AFTER);
+        let n = allocations(&ALLOCS, || {
+            c.send(&request(1, true, "/sink", "", &[9; 20_000]));
+            assert_eq!(c.reply(1).body_str(), format!("20000 {:016x}", fnv(&[9; 20_000])), "round {round}");
+            assert_eq!(c.get("/hello", "again"), "hello again");
+        });
+        assert_eq!(n, 1, "round {round}: one engine made again");
+    }
+    // A released connection still takes part in a graceful shutdown (it closes at once).
+    std::thread::sleep(3 * AFTER);
+    let s = server.stop();
+    assert_eq!((s.requests, s.closed_with_error), (2 + 3 * 2, 0));
+    assert!(c.record().is_none(), "closed by the shutdown");
+}
+
+#[test]
+fn never_keeps_every_engine() {
+    static ALLOCS: AtomicU64 = AtomicU64::new(0);
+    let server = counted_server(&ALLOCS, IdleRelease::NEVER);
+    let mut c = server.client();
+    assert_eq!(c.get("/hello", "one"), "hello one");
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(allocations(&ALLOCS, || assert_eq!(c.get("/hello", "two"), "hello two")), 0);
+    drop(c);
+    server.wait_no_connections();
+    server.stop();
+}
+
+#[test]
+fn few_connections_keep_their_engines() {
+    static ALLOCS: AtomicU64 = AtomicU64::new(0);
+    // The default keeps engines while at most 256 connections hold one.
+    let release = IdleRelease { after: Duration::from_millis(20), ..IdleRelease::default() };
+    let server = counted_server(&ALLOCS, release);
+    let mut clients: Vec<Client> = (0..10).map(|_| server.client()).collect();
+    for c in &mut clients {
+        assert_eq!(c.get("/hello", "x"), "hello x");
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    let n = allocations(&ALLOCS, || {
+        for c in &mut clients {
+            assert_eq!(c.get("/hello", "y"), "hello y");
+        }
+    });
+    assert_eq!(n, 0);
+    drop(clients);
+    server.wait_no_connections();
+    server.stop();
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut f = Fnv::new();
+    f.update(bytes);
+    f.0
+}
