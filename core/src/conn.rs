@@ -801,13 +801,7 @@ impl<'b> ConnState<'b> {
             self.register(i, cx);
             return Poll::Pending;
         }
-        if let Some(open) = self.open
-            && (open.id != id
-                || open.stream != stream
-                || self.out_len - open.at - HEADER_LEN >= MAX_CONTENT_LEN)
-        {
-            self.seal();
-        }
+        self.seal_unless_open_for(id, stream);
         let Some(out) = self.output.as_deref_mut() else {
             return Poll::Pending;
         };
@@ -855,13 +849,7 @@ impl<'b> ConnState<'b> {
             return true;
         }
         let id = self.slots[i].id;
-        if let Some(open) = self.open
-            && (open.id != id
-                || open.stream != stream
-                || self.out_len - open.at - HEADER_LEN >= MAX_CONTENT_LEN)
-        {
-            self.seal();
-        }
+        self.seal_unless_open_for(id, stream);
         let Some(out) = self.output.as_deref_mut() else {
             return false;
         };
@@ -915,6 +903,18 @@ impl<'b> ConnState<'b> {
         }
         self.register(i, cx);
         Poll::Pending
+    }
+
+    /// Seals the open record unless it is request `id`'s `stream` record with room left,
+    /// so the next bytes of `stream` can be appended or start a new record.
+    fn seal_unless_open_for(&mut self, id: u16, stream: OutStream) {
+        if let Some(open) = self.open
+            && (open.id != id
+                || open.stream != stream
+                || self.out_len - open.at - HEADER_LEN >= MAX_CONTENT_LEN)
+        {
+            self.seal();
+        }
     }
 
     /// Writes the header of the open record, making it sendable.
