@@ -6,6 +6,7 @@
 mod allow;
 mod limits;
 mod listen;
+pub mod stats;
 
 pub use allow::WebServerAddrs;
 pub use limits::Limits;
