@@ -5,54 +5,13 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::*;
 use ember_fcgi_mio::{Limits, Listen, Server};
 
-struct Counting;
-
-thread_local! {
-    /// The counter of the current thread, if it is a counted server thread.
-    static COUNTER: Cell<Option<&'static AtomicU64>> = const { Cell::new(None) };
-}
-
-fn count() {
-    // `try_with`: the allocator may run while thread-locals are torn down.
-    if let Ok(Some(counter)) = COUNTER.try_with(Cell::get) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract is exactly the system allocator's; counting touches only an
-// atomic and a const-initialised thread-local without destructor (neither allocates).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: forwarded unchanged; `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged; `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::counting::Counting = common::counting::Counting;
 
 /// Starts a TCP server whose thread counts its allocations in `counter`.
 fn counted_server(counter: &'static AtomicU64, limits: Limits) -> Running {
@@ -60,7 +19,7 @@ fn counted_server(counter: &'static AtomicU64, limits: Limits) -> Running {
     let server = Server::bind(&listen, TestHandler, limits).unwrap();
     let (addr, stats, stop) = (server.local_addr(), server.stats(), server.shutdown_handle());
     let thread = std::thread::spawn(move || {
-        COUNTER.set(Some(counter));
+        common::counting::count_this_thread(counter);
         server.run()
     });
     Running { addr, stats, stop, thread: Some(thread) }

@@ -5,53 +5,14 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
 use ember_fcgi_mio::{IdleRelease, Listen, Server};
 
-struct Counting;
-
-thread_local! {
-    static COUNTER: Cell<Option<&'static AtomicU64>> = const { Cell::new(None) };
-}
-
-fn count() {
-    if let Ok(Some(counter)) = COUNTER.try_with(Cell::get) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract is exactly the system allocator's; counting touches only an
-// atomic and a const-initialised thread-local without destructor (neither allocates).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: forwarded unchanged; `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged; `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::counting::Counting = common::counting::Counting;
 
 /// A TCP server with `release`, whose thread counts its allocations in `counter`.
 fn counted_server(counter: &'static AtomicU64, release: IdleRelease) -> Running {
@@ -59,7 +20,7 @@ fn counted_server(counter: &'static AtomicU64, release: IdleRelease) -> Running 
     let server = Server::bind(&listen, TestHandler, test_limits()).unwrap().with_idle_release(release);
     let (addr, stats, stop) = (server.local_addr(), server.stats(), server.shutdown_handle());
     let thread = std::thread::spawn(move || {
-        COUNTER.set(Some(counter));
+        common::counting::count_this_thread(counter);
         server.run()
     });
     Running { addr, stats, stop, thread: Some(thread) }

@@ -1,6 +1,8 @@
 //! A small blocking FastCGI client, test handlers, and helpers to run a server in a thread.
 #![allow(dead_code)]
 
+pub mod counting;
+
 use std::io::{self, Read as IoRead, Write as IoWrite};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
