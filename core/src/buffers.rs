@@ -1,39 +1,54 @@
-//! Connection memory: every byte one connection may use, chosen at compile time.
+//! Connection memory: every byte one connection may use, fixed at compile time
+//! ([`Buffers`]) or carved at run time from memory the caller provides ([`SliceBuffers`]).
 
 use core::cell::RefCell;
+use core::fmt;
 use core::future::{Future, poll_fn};
 use core::pin::pin;
 use core::task::Poll;
 
 use crate::conn::{MIN_INPUT, MIN_OUTPUT, SlotState};
-use crate::params::ParamArena;
+use crate::params::{Arena, ParamArena};
 
-/// Largest number of concurrent requests per connection ([`Buffers`]'s `REQS`) supported.
+/// Largest number of concurrent requests per connection supported.
 pub const MAX_REQS: usize = 32;
 
-/// The memory of one connection: an input buffer of `IN` bytes (record content streams
-/// through it, so it can be far smaller than a 64 KiB record), an output buffer of `OUT`
-/// bytes (response records are assembled in it), and for each of `REQS` concurrent
-/// requests a params store of `PARAMS` bytes (each param costs its name and value plus 4).
+/// Default per-request body window of [`Buffers`] (see [`Capacities::window`]).
+pub const DEFAULT_WINDOW: usize = 1024;
+
+/// The memory of one connection, fixed at compile time: an input buffer of `IN` bytes
+/// (record content streams through it, so it can be far smaller than a 64 KiB record), an
+/// output buffer of `OUT` bytes (response records are assembled in it), and for each of
+/// `REQS` concurrent requests a params store of `PARAMS` bytes (each param costs its name
+/// and value plus 4) and a body window of `WINDOW` bytes (body bytes wait there while the
+/// handler is busy, so the records behind them are still seen).
 ///
 /// Supported `REQS`: 1 to 8, 16 and 32. `REQS = 1` means no multiplexing
 /// (FCGI_MPXS_CONNS = 0), which is what nginx, Apache and lighttpd use.
-pub struct Buffers<const IN: usize, const OUT: usize, const PARAMS: usize, const REQS: usize> {
+pub struct Buffers<
+    const IN: usize,
+    const OUT: usize,
+    const PARAMS: usize,
+    const REQS: usize,
+    const WINDOW: usize = DEFAULT_WINDOW,
+> {
     input: [u8; IN],
     output: [u8; OUT],
+    windows: [[u8; WINDOW]; REQS],
     params: [RefCell<ParamArena<[u8; PARAMS]>>; REQS],
     slots: [SlotState; REQS],
 }
 
 /// The default connection memory: 4 KiB in, 4 KiB out, 4 KiB of params (a typical nginx
-/// request sends about 25 params in 1 to 1.5 KiB), one request at a time.
+/// request sends about 25 params in 1 to 1.5 KiB), a 1 KiB body window, one request at a
+/// time. Servers size their memory at run time instead (see [`SliceBuffers`]).
 pub type DefaultBuffers = Buffers<4096, 4096, 4096, 1>;
 
 /// Bytes of [`DefaultBuffers`]; `core::mem::size_of::<DefaultBuffers>()` equals it.
-pub const DEFAULT_BUFFERS_BYTES: usize = 12_424;
+pub const DEFAULT_BUFFERS_BYTES: usize = 13_480;
 
-impl<const IN: usize, const OUT: usize, const PARAMS: usize, const REQS: usize>
-    Buffers<IN, OUT, PARAMS, REQS>
+impl<const IN: usize, const OUT: usize, const PARAMS: usize, const REQS: usize, const WINDOW: usize>
+    Buffers<IN, OUT, PARAMS, REQS, WINDOW>
 {
     /// Zeroed buffers; sizes below the minimums fail to compile.
     pub const fn new() -> Self {
@@ -43,46 +58,180 @@ impl<const IN: usize, const OUT: usize, const PARAMS: usize, const REQS: usize>
         Self {
             input: [0; IN],
             output: [0; OUT],
+            windows: [[0; WINDOW]; REQS],
             params: [const { RefCell::new(ParamArena::new()) }; REQS],
             slots: [const { SlotState::new() }; REQS],
         }
     }
 }
 
-impl<const IN: usize, const OUT: usize, const PARAMS: usize, const REQS: usize> core::fmt::Debug
-    for Buffers<IN, OUT, PARAMS, REQS>
+impl<const IN: usize, const OUT: usize, const PARAMS: usize, const REQS: usize, const WINDOW: usize>
+    fmt::Debug for Buffers<IN, OUT, PARAMS, REQS, WINDOW>
 {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Buffers<in {IN}, out {OUT}, params {PARAMS}, reqs {REQS}>")
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Buffers<in {IN}, out {OUT}, params {PARAMS}, reqs {REQS}, window {WINDOW}>")
     }
 }
 
-impl core::fmt::Debug for Parts<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Parts").finish_non_exhaustive()
-    }
-}
-
-impl<const IN: usize, const OUT: usize, const PARAMS: usize, const REQS: usize> Default
-    for Buffers<IN, OUT, PARAMS, REQS>
+impl<const IN: usize, const OUT: usize, const PARAMS: usize, const REQS: usize, const WINDOW: usize> Default
+    for Buffers<IN, OUT, PARAMS, REQS, WINDOW>
 {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// The pieces of a [`Buffers`] the driver works with.
+/// How much memory one connection gets, chosen at run time (see [`SliceBuffers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacities {
+    /// Input buffer: socket reads land here (at least [`MIN_INPUT`]).
+    pub input: usize,
+    /// Output buffer: response records are assembled here (at least [`MIN_OUTPUT`]).
+    pub output: usize,
+    /// Params store per request: names and values plus 4 bytes per param. A request whose
+    /// params do not fit is answered `431` and the connection stays usable.
+    pub params: usize,
+    /// Body window per request: body bytes wait here while the handler does not read, so
+    /// the records behind them (abort, GET_VALUES, other requests) are still seen.
+    pub window: usize,
+    /// Concurrent requests per connection (1 = no multiplexing), at most [`MAX_REQS`].
+    pub requests: usize,
+}
+
+impl Capacities {
+    /// Bytes of caller memory [`SliceBuffers::new`] needs for these capacities.
+    pub const fn memory_bytes(&self) -> usize {
+        self.input
+            .saturating_add(self.output)
+            .saturating_add(self.requests.saturating_mul(self.params.saturating_add(self.window)))
+    }
+
+    /// Checks the capacities against the engine's minimums and `MAX_REQS`.
+    pub const fn check(&self) -> Result<(), CapacityError> {
+        if self.input < MIN_INPUT {
+            return Err(CapacityError::InputTooSmall { input: self.input });
+        }
+        if self.output < MIN_OUTPUT {
+            return Err(CapacityError::OutputTooSmall { output: self.output });
+        }
+        if self.requests == 0 || self.requests > MAX_REQS {
+            return Err(CapacityError::Requests { requests: self.requests });
+        }
+        Ok(())
+    }
+}
+
+/// Why connection memory could not be laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapacityError {
+    /// The input buffer is below [`MIN_INPUT`].
+    InputTooSmall { input: usize },
+    /// The output buffer is below [`MIN_OUTPUT`].
+    OutputTooSmall { output: usize },
+    /// Requests per connection must be 1 to [`MAX_REQS`] and fit the buffer type.
+    Requests { requests: usize },
+    /// The memory given is smaller than [`Capacities::memory_bytes`].
+    MemoryTooSmall { needed: usize, given: usize },
+}
+
+impl fmt::Display for CapacityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InputTooSmall { input } => {
+                write!(f, "input buffer of {input} bytes is below the minimum of {MIN_INPUT}")
+            }
+            Self::OutputTooSmall { output } => {
+                write!(f, "output buffer of {output} bytes is below the minimum of {MIN_OUTPUT}")
+            }
+            Self::Requests { requests } => {
+                write!(f, "{requests} requests per connection: must be 1 to {MAX_REQS}")
+            }
+            Self::MemoryTooSmall { needed, given } => {
+                write!(f, "connection memory of {given} bytes is smaller than the {needed} bytes needed")
+            }
+        }
+    }
+}
+
+impl core::error::Error for CapacityError {}
+
+/// The memory of one connection laid out at run time in one slice the caller provides
+/// (a `static` array on a microcontroller, a pooled block on a server), for up to `REQS`
+/// concurrent requests ([`Capacities::requests`] of them are used).
+pub struct SliceBuffers<'a, const REQS: usize> {
+    input: &'a mut [u8],
+    output: &'a mut [u8],
+    windows: &'a mut [u8],
+    params: [RefCell<ParamArena<&'a mut [u8]>>; REQS],
+    slots: [SlotState; REQS],
+    requests: usize,
+}
+
+impl<'a, const REQS: usize> SliceBuffers<'a, REQS> {
+    /// Lays `memory` out as `capacities` say (it needs [`Capacities::memory_bytes`]).
+    pub fn new(memory: &'a mut [u8], capacities: Capacities) -> Result<Self, CapacityError> {
+        const { assert!(REQS >= 1 && REQS <= MAX_REQS, "REQS must be 1..=MAX_REQS") };
+        capacities.check()?;
+        let c = capacities;
+        if c.requests > REQS {
+            return Err(CapacityError::Requests { requests: c.requests });
+        }
+        let needed = c.memory_bytes();
+        if memory.len() < needed {
+            return Err(CapacityError::MemoryTooSmall { needed, given: memory.len() });
+        }
+        let (input, rest) = memory.split_at_mut(c.input);
+        let (output, rest) = rest.split_at_mut(c.output);
+        let (windows, mut rest) = rest.split_at_mut(c.window * c.requests);
+        let params = core::array::from_fn(|i| {
+            let size = if i < c.requests { c.params } else { 0 };
+            let (mine, others) = core::mem::take(&mut rest).split_at_mut(size);
+            rest = others;
+            RefCell::new(ParamArena::over(mine))
+        });
+        Ok(Self {
+            input,
+            output,
+            windows,
+            params,
+            slots: [const { SlotState::new() }; REQS],
+            requests: c.requests,
+        })
+    }
+}
+
+impl<const REQS: usize> fmt::Debug for SliceBuffers<'_, REQS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SliceBuffers")
+            .field("input", &self.input.len())
+            .field("output", &self.output.len())
+            .field("windows", &self.windows.len())
+            .field("requests", &self.requests)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Parts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Parts").finish_non_exhaustive()
+    }
+}
+
+/// The pieces of a connection's memory the driver works with.
 #[doc(hidden)]
 pub struct Parts<'a> {
     pub(crate) input: &'a mut [u8],
     pub(crate) output: &'a mut [u8],
-    pub(crate) params: heapless::Vec<&'a RefCell<ParamArena<[u8]>>, MAX_REQS>,
+    /// One body window per slot, of equal size, back to back.
+    pub(crate) windows: &'a mut [u8],
+    pub(crate) params: heapless::Vec<&'a RefCell<Arena<'a>>, MAX_REQS>,
     pub(crate) slots: &'a mut [SlotState],
 }
 
-/// Implemented by every supported [`Buffers`] size; the driver is generic over it.
+/// Implemented by every supported [`Buffers`] and [`SliceBuffers`]; the driver is generic
+/// over it.
 pub trait ConnectionBuffers {
-    /// Concurrent requests per connection.
+    /// Request slots (the driver runs one task per slot).
     const REQS: usize;
 
     #[doc(hidden)]
@@ -120,17 +269,53 @@ macro_rules! join_slots {
 
 macro_rules! impl_connection_buffers {
     ($($reqs:literal => [$($i:literal),+];)+) => {$(
-        impl<const IN: usize, const OUT: usize, const PARAMS: usize> ConnectionBuffers for Buffers<IN, OUT, PARAMS, $reqs> {
+        impl<const IN: usize, const OUT: usize, const PARAMS: usize, const WINDOW: usize> ConnectionBuffers
+            for Buffers<IN, OUT, PARAMS, $reqs, WINDOW>
+        {
             const REQS: usize = $reqs;
 
             fn parts(&mut self) -> Parts<'_> {
                 let mut params = heapless::Vec::new();
                 for cell in &self.params {
-                    let cell: &RefCell<ParamArena<[u8]>> = cell;
+                    let cell: &RefCell<Arena<'_>> = cell;
                     // REQS <= MAX_REQS, so this never fails.
                     let _ = params.push(cell);
                 }
-                Parts { input: &mut self.input, output: &mut self.output, params, slots: &mut self.slots }
+                Parts {
+                    input: &mut self.input,
+                    output: &mut self.output,
+                    windows: self.windows.as_flattened_mut(),
+                    params,
+                    slots: &mut self.slots,
+                }
+            }
+
+            #[allow(unused_mut)]
+            fn join_slots<F, Fut>(mut make: F) -> impl Future<Output = ()>
+            where
+                F: FnMut(usize) -> Fut,
+                Fut: Future<Output = ()>,
+            {
+                join_slots!(make; $($i),+)
+            }
+        }
+
+        impl ConnectionBuffers for SliceBuffers<'_, $reqs> {
+            const REQS: usize = $reqs;
+
+            fn parts(&mut self) -> Parts<'_> {
+                let mut params = heapless::Vec::new();
+                for cell in &self.params[..self.requests] {
+                    let cell: &RefCell<Arena<'_>> = cell;
+                    let _ = params.push(cell);
+                }
+                Parts {
+                    input: self.input,
+                    output: self.output,
+                    windows: self.windows,
+                    params,
+                    slots: &mut self.slots[..self.requests],
+                }
             }
 
             #[allow(unused_mut)]

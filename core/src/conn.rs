@@ -11,6 +11,14 @@
 //! fixed bodies, management queries) is consumed into the parser's own small state at once.
 //! So the reader refills the buffer only when it is empty, and never moves bytes.
 //!
+//! Body windows: each request slot has a small ring (its *window*). Body content for a
+//! request is first offered to its handler straight from the input buffer (no copy); if
+//! the handler has been polled since and left bytes unread, they move into its window so
+//! the parser can go on to the records behind them (abort, GET_VALUES, other requests,
+//! EOF). When the window is full, the parser stops there: FastCGI has no flow control, so
+//! a request that neither reads nor discards its body holds back the connection's input
+//! once its window is full (backpressure), never memory.
+//!
 //! Output invariant: `[out_sent..out_sealed]` holds whole records ready to send;
 //! `[out_sealed..out_len]` is at most one open record (header written when sealed).
 
@@ -19,7 +27,7 @@ use core::task::{Context, Poll, Waker};
 
 use crate::config::Config;
 use crate::error::{ProtocolError, StreamError};
-use crate::params::{ParamArena, parse_decimal};
+use crate::params::{Arena, parse_decimal};
 use crate::wire::body::{BeginRequestBody, EndRequestBody, ProtocolStatus, Role, UnknownTypeBody};
 use crate::wire::header::{HEADER_LEN, Header, MAX_CONTENT_LEN, RecordType, VERSION_1};
 use crate::wire::nv::{NvDecoder, NvSink, encode_pair};
@@ -94,6 +102,18 @@ pub struct SlotState {
     /// CONTENT_LENGTH, looked up when a handler first reaches the end of the body (`None`
     /// until then: a handler that never reads its body never pays for the lookup).
     content_length: Option<Option<u64>>,
+    /// FCGI_DATA_LENGTH, likewise, for a Filter's data stream.
+    data_length: Option<Option<u64>>,
+    /// Body bytes waiting in this slot's window: `win_len` bytes from `win_at` (a ring), of
+    /// stream `win_stream`.
+    win_at: usize,
+    win_len: usize,
+    win_stream: InStream,
+    /// The connection's input epoch when the handler was last polled: body bytes that
+    /// arrived before it were offered to the handler, and may move to the window.
+    looked_epoch: u32,
+    /// The handler said it does not want its body: the parser skips it.
+    discarding: bool,
     waiting_input: bool,
     stdout_written: u64,
     stderr_used: bool,
@@ -117,6 +137,12 @@ impl SlotState {
             stdin_received: 0,
             data_received: 0,
             content_length: None,
+            data_length: None,
+            win_at: 0,
+            win_len: 0,
+            win_stream: InStream::Stdin,
+            looked_epoch: 0,
+            discarding: false,
             waiting_input: false,
             stdout_written: 0,
             stderr_used: false,
@@ -137,7 +163,7 @@ impl SlotState {
 
     /// Whether stream content for this slot should wait for the handler (else it is skipped).
     fn wants_input(&self) -> bool {
-        matches!(self.phase, Phase::Ready | Phase::Running) && !self.aborted
+        matches!(self.phase, Phase::Ready | Phase::Running) && !self.aborted && !self.discarding
     }
 
     /// Something happened for this request: its handler must look again before the
@@ -181,6 +207,11 @@ pub struct ConnectionStatus {
     idle_at_boundary: Cell<bool>,
     discardable: Cell<u32>,
     discarded: Cell<u32>,
+    waiting_for_body: Cell<bool>,
+    body_bytes: Cell<u64>,
+    sending: Cell<bool>,
+    sent_bytes: Cell<u64>,
+    expired: Cell<bool>,
 }
 
 impl ConnectionStatus {
@@ -191,7 +222,47 @@ impl ConnectionStatus {
             idle_at_boundary: Cell::new(false),
             discardable: Cell::new(0),
             discarded: Cell::new(0),
+            waiting_for_body: Cell::new(false),
+            body_bytes: Cell::new(0),
+            sending: Cell::new(false),
+            sent_bytes: Cell::new(0),
+            expired: Cell::new(false),
         }
+    }
+
+    /// Whether some handler waits for body bytes that have not arrived (for a body-stall
+    /// timeout: watch [`body_bytes`](Self::body_bytes) while this holds).
+    pub fn is_waiting_for_body(&self) -> bool {
+        self.waiting_for_body.get()
+    }
+
+    /// Body bytes (FCGI_STDIN and FCGI_DATA content) received for this connection's
+    /// requests so far; grows while the web server sends a body.
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes.get()
+    }
+
+    /// Whether response bytes wait to be sent (for a send-stall timeout: watch
+    /// [`sent_bytes`](Self::sent_bytes) while this holds).
+    pub fn is_sending(&self) -> bool {
+        self.sending.get()
+    }
+
+    /// Bytes written to the web server so far.
+    pub fn sent_bytes(&self) -> u64 {
+        self.sent_bytes.get()
+    }
+
+    /// The transport gives up on this connection (a stall timeout expired): from the next
+    /// poll on, handlers' reads and writes fail with [`StreamError::TimedOut`] and the
+    /// driver returns [`ConnectionError::TimedOut`](crate::ConnectionError::TimedOut).
+    pub fn expire(&self) {
+        self.expired.set(true);
+    }
+
+    /// Whether [`expire`](Self::expire) was called.
+    pub fn is_expired(&self) -> bool {
+        self.expired.get()
     }
 
     /// While the driver waits in a read: how many of the next input bytes it will skip
@@ -328,7 +399,7 @@ struct OpenRecord {
 }
 
 /// Everything one connection knows; lives in a `RefCell` shared by the driver's tasks.
-pub(crate) struct ConnState<'b> {
+pub(crate) struct ConnState<'b, 'p> {
     config: Config,
     mode: IoMode,
     input: Option<&'b mut [u8]>,
@@ -346,7 +417,14 @@ pub(crate) struct ConnState<'b> {
     sent_total: u64,
     flushed_total: u64,
     slots: &'b mut [SlotState],
-    params: &'b [&'b RefCell<ParamArena<[u8]>>],
+    params: &'b [&'p RefCell<Arena<'p>>],
+    /// The slots' body windows, `window` bytes each, back to back.
+    windows: &'b mut [u8],
+    window: usize,
+    /// Counts input buffers handed back by the reader (see `SlotState::looked_epoch`).
+    in_epoch: u32,
+    /// Body bytes received for any request (published for stall timeouts).
+    body_total: u64,
     eof: bool,
     closing: bool,
     io_failed: bool,
@@ -356,12 +434,13 @@ pub(crate) struct ConnState<'b> {
     status: &'b ConnectionStatus,
 }
 
-impl<'b> ConnState<'b> {
+impl<'b, 'p> ConnState<'b, 'p> {
     pub(crate) fn new(
         input: &'b mut [u8],
         output: &'b mut [u8],
         slots: &'b mut [SlotState],
-        params: &'b [&'b RefCell<ParamArena<[u8]>>],
+        params: &'b [&'p RefCell<Arena<'p>>],
+        windows: &'b mut [u8],
         config: Config,
         mode: IoMode,
         status: &'b ConnectionStatus,
@@ -369,6 +448,7 @@ impl<'b> ConnState<'b> {
         for slot in slots.iter_mut() {
             *slot = SlotState::new();
         }
+        let window = windows.len() / slots.len().max(1);
         Self {
             config,
             mode,
@@ -387,6 +467,10 @@ impl<'b> ConnState<'b> {
             flushed_total: 0,
             slots,
             params,
+            windows,
+            window,
+            in_epoch: 0,
+            body_total: 0,
             eof: false,
             closing: false,
             io_failed: false,
@@ -409,7 +493,12 @@ impl<'b> ConnState<'b> {
     }
 
     fn dead(&self) -> bool {
-        self.failure.is_some() || self.io_failed
+        self.failure.is_some() || self.io_failed || self.status.expired.get()
+    }
+
+    /// What a handler's stream call fails with once the connection is dead.
+    fn dead_error(&self) -> StreamError {
+        if self.status.expired.get() { StreamError::TimedOut } else { StreamError::ConnectionClosed }
     }
 
     fn all_free(&self) -> bool {
@@ -440,6 +529,11 @@ impl<'b> ConnState<'b> {
     /// the driver whenever it returns `Pending`).
     pub(crate) fn publish_idle(&self) {
         self.status.set_idle_at_boundary(self.mode == IoMode::ReadAhead && self.idle_at_boundary());
+        let waiting = self.slots.iter().any(|s| s.phase == Phase::Running && s.waiting_input);
+        self.status.waiting_for_body.set(waiting);
+        self.status.body_bytes.set(self.body_total);
+        self.status.sending.set(self.out_sent < self.out_sealed || self.flushed_total < self.sent_total);
+        self.status.sent_bytes.set(self.sent_total);
     }
 
     /// The connection has nothing left to do: the driver returns.
@@ -453,6 +547,10 @@ impl<'b> ConnState<'b> {
 
     /// Hands the empty input buffer to the reader if it may read now.
     pub(crate) fn take_input(&mut self) -> Option<&'b mut [u8]> {
+        if self.in_pos < self.in_len {
+            // Body bytes the handler has seen and left may move to its window now.
+            self.process();
+        }
         if self.input_over() || self.in_pos < self.in_len || self.parser_blocked_on_output() {
             return None;
         }
@@ -524,6 +622,7 @@ impl<'b> ConnState<'b> {
         } else {
             self.in_pos = 0;
             self.in_len = filled;
+            self.in_epoch = self.in_epoch.wrapping_add(1);
             self.process();
         }
     }
@@ -719,7 +818,8 @@ impl<'b> ConnState<'b> {
         }
     }
 
-    /// A handler reads request body bytes (FCGI_STDIN or FCGI_DATA).
+    /// A handler reads request body bytes (FCGI_STDIN or FCGI_DATA): first from its window,
+    /// then straight from the input buffer where the parser stands in its content.
     pub(crate) fn poll_read(
         &mut self,
         i: usize,
@@ -732,28 +832,24 @@ impl<'b> ConnState<'b> {
             return Poll::Ready(Err(StreamError::Aborted));
         }
         if self.dead() {
-            return Poll::Ready(Err(StreamError::ConnectionClosed));
+            return Poll::Ready(Err(self.dead_error()));
         }
-        let eof = match stream {
-            InStream::Stdin => slot.stdin_eof,
-            InStream::Data if slot.role != Role::Filter => true,
-            InStream::Data if !slot.stdin_eof => return Poll::Ready(Err(StreamError::DataBeforeStdin)),
-            InStream::Data => slot.data_eof,
-        };
-        if eof {
-            if stream == InStream::Stdin
-                && let Some(expected) = self.content_length(i)
-                && self.slots[i].stdin_received < expected
-            {
-                let received = self.slots[i].stdin_received;
-                return Poll::Ready(Err(StreamError::BodyTruncated { expected, received }));
-            }
+        if slot.discarding || (stream == InStream::Data && slot.role != Role::Filter) {
             return Poll::Ready(Ok(0));
+        }
+        if stream == InStream::Data && !slot.stdin_eof {
+            return Poll::Ready(Err(StreamError::DataBeforeStdin));
         }
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if let Parse::Content { left, what: Content::Stream { slot: s, stream: st }, .. } = &mut self.parse
+        let w = self.window;
+        let slot = &mut self.slots[i];
+        let n = if slot.win_len > 0 && slot.win_stream == stream {
+            let window = &self.windows[i * w..(i + 1) * w];
+            ring_pop(window, &mut slot.win_at, &mut slot.win_len, buf)
+        } else if let Parse::Content { left, what: Content::Stream { slot: s, stream: st }, .. } =
+            &mut self.parse
             && *s == i
             && *st == stream
             && *left > 0
@@ -764,6 +860,12 @@ impl<'b> ConnState<'b> {
             buf[..n].copy_from_slice(&input[self.in_pos..self.in_pos + n]);
             self.in_pos += n;
             *left -= n as u16;
+            self.body_total += n as u64;
+            n
+        } else {
+            0
+        };
+        if n > 0 {
             let slot = &mut self.slots[i];
             match stream {
                 InStream::Stdin => slot.stdin_received += n as u64,
@@ -774,7 +876,54 @@ impl<'b> ConnState<'b> {
             self.process();
             return Poll::Ready(Ok(n));
         }
+        let (eof, received) = match stream {
+            InStream::Stdin => (slot.stdin_eof, slot.stdin_received),
+            InStream::Data => (slot.data_eof, slot.data_received),
+        };
+        if eof {
+            if let Some(expected) = self.declared_length(i, stream)
+                && received < expected
+            {
+                return Poll::Ready(Err(match stream {
+                    InStream::Stdin => StreamError::BodyTruncated { expected, received },
+                    InStream::Data => StreamError::DataTruncated { expected, received },
+                }));
+            }
+            return Poll::Ready(Ok(0));
+        }
         self.slots[i].waiting_input = true;
+        self.register(i, cx);
+        Poll::Pending
+    }
+
+    /// The handler of slot `i` was polled: body bytes that arrived before now were offered
+    /// to it, so what it left may move to its window.
+    pub(crate) fn handler_polled(&mut self, i: usize) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.looked_epoch = self.in_epoch;
+        }
+    }
+
+    /// The handler of slot `i` does not want its body: what is buffered is dropped and the
+    /// parser skips the rest.
+    pub(crate) fn discard_body(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if slot.discarding {
+            return;
+        }
+        slot.discarding = true;
+        slot.win_len = 0;
+        slot.win_at = 0;
+        self.progress = self.progress.wrapping_add(1);
+        self.process();
+    }
+
+    /// Ready once request `i` has gone away: aborted by the web server, its connection
+    /// closed by the peer (EOF) or failed.
+    pub(crate) fn poll_gone(&mut self, i: usize, cx: &Context<'_>) -> Poll<()> {
+        if self.slots[i].aborted || self.dead() || self.eof {
+            return Poll::Ready(());
+        }
         self.register(i, cx);
         Poll::Pending
     }
@@ -791,7 +940,7 @@ impl<'b> ConnState<'b> {
             return Poll::Ready(Err(StreamError::Aborted));
         }
         if self.dead() {
-            return Poll::Ready(Err(StreamError::ConnectionClosed));
+            return Poll::Ready(Err(self.dead_error()));
         }
         if data.is_empty() {
             return Poll::Ready(Ok(0));
@@ -886,7 +1035,7 @@ impl<'b> ConnState<'b> {
             return Poll::Ready(Err(StreamError::Aborted));
         }
         if self.dead() {
-            return Poll::Ready(Err(StreamError::ConnectionClosed));
+            return Poll::Ready(Err(self.dead_error()));
         }
         let id = self.slots[i].id;
         if self.open.is_some_and(|o| o.id == id) {
@@ -1141,13 +1290,25 @@ impl<'b> ConnState<'b> {
                 (Content::Params { slot }, bytes.len())
             }
             Content::Stream { slot, stream } => {
-                let s = &self.slots[slot];
-                if s.id == id && s.wants_input() {
-                    // Wait for the handler to read (see `poll_read`).
-                    (Content::Stream { slot, stream }, 0)
-                } else {
-                    (Content::Stream { slot, stream }, bytes.len())
+                let s = &mut self.slots[slot];
+                if s.id != id || !s.wants_input() {
+                    return (Content::Stream { slot, stream }, bytes.len());
                 }
+                // Offered to the handler first (it reads them from the input buffer, see
+                // `poll_read`); once it was polled since they arrived, what it left moves
+                // to its window.
+                if s.looked_epoch != self.in_epoch || (s.win_len > 0 && s.win_stream != stream) {
+                    return (Content::Stream { slot, stream }, 0);
+                }
+                let w = self.window;
+                let window = &mut self.windows[slot * w..(slot + 1) * w];
+                let n = ring_push(window, s.win_at, &mut s.win_len, bytes);
+                if n > 0 {
+                    s.win_stream = stream;
+                    self.body_total += n as u64;
+                    s.wake();
+                }
+                (Content::Stream { slot, stream }, n)
             }
             Content::GetValues => {
                 let mut decoder = core::mem::take(&mut self.values.decoder);
@@ -1183,6 +1344,11 @@ impl<'b> ConnState<'b> {
             }
             return true;
         }
+        if self.closing {
+            // A request without FCGI_KEEP_CONN ended: this connection takes no new request
+            // and closes when the others end; the web server may retry elsewhere.
+            return self.emit(&reject(ProtocolStatus::CantMpxConn));
+        }
         let Some(i) = self.slots.iter().position(|s| s.phase == Phase::Free) else {
             let status =
                 if self.slots.len() == 1 { ProtocolStatus::CantMpxConn } else { ProtocolStatus::Overloaded };
@@ -1206,15 +1372,23 @@ impl<'b> ConnState<'b> {
         self.update_status();
     }
 
-    /// `CONTENT_LENGTH` of slot `i`'s request, if given and a decimal number; looked up
-    /// once (the params do not change while the request runs).
-    fn content_length(&mut self, i: usize) -> Option<u64> {
-        if let Some(known) = self.slots[i].content_length {
+    /// The declared length of slot `i`'s `stream` (`CONTENT_LENGTH` for STDIN,
+    /// `FCGI_DATA_LENGTH` for DATA), if given and a decimal number; looked up once (the
+    /// params do not change while the request runs).
+    fn declared_length(&mut self, i: usize, stream: InStream) -> Option<u64> {
+        let (name, cached) = match stream {
+            InStream::Stdin => ("CONTENT_LENGTH", self.slots[i].content_length),
+            InStream::Data => ("FCGI_DATA_LENGTH", self.slots[i].data_length),
+        };
+        if let Some(known) = cached {
             return known;
         }
         let arena = self.params.get(i).and_then(|c| c.try_borrow().ok());
-        let value = arena.and_then(|a| a.params().get("CONTENT_LENGTH").and_then(parse_decimal));
-        self.slots[i].content_length = Some(value);
+        let value = arena.and_then(|a| a.params().get(name).and_then(parse_decimal));
+        match stream {
+            InStream::Stdin => self.slots[i].content_length = Some(value),
+            InStream::Data => self.slots[i].data_length = Some(value),
+        }
         value
     }
 
@@ -1251,6 +1425,39 @@ impl<'b> ConnState<'b> {
         out[..HEADER_LEN].copy_from_slice(&header.encode());
         at
     }
+}
+
+/// Appends as much of `data` as fits to the ring `window` holding `len` bytes from `at`.
+fn ring_push(window: &mut [u8], at: usize, len: &mut usize, data: &[u8]) -> usize {
+    let cap = window.len();
+    let n = data.len().min(cap - *len);
+    let mut done = 0;
+    while done < n {
+        let end = (at + *len) % cap;
+        let chunk = (n - done).min(cap - end);
+        window[end..end + chunk].copy_from_slice(&data[done..done + chunk]);
+        done += chunk;
+        *len += chunk;
+    }
+    n
+}
+
+/// Takes up to `out.len()` bytes from the front of the ring `window`.
+fn ring_pop(window: &[u8], at: &mut usize, len: &mut usize, out: &mut [u8]) -> usize {
+    let cap = window.len();
+    let n = out.len().min(*len);
+    let mut done = 0;
+    while done < n {
+        let chunk = (n - done).min(cap - *at);
+        out[done..done + chunk].copy_from_slice(&window[*at..*at + chunk]);
+        done += chunk;
+        *at = (*at + chunk) % cap;
+        *len -= chunk;
+    }
+    if *len == 0 {
+        *at = 0;
+    }
+    n
 }
 
 fn after_content(padding: u8) -> Parse {

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::conn::{ConnState, ConnectionStatus, IoMode};
 use crate::error::{ConnectionError, StreamError};
 use crate::handler::{Conn, Handler, Request, Response};
-use crate::params::ParamArena;
+use crate::params::Arena;
 
 /// Rounds of the join in one poll before it yields to the executor.
 const MAX_ROUNDS: usize = 64;
@@ -57,32 +57,60 @@ where
     drive(reader, writer, handler, buffers, config, IoMode::ReadAhead, status).await
 }
 
+/// How a blocking host waits while a handler awaits something other than its request and
+/// response (a timer, a channel): [`serve_blocking`] polls with [`waker`](Park::waker) and
+/// calls [`park`](Park::park) when nothing can go on; the waker must end the wait.
+/// On std, `ember_fcgi::host::ThreadPark` parks the thread; [`Spin`] suits bare metal.
+pub trait Park {
+    /// The waker handed to the handlers' futures.
+    fn waker(&self) -> Waker;
+    /// Waits until the waker was woken (returning early is harmless).
+    fn park(&mut self);
+}
+
+/// A [`Park`] that spins (`core::hint::spin_loop`): for bare-metal hosts whose handlers
+/// await only their request and response, where nothing else could wake them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Spin;
+
+impl Park for Spin {
+    fn waker(&self) -> Waker {
+        Waker::noop().clone()
+    }
+    fn park(&mut self) {
+        core::hint::spin_loop();
+    }
+}
+
 /// Serves one connection over blocking I/O on the calling thread, for hosts with no
 /// executor. It reads only when a handler waits for input or a request is complete, so a
-/// blocking read never holds back output. Handlers should await only their request and
-/// response here: anything else is polled in a busy loop.
-pub fn serve_blocking<R, W, H, B>(
+/// blocking read never holds back output. When a handler awaits anything else, the driver
+/// waits with `park` (see [`Park`]).
+pub fn serve_blocking<R, W, H, B, P>(
     reader: R,
     writer: W,
     handler: &H,
     buffers: &mut B,
     config: &Config,
+    park: &mut P,
 ) -> Result<(), ConnectionError<R::Error>>
 where
     R: embedded_io::Read,
     W: embedded_io::Write<Error = R::Error>,
     H: Handler,
     B: ConnectionBuffers,
+    P: Park,
 {
     let status = ConnectionStatus::new();
     let mut future =
         pin!(drive(Blocking(reader), Blocking(writer), handler, buffers, config, IoMode::OnDemand, &status));
-    let mut cx = Context::from_waker(Waker::noop());
+    let waker = park.waker();
+    let mut cx = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(result) = future.as_mut().poll(&mut cx) {
             return result;
         }
-        core::hint::spin_loop();
+        park.park();
     }
 }
 
@@ -103,14 +131,27 @@ where
 {
     let parts = buffers.parts();
     let params = parts.params;
-    let state =
-        RefCell::new(ConnState::new(parts.input, parts.output, parts.slots, &params, *config, mode, status));
+    let state = RefCell::new(ConnState::new(
+        parts.input,
+        parts.output,
+        parts.slots,
+        &params,
+        parts.windows,
+        *config,
+        mode,
+        status,
+    ));
     let mut reader_task = pin!(read_task(&state, &mut reader));
     let mut writer_task = pin!(write_task(&state, &mut writer));
     let mut slot_tasks = pin!(B::join_slots(|i| slot_task(&state, &params, handler, i)));
     let mut reader_finished = false;
     poll_fn(|cx| {
         state.borrow_mut().set_top_waker(cx.waker());
+        if status.is_expired() {
+            // Handlers see `TimedOut` from their next call; give them one round to return.
+            let _ = slot_tasks.as_mut().poll(cx);
+            return Poll::Ready(Err(ConnectionError::TimedOut));
+        }
         for _ in 0..MAX_ROUNDS {
             let before = state.borrow().progress;
             if let Poll::Ready(error) = writer_task.as_mut().poll(cx) {
@@ -143,7 +184,7 @@ where
 }
 
 /// Refills the input buffer whenever the state allows, and feeds it to the parser.
-async fn read_task<R: Read>(state: &RefCell<ConnState<'_>>, reader: &mut R) -> Result<(), R::Error> {
+async fn read_task<R: Read>(state: &RefCell<ConnState<'_, '_>>, reader: &mut R) -> Result<(), R::Error> {
     loop {
         let buf = poll_fn(|_| {
             let mut st = state.borrow_mut();
@@ -174,7 +215,10 @@ async fn read_task<R: Read>(state: &RefCell<ConnState<'_>>, reader: &mut R) -> R
 
 /// Sends sealed output and flushes the transport when everything is sent. Returns only
 /// when writing fails.
-async fn write_task<W: Write>(state: &RefCell<ConnState<'_>>, writer: &mut W) -> ConnectionError<W::Error> {
+async fn write_task<W: Write>(
+    state: &RefCell<ConnState<'_, '_>>,
+    writer: &mut W,
+) -> ConnectionError<W::Error> {
     loop {
         let job = poll_fn(|_| {
             let mut st = state.borrow_mut();
@@ -209,8 +253,8 @@ async fn write_task<W: Write>(state: &RefCell<ConnState<'_>>, writer: &mut W) ->
 
 /// Runs the handler for each request that lands in slot `i`, then closes the request.
 async fn slot_task<H: Handler>(
-    state: &RefCell<ConnState<'_>>,
-    params: &[&RefCell<ParamArena<[u8]>>],
+    state: &RefCell<ConnState<'_, '_>>,
+    params: &[&RefCell<Arena<'_>>],
     handler: &H,
     i: usize,
 ) {
@@ -226,7 +270,13 @@ async fn slot_task<H: Handler>(
             } else if overflowed {
                 response.write_all(PARAMS_TOO_LARGE).await
             } else {
-                handler.handle(&mut request, &mut response).await
+                let mut handling = pin!(handler.handle(&mut request, &mut response));
+                poll_fn(|cx| {
+                    let poll = handling.as_mut().poll(cx);
+                    state.borrow_mut().handler_polled(i);
+                    poll
+                })
+                .await
             };
             drop(request);
             if let Err(error) = outcome

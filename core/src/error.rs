@@ -12,6 +12,11 @@ pub enum StreamError {
     ConnectionClosed,
     /// FCGI_STDIN ended before `CONTENT_LENGTH` bytes arrived.
     BodyTruncated { expected: u64, received: u64 },
+    /// FCGI_DATA ended before `FCGI_DATA_LENGTH` bytes arrived (Filter role).
+    DataTruncated { expected: u64, received: u64 },
+    /// The connection was closed because it stalled longer than the server allows (the
+    /// web server sent no body byte, or accepted no response byte, in time).
+    TimedOut,
     /// FCGI_DATA was read before FCGI_STDIN reached its end (the spec sends STDIN first).
     DataBeforeStdin,
     /// `read_to_end` was given a buffer smaller than the stream.
@@ -30,6 +35,11 @@ impl fmt::Display for StreamError {
                 f,
                 "request body truncated: CONTENT_LENGTH is {expected} but stdin ended after {received} bytes"
             ),
+            Self::DataTruncated { expected, received } => write!(
+                f,
+                "filter data truncated: FCGI_DATA_LENGTH is {expected} but FCGI_DATA ended after {received} bytes"
+            ),
+            Self::TimedOut => f.write_str("connection to the web server timed out"),
             Self::DataBeforeStdin => f.write_str("FCGI_DATA read before FCGI_STDIN was read to its end"),
             Self::BodyTooLarge { capacity } => {
                 write!(f, "request body does not fit the {capacity}-byte buffer")
@@ -47,7 +57,8 @@ impl embedded_io::Error for StreamError {
         match self {
             Self::Aborted => ErrorKind::ConnectionAborted,
             Self::ConnectionClosed => ErrorKind::ConnectionReset,
-            Self::BodyTruncated { .. } => ErrorKind::InvalidData,
+            Self::BodyTruncated { .. } | Self::DataTruncated { .. } => ErrorKind::InvalidData,
+            Self::TimedOut => ErrorKind::TimedOut,
             Self::DataBeforeStdin | Self::InvalidHeader => ErrorKind::InvalidInput,
             Self::BodyTooLarge { .. } => ErrorKind::OutOfMemory,
         }
@@ -110,6 +121,8 @@ pub enum ConnectionError<E> {
     WriteZero,
     /// The web server broke the protocol.
     Protocol(ProtocolError),
+    /// The transport gave up on a stalled connection ([`crate::ConnectionStatus::expire`]).
+    TimedOut,
 }
 
 impl<E: fmt::Display> fmt::Display for ConnectionError<E> {
@@ -119,6 +132,7 @@ impl<E: fmt::Display> fmt::Display for ConnectionError<E> {
             Self::Write(e) => write!(f, "writing to the web server failed: {e}"),
             Self::WriteZero => f.write_str("the connection accepted no bytes"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
+            Self::TimedOut => f.write_str("the connection stalled and timed out"),
         }
     }
 }

@@ -12,7 +12,7 @@ use embedded_io_async::{ErrorType, Read, Write};
 
 use crate::conn::{ConnState, InStream, OutStream, SlotView};
 use crate::error::StreamError;
-use crate::params::{ParamArena, Params};
+use crate::params::{Arena, Params};
 use crate::wire::Role;
 
 /// Serves one request. Return `Ok(())` when the response is complete; an `Err` ends the
@@ -68,9 +68,11 @@ pub(crate) trait Conn {
     fn write_now(&self, slot: usize, stream: OutStream, parts: &[&[u8]]) -> bool;
     fn view(&self, slot: usize) -> SlotView;
     fn set_app_status(&self, slot: usize, status: u32);
+    fn discard_body(&self, slot: usize);
+    fn poll_gone(&self, slot: usize, cx: &Context<'_>) -> Poll<()>;
 }
 
-impl Conn for RefCell<ConnState<'_>> {
+impl Conn for RefCell<ConnState<'_, '_>> {
     fn poll_read(
         &self,
         slot: usize,
@@ -101,17 +103,23 @@ impl Conn for RefCell<ConnState<'_>> {
     fn set_app_status(&self, slot: usize, status: u32) {
         self.borrow_mut().set_app_status(slot, status);
     }
+    fn discard_body(&self, slot: usize) {
+        self.borrow_mut().discard_body(slot);
+    }
+    fn poll_gone(&self, slot: usize, cx: &Context<'_>) -> Poll<()> {
+        self.borrow_mut().poll_gone(slot, cx)
+    }
 }
 
 /// The request being served: role, params, and the body (FCGI_STDIN) as a reader.
 pub struct Request<'a> {
     conn: &'a dyn Conn,
     slot: usize,
-    params: Ref<'a, ParamArena<[u8]>>,
+    params: Ref<'a, Arena<'a>>,
 }
 
 impl<'a> Request<'a> {
-    pub(crate) fn new(conn: &'a dyn Conn, slot: usize, params: Ref<'a, ParamArena<[u8]>>) -> Self {
+    pub(crate) fn new(conn: &'a dyn Conn, slot: usize, params: Ref<'a, Arena<'a>>) -> Self {
         Self { conn, slot, params }
     }
 
@@ -154,6 +162,21 @@ impl<'a> Request<'a> {
     /// Reads the whole body into `buf`; `BodyTooLarge` if it does not fit.
     pub async fn read_to_end(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
         read_to_end(self, buf).await
+    }
+
+    /// Says the handler will not read the body (FCGI_STDIN, and FCGI_DATA for a Filter):
+    /// what is buffered is dropped, the rest is skipped as it arrives, and reads return
+    /// `Ok(0)`. Without it, an unread body holds back the connection's input once the
+    /// request's window is full.
+    pub fn discard_body(&mut self) {
+        self.conn.discard_body(self.slot);
+    }
+
+    /// Completes when the request goes away: the web server aborted it, closed the
+    /// connection (EOF), or the connection failed or timed out. Await it beside long work
+    /// (a long poll, a stream) to stop when the client has left.
+    pub async fn gone(&self) {
+        poll_fn(|cx| self.conn.poll_gone(self.slot, cx)).await
     }
 }
 

@@ -36,14 +36,17 @@ mod handler;
 mod params;
 pub mod wire;
 
-pub use buffers::{Buffers, ConnectionBuffers, DEFAULT_BUFFERS_BYTES, DefaultBuffers, MAX_REQS};
+pub use buffers::{
+    Buffers, Capacities, CapacityError, ConnectionBuffers, DEFAULT_BUFFERS_BYTES, DEFAULT_WINDOW,
+    DefaultBuffers, MAX_REQS, SliceBuffers,
+};
 pub use cgi::{CopyError, content_type};
 pub use config::{Config, Roles};
 pub use conn::{ConnectionStatus, MIN_INPUT, MIN_OUTPUT};
-pub use drive::{serve_blocking, serve_connection};
+pub use drive::{Park, Spin, serve_blocking, serve_connection};
 pub use error::{ConnectionError, ProtocolError, StreamError};
 pub use handler::{DataReader, Handler, Request, Response, Stderr};
-pub use params::{Params, ParamsIter};
+pub use params::{ArenaBytes, Params, ParamsIter};
 pub use wire::Role;
 pub use {embedded_io, embedded_io_async};
 

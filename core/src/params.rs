@@ -11,7 +11,35 @@ use crate::wire::nv::NvSink;
 /// Bytes of bookkeeping stored per param besides its name and value.
 pub const PARAM_OVERHEAD: usize = 4;
 
-/// A params arena. `B` is `[u8; N]` when owned by [`crate::Buffers`], `[u8]` when used.
+/// Where a params arena keeps its bytes: an array of its own ([`crate::Buffers`]) or a
+/// caller's slice ([`crate::SliceBuffers`]).
+pub trait ArenaBytes {
+    fn bytes(&self) -> &[u8];
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
+
+impl<const N: usize> ArenaBytes for [u8; N] {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+impl ArenaBytes for &mut [u8] {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+/// The arena type the engine works with, whatever holds its bytes.
+pub(crate) type Arena<'b> = ParamArena<dyn ArenaBytes + 'b>;
+
+/// A params arena over `B`'s bytes.
 #[derive(Debug)]
 pub struct ParamArena<B: ?Sized> {
     len: usize,
@@ -27,7 +55,13 @@ impl<const N: usize> ParamArena<[u8; N]> {
     }
 }
 
-impl ParamArena<[u8]> {
+impl<'a> ParamArena<&'a mut [u8]> {
+    pub(crate) const fn over(bytes: &'a mut [u8]) -> Self {
+        Self { len: 0, count: 0, overflowed: false, writing: false, bytes }
+    }
+}
+
+impl ParamArena<dyn ArenaBytes + '_> {
     /// Empties the store for the next request.
     pub(crate) fn clear(&mut self) {
         self.len = 0;
@@ -43,13 +77,13 @@ impl ParamArena<[u8]> {
 
     /// The params stored so far.
     pub(crate) fn params(&self) -> Params<'_> {
-        Params { bytes: &self.bytes[..self.len], count: self.count }
+        Params { bytes: &self.bytes.bytes()[..self.len], count: self.count }
     }
 
     fn append(&mut self, bytes: &[u8]) {
         if self.writing {
             // `start` reserved room for the whole pair, so this always fits.
-            if let Some(dst) = self.bytes.get_mut(self.len..self.len + bytes.len()) {
+            if let Some(dst) = self.bytes.bytes_mut().get_mut(self.len..self.len + bytes.len()) {
                 dst.copy_from_slice(bytes);
                 self.len += bytes.len();
             }
@@ -57,7 +91,7 @@ impl ParamArena<[u8]> {
     }
 }
 
-impl NvSink for ParamArena<[u8]> {
+impl NvSink for ParamArena<dyn ArenaBytes + '_> {
     fn start(&mut self, name_len: u32, value_len: u32) {
         self.writing = false;
         if self.overflowed {
@@ -66,13 +100,14 @@ impl NvSink for ParamArena<[u8]> {
         let (n, v) = (name_len as usize, value_len as usize);
         let fits_u16 = n <= u16::MAX as usize && v <= u16::MAX as usize;
         let need = PARAM_OVERHEAD.saturating_add(n).saturating_add(v);
-        if !fits_u16 || need > self.bytes.len() - self.len {
+        let bytes = self.bytes.bytes_mut();
+        if !fits_u16 || need > bytes.len() - self.len {
             self.overflowed = true;
             return;
         }
         let at = self.len;
-        self.bytes[at..at + 2].copy_from_slice(&(n as u16).to_be_bytes());
-        self.bytes[at + 2..at + 4].copy_from_slice(&(v as u16).to_be_bytes());
+        bytes[at..at + 2].copy_from_slice(&(n as u16).to_be_bytes());
+        bytes[at + 2..at + 4].copy_from_slice(&(v as u16).to_be_bytes());
         self.len += PARAM_OVERHEAD;
         self.writing = true;
     }
@@ -102,7 +137,7 @@ impl NvSink for ParamArena<[u8]> {
         let at = self.len;
         let fits_u16 = name_len <= u16::MAX as usize && value_len <= u16::MAX as usize;
         let end = at.saturating_add(PARAM_OVERHEAD).saturating_add(name_value.len());
-        let dst = if fits_u16 { self.bytes.get_mut(at..end) } else { None };
+        let dst = if fits_u16 { self.bytes.bytes_mut().get_mut(at..end) } else { None };
         let Some(dst) = dst else {
             self.overflowed = true;
             return;
@@ -262,7 +297,7 @@ mod test {
     use super::*;
     use crate::wire::nv::{NvDecoder, encode_pair};
 
-    fn store_with(pairs: &[(&[u8], &[u8])], arena: &mut ParamArena<[u8]>) {
+    fn store_with(pairs: &[(&[u8], &[u8])], arena: &mut Arena<'_>) {
         let mut d = NvDecoder::new();
         for (n, v) in pairs {
             let mut buf = [0u8; 512];
@@ -275,7 +310,7 @@ mod test {
     #[test]
     fn test_store_lookup_order_and_duplicates() {
         let mut arena = ParamArena::<[u8; 256]>::new();
-        let a: &mut ParamArena<[u8]> = &mut arena;
+        let a: &mut Arena<'_> = &mut arena;
         store_with(
             &[
                 (b"REQUEST_METHOD", b"POST"),
@@ -303,7 +338,7 @@ mod test {
     #[test]
     fn test_overflow_keeps_earlier_params_and_flags() {
         let mut arena = ParamArena::<[u8; 20]>::new();
-        let a: &mut ParamArena<[u8]> = &mut arena;
+        let a: &mut Arena<'_> = &mut arena;
         store_with(&[(b"A", b"1"), (b"LONGNAME", b"0123456789"), (b"B", b"2")], a);
         assert!(a.overflowed());
         // Pairs after the overflow are dropped too, so the result is a prefix.
@@ -316,7 +351,7 @@ mod test {
     #[test]
     fn test_exact_fit() {
         let mut arena = ParamArena::<[u8; 7]>::new();
-        let a: &mut ParamArena<[u8]> = &mut arena;
+        let a: &mut Arena<'_> = &mut arena;
         store_with(&[(b"AB", b"C")], a);
         assert!(!a.overflowed());
         assert_eq!(a.params().get("AB"), Some(&b"C"[..]));

@@ -136,7 +136,7 @@ pub fn run_segments<B: ConnectionBuffers + Default, H: Handler>(
     let mut out = Vec::new();
     let mut buffers = B::default();
     let reader = Chunked { segments: segments.to_vec(), chunk };
-    let result = serve_blocking(reader, Sink(&mut out), handler, &mut buffers, config);
+    let result = serve_blocking(reader, Sink(&mut out), handler, &mut buffers, config, &mut crate::Spin);
     (out, result)
 }
 

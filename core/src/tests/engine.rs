@@ -88,8 +88,15 @@ fn split_at_every_offset() {
         let mut out = Vec::new();
         let mut buffers = DefaultBuffers::new();
         let (a, b) = script.split_at(split);
-        crate::serve_blocking(TwoPart(a, b), Sink(&mut out), &Echo, &mut buffers, &Config::default())
-            .unwrap();
+        crate::serve_blocking(
+            TwoPart(a, b),
+            Sink(&mut out),
+            &Echo,
+            &mut buffers,
+            &Config::default(),
+            &mut crate::Spin,
+        )
+        .unwrap();
         assert_eq!(out, expected, "split {split}");
     }
 }

@@ -3,4 +3,5 @@
 mod client;
 mod engine;
 mod handlers;
+mod hostage;
 mod props;

@@ -305,7 +305,7 @@ fn run_kind<B: crate::ConnectionBuffers + Default>(kind: Kind, config: &Config, 
     ) -> RunResult {
         let mut out = Vec::new();
         let mut buffers = B::default();
-        let result = crate::serve_blocking(reader, Sink(&mut out), h, &mut buffers, config);
+        let result = crate::serve_blocking(reader, Sink(&mut out), h, &mut buffers, config, &mut crate::Spin);
         (out, result)
     }
     match kind {
