@@ -193,7 +193,15 @@ fn serve<B: ember_fcgi_core::ConnectionBuffers, H: Handler>(
 ) -> usize {
     let mut written = 0;
     let reader = Segments { script, ends, pos: 0, seg: 0 };
-    serve_blocking(reader, Count(&mut written), handler, buffers, &Config::default()).unwrap();
+    serve_blocking(
+        reader,
+        Count(&mut written),
+        handler,
+        buffers,
+        &Config::default(),
+        &mut ember_fcgi_core::Spin,
+    )
+    .unwrap();
     written
 }
 

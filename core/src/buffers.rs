@@ -220,11 +220,16 @@ impl fmt::Debug for Parts<'_> {
 /// The pieces of a connection's memory the driver works with.
 #[doc(hidden)]
 pub struct Parts<'a> {
+    pub(crate) memory: Memory<'a>,
+    pub(crate) params: heapless::Vec<&'a RefCell<Arena<'a>>, MAX_REQS>,
+}
+
+/// The byte buffers and request slots of a connection, as the engine state holds them.
+pub(crate) struct Memory<'a> {
     pub(crate) input: &'a mut [u8],
     pub(crate) output: &'a mut [u8],
     /// One body window per slot, of equal size, back to back.
     pub(crate) windows: &'a mut [u8],
-    pub(crate) params: heapless::Vec<&'a RefCell<Arena<'a>>, MAX_REQS>,
     pub(crate) slots: &'a mut [SlotState],
 }
 
@@ -281,13 +286,13 @@ macro_rules! impl_connection_buffers {
                     // REQS <= MAX_REQS, so this never fails.
                     let _ = params.push(cell);
                 }
-                Parts {
+                let memory = Memory {
                     input: &mut self.input,
                     output: &mut self.output,
                     windows: self.windows.as_flattened_mut(),
-                    params,
                     slots: &mut self.slots,
-                }
+                };
+                Parts { memory, params }
             }
 
             #[allow(unused_mut)]
@@ -309,13 +314,13 @@ macro_rules! impl_connection_buffers {
                     let cell: &RefCell<Arena<'_>> = cell;
                     let _ = params.push(cell);
                 }
-                Parts {
+                let memory = Memory {
                     input: self.input,
                     output: self.output,
                     windows: self.windows,
-                    params,
                     slots: &mut self.slots[..self.requests],
-                }
+                };
+                Parts { memory, params }
             }
 
             #[allow(unused_mut)]

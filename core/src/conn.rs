@@ -25,6 +25,7 @@
 use core::cell::{Cell, RefCell};
 use core::task::{Context, Poll, Waker};
 
+use crate::buffers::Memory;
 use crate::config::Config;
 use crate::error::{ProtocolError, StreamError};
 use crate::params::{Arena, parse_decimal};
@@ -436,15 +437,13 @@ pub(crate) struct ConnState<'b, 'p> {
 
 impl<'b, 'p> ConnState<'b, 'p> {
     pub(crate) fn new(
-        input: &'b mut [u8],
-        output: &'b mut [u8],
-        slots: &'b mut [SlotState],
+        memory: Memory<'b>,
         params: &'b [&'p RefCell<Arena<'p>>],
-        windows: &'b mut [u8],
         config: Config,
         mode: IoMode,
         status: &'b ConnectionStatus,
     ) -> Self {
+        let Memory { input, output, windows, slots } = memory;
         for slot in slots.iter_mut() {
             *slot = SlotState::new();
         }

@@ -131,16 +131,7 @@ where
 {
     let parts = buffers.parts();
     let params = parts.params;
-    let state = RefCell::new(ConnState::new(
-        parts.input,
-        parts.output,
-        parts.slots,
-        &params,
-        parts.windows,
-        *config,
-        mode,
-        status,
-    ));
+    let state = RefCell::new(ConnState::new(parts.memory, &params, *config, mode, status));
     let mut reader_task = pin!(read_task(&state, &mut reader));
     let mut writer_task = pin!(write_task(&state, &mut writer));
     let mut slot_tasks = pin!(B::join_slots(|i| slot_task(&state, &params, handler, i)));

@@ -74,7 +74,7 @@ impl embedded_io::Write for SliceWriter<'_> {
 pub fn serve(input: &[u8], out: &mut [u8]) -> isize {
     let mut buffers = Buffers::<256, 256, 512, 1>::new();
     let mut writer = SliceWriter { out, len: 0 };
-    match serve_blocking(SliceReader(input), &mut writer, &Count, &mut buffers, &Config::new()) {
+    match serve_blocking(SliceReader(input), &mut writer, &Count, &mut buffers, &Config::new(), &mut ember_fcgi_core::Spin) {
         Ok(()) => writer.len as isize,
         Err(_) => -1,
     }
