@@ -143,7 +143,7 @@ fn run<B: ConnectionBuffers + Default>(h: &FuzzEcho, config: &Config, input: &[u
     let mut out = Vec::new();
     let mut buffers = B::default();
     let reader = SliceReader { rest: input, sizes, next: 0 };
-    let result = serve_blocking(reader, VecWriter(&mut out), h, &mut buffers, config);
+    let result = serve_blocking(reader, VecWriter(&mut out), h, &mut buffers, config, &mut ember_fcgi_core::Spin);
     check(&result, &out, input);
 
     // Async driver over always-ready I/O: it must finish within a bounded number of polls.
