@@ -15,11 +15,17 @@ pub struct Counters {
     pub accept_errors: AtomicU64,
     pub timed_out_idle: AtomicU64,
     pub timed_out_head: AtomicU64,
+    pub timed_out_body: AtomicU64,
+    pub timed_out_send: AtomicU64,
     pub closed_by_shutdown: AtomicU64,
     pub closed_with_error: AtomicU64,
     pub handler_panics: AtomicU64,
     pub requests: AtomicU64,
     pub requests_aborted: AtomicU64,
+    /// Request memory lent to busy connections now (bytes).
+    pub memory_lent: AtomicU64,
+    /// Request memory allocated by the pools (lent or free, bytes).
+    pub memory_allocated: AtomicU64,
 }
 
 impl Counters {
@@ -64,17 +70,25 @@ pub struct StatsSnapshot {
     pub timed_out_idle: u64,
     /// Connections closed because a request's params took longer than `head_timeout`.
     pub timed_out_head: u64,
+    /// Connections closed because a handler waited `body_timeout` for a body byte.
+    pub timed_out_body: u64,
+    /// Connections closed because the web server took no response byte for `send_timeout`.
+    pub timed_out_send: u64,
     /// Connections still busy when `shutdown_timeout` ran out.
     pub closed_by_shutdown: u64,
     /// Connections ended by an I/O or protocol error (or closed at once because the web
     /// server stopped reading while they were closing).
     pub closed_with_error: u64,
-    /// Connections closed because their handler panicked (smol; mio does not catch panics).
+    /// Handlers that panicked (the request got a 500, or its connection was closed).
     pub handler_panics: u64,
     /// Requests handed to the handler.
     pub requests: u64,
     /// Of those, requests the web server aborted (or whose connection failed).
     pub requests_aborted: u64,
+    /// Request memory lent to busy connections now (bytes).
+    pub memory_lent: u64,
+    /// Request memory the pools hold, lent or free (bytes); at most `Limits::memory_bound`.
+    pub memory_allocated: u64,
 }
 
 impl Stats {
@@ -96,11 +110,15 @@ impl Stats {
             accept_errors: get(&c.accept_errors),
             timed_out_idle: get(&c.timed_out_idle),
             timed_out_head: get(&c.timed_out_head),
+            timed_out_body: get(&c.timed_out_body),
+            timed_out_send: get(&c.timed_out_send),
             closed_by_shutdown: get(&c.closed_by_shutdown),
             closed_with_error: get(&c.closed_with_error),
             handler_panics: get(&c.handler_panics),
             requests: get(&c.requests),
             requests_aborted: get(&c.requests_aborted),
+            memory_lent: get(&c.memory_lent),
+            memory_allocated: get(&c.memory_allocated),
         }
     }
 
