@@ -267,13 +267,50 @@ async fn join_pair<A: Future<Output = ()>, B: Future<Output = ()>>(a: A, b: B) {
     .await
 }
 
-macro_rules! join_slots {
-    ($make:ident; $i:expr) => { $make($i) };
-    ($make:ident; $i:expr, $($rest:expr),+) => { join_pair($make($i), join_slots!($make; $($rest),+)) };
+/// Joins of 2^k slot futures as balanced trees, so the future's type nests k levels
+/// deep (a chain of 32 would nest 32 and overflow the compiler's layout depth).
+fn tree2<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
+    make: &mut F,
+    at: usize,
+) -> impl Future<Output = ()> + use<F, Fut> {
+    let a = make(at);
+    join_pair(a, make(at + 1))
+}
+
+fn tree4<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
+    make: &mut F,
+    at: usize,
+) -> impl Future<Output = ()> + use<F, Fut> {
+    let a = tree2(make, at);
+    join_pair(a, tree2(make, at + 2))
+}
+
+fn tree8<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
+    make: &mut F,
+    at: usize,
+) -> impl Future<Output = ()> + use<F, Fut> {
+    let a = tree4(make, at);
+    join_pair(a, tree4(make, at + 4))
+}
+
+fn tree16<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
+    make: &mut F,
+    at: usize,
+) -> impl Future<Output = ()> + use<F, Fut> {
+    let a = tree8(make, at);
+    join_pair(a, tree8(make, at + 8))
+}
+
+fn tree32<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
+    make: &mut F,
+    at: usize,
+) -> impl Future<Output = ()> + use<F, Fut> {
+    let a = tree16(make, at);
+    join_pair(a, tree16(make, at + 16))
 }
 
 macro_rules! impl_connection_buffers {
-    ($($reqs:literal => [$($i:literal),+];)+) => {$(
+    ($($reqs:literal => |$make:ident| $join:expr;)+) => {$(
         impl<const IN: usize, const OUT: usize, const PARAMS: usize, const WINDOW: usize> ConnectionBuffers
             for Buffers<IN, OUT, PARAMS, $reqs, WINDOW>
         {
@@ -296,12 +333,12 @@ macro_rules! impl_connection_buffers {
             }
 
             #[allow(unused_mut)]
-            fn join_slots<F, Fut>(mut make: F) -> impl Future<Output = ()>
+            fn join_slots<F, Fut>(mut $make: F) -> impl Future<Output = ()>
             where
                 F: FnMut(usize) -> Fut,
                 Fut: Future<Output = ()>,
             {
-                join_slots!(make; $($i),+)
+                $join
             }
         }
 
@@ -324,26 +361,30 @@ macro_rules! impl_connection_buffers {
             }
 
             #[allow(unused_mut)]
-            fn join_slots<F, Fut>(mut make: F) -> impl Future<Output = ()>
+            fn join_slots<F, Fut>(mut $make: F) -> impl Future<Output = ()>
             where
                 F: FnMut(usize) -> Fut,
                 Fut: Future<Output = ()>,
             {
-                join_slots!(make; $($i),+)
+                $join
             }
         }
     )+};
 }
 
 impl_connection_buffers! {
-    1 => [0];
-    2 => [0, 1];
-    3 => [0, 1, 2];
-    4 => [0, 1, 2, 3];
-    5 => [0, 1, 2, 3, 4];
-    6 => [0, 1, 2, 3, 4, 5];
-    7 => [0, 1, 2, 3, 4, 5, 6];
-    8 => [0, 1, 2, 3, 4, 5, 6, 7];
-    16 => [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
-    32 => [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31];
+    1 => |make| make(0);
+    2 => |make| tree2(&mut make, 0);
+    3 => |make| { let a = tree2(&mut make, 0); join_pair(a, make(2)) };
+    4 => |make| tree4(&mut make, 0);
+    5 => |make| { let a = tree4(&mut make, 0); join_pair(a, make(4)) };
+    6 => |make| { let a = tree4(&mut make, 0); join_pair(a, tree2(&mut make, 4)) };
+    7 => |make| {
+        let a = tree4(&mut make, 0);
+        let b = tree2(&mut make, 4);
+        join_pair(a, join_pair(b, make(6)))
+    };
+    8 => |make| tree8(&mut make, 0);
+    16 => |make| tree16(&mut make, 0);
+    32 => |make| tree32(&mut make, 0);
 }

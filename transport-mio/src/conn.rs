@@ -13,82 +13,75 @@
 //! [`crate::IdleRelease`]). The reader is cancel-safe (a pending read took no bytes), so the
 //! web server cannot tell.
 
-use std::future::Future;
 use std::io;
 use std::net::Shutdown;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use ember_fcgi_core::{Config, ConnectionBuffers, ConnectionError, Handler, Request, Response, StreamError};
-use ember_fcgi_host::Limits;
+use ember_fcgi_core::{Config, Handler};
+use ember_fcgi_host::engine::{ConnFuture, ConnResult, EngineCtx, serve_pooled};
+use ember_fcgi_host::stats::Counters;
+use ember_fcgi_host::{BufferPool, Limits, Wait, Watch, deadline};
 
 use crate::io::{ConnIo, Drain, Reader, Scratch, Stream, Writer};
-use crate::stats::Counters;
 use crate::waker::{ConnWaker, Shared};
-
-/// What the engine future of a connection returns.
-pub(crate) type ConnResult = Result<(), ConnectionError<io::Error>>;
-
-/// The engine future of one connection, type-erased so the slab holds one entry type.
-type ConnFuture = Pin<Box<dyn Future<Output = ConnResult>>>;
 
 /// Reads at most this many scratch-buffer loads (64 KiB) per poll while lingering (then
 /// yields).
 const DRAIN_READS: usize = 4;
 
-/// The user's handler, counting requests for [`crate::Stats`].
+/// What every connection of a loop shares: the handler, the counters, the request memory
+/// pool and the protocol config.
 #[derive(Debug)]
-pub(crate) struct Counted<H> {
-    pub(crate) inner: H,
+pub(crate) struct LoopShared<H> {
+    pub(crate) handler: H,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) pool: BufferPool,
+    pub(crate) config: Config,
 }
 
-impl<H: Handler> Handler for Counted<H> {
-    async fn handle(
-        &self,
-        request: &mut Request<'_>,
-        response: &mut Response<'_>,
-    ) -> Result<(), StreamError> {
-        Counters::bump(&self.counters.requests);
-        let mut cut_off = CutOff(Some(&self.counters.requests_aborted));
-        let result = self.inner.handle(request, response).await;
-        cut_off.0 = None;
-        if request.aborted() {
-            Counters::bump(&self.counters.requests_aborted);
-        }
-        result
-    }
-}
-
-/// Counts a request as aborted if its handler is dropped before it returns (the
-/// connection failed under it, so the engine stopped polling it).
-struct CutOff<'a>(Option<&'a AtomicU64>);
-
-impl Drop for CutOff<'_> {
-    fn drop(&mut self) {
-        if let Some(aborted) = self.0 {
-            Counters::bump(aborted);
-        }
-    }
-}
-
-/// The engine future of one connection: the buffers live inside it, created once.
-pub(crate) async fn connection_future<H, B>(
+/// The engine of one connection, with `N` request slots.
+pub(crate) async fn engine<H: Handler, const N: usize>(
     io: Rc<ConnIo>,
-    handler: Rc<Counted<H>>,
-    config: Config,
+    shared: Rc<LoopShared<H>>,
 ) -> ConnResult
 where
-    H: Handler,
-    B: ConnectionBuffers + Default,
+    for<'b> ember_fcgi_core::SliceBuffers<'b, N>: ember_fcgi_core::ConnectionBuffers,
 {
-    let mut buffers = B::default();
-    ember_fcgi_core::serve_connection(Reader(&io), Writer(&io), &*handler, &mut buffers, &config, &io.status)
-        .await
+    let ctx = EngineCtx {
+        handler: &shared.handler,
+        counters: &shared.counters,
+        pool: &shared.pool,
+        config: &shared.config,
+    };
+    serve_pooled::<N, _, _, _>(Reader(&io), Writer(&io), || io.may_read(), &io.status, ctx).await
+}
+
+/// Boxes the engine of a connection, with as many request slots as the capacities ask
+/// (each its own type, so a connection never carries slots it cannot use).
+fn boxed_engine<H: Handler + 'static>(io: &Rc<ConnIo>, shared: &Rc<LoopShared<H>>) -> ConnFuture<'static> {
+    let (io, shared) = (Rc::clone(io), Rc::clone(shared));
+    match shared.pool.capacities().requests {
+        0 | 1 => boxed::<H, 1>(io, shared),
+        2..=4 => boxed::<H, 4>(io, shared),
+        5..=8 => boxed::<H, 8>(io, shared),
+        _ => boxed::<H, 32>(io, shared),
+    }
+}
+
+/// One size of engine; not inlined, so building a small engine never reserves stack for
+/// the largest.
+#[inline(never)]
+fn boxed<H: Handler + 'static, const N: usize>(
+    io: Rc<ConnIo>,
+    shared: Rc<LoopShared<H>>,
+) -> ConnFuture<'static>
+where
+    for<'b> ember_fcgi_core::SliceBuffers<'b, N>: ember_fcgi_core::ConnectionBuffers,
+{
+    Box::pin(engine::<H, N>(io, shared))
 }
 
 /// Where a connection is in its life.
@@ -100,11 +93,10 @@ pub(crate) enum Phase {
     Lingering,
 }
 
-/// Why a connection's deadline passed.
+/// Why a connection's deadline passed: a wait ran out, or the linger after a close.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Expiry {
-    Idle,
-    Head,
+    Wait(Wait),
     Linger,
 }
 
@@ -112,7 +104,7 @@ pub(crate) enum Expiry {
 pub(crate) struct Entry {
     pub(crate) io: Rc<ConnIo>,
     /// The engine; `None` while lingering, and while serving when released.
-    future: Option<ConnFuture>,
+    future: Option<ConnFuture<'static>>,
     /// Since when the engine has been idle at a record boundary (it exists and said so
     /// after its last poll).
     rest_since: Option<Instant>,
@@ -121,8 +113,8 @@ pub(crate) struct Entry {
     /// In the loop's run queue (events and wakes add it once).
     pub(crate) scheduled: bool,
     pub(crate) phase: Phase,
-    idle_since: Option<Instant>,
-    head_since: Option<Instant>,
+    /// Which timeout applies while serving.
+    watch: Watch,
     linger_until: Option<Instant>,
 }
 
@@ -138,23 +130,16 @@ impl std::fmt::Debug for Entry {
 
 impl Entry {
     /// A new serving connection; the caller has registered `stream` under the key's token.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new<H, B>(
+    pub(crate) fn new<H: Handler + 'static>(
         key: usize,
         stream: Stream,
         scratch: &Scratch,
-        handler: &Rc<Counted<H>>,
-        config: Config,
+        loop_shared: &Rc<LoopShared<H>>,
         shared: &Arc<Shared>,
         now: Instant,
-    ) -> Self
-    where
-        H: Handler + 'static,
-        B: ConnectionBuffers + Default + 'static,
-    {
+    ) -> Self {
         let io = Rc::new(ConnIo::new(stream, Rc::clone(scratch)));
-        let future: ConnFuture =
-            Box::pin(connection_future::<H, B>(Rc::clone(&io), Rc::clone(handler), config));
+        let future = boxed_engine(&io, loop_shared);
         let wake = Arc::new(ConnWaker::new(key, Arc::clone(shared)));
         let waker = Waker::from(Arc::clone(&wake));
         Self {
@@ -165,8 +150,7 @@ impl Entry {
             waker,
             scheduled: false,
             phase: Phase::Serving,
-            idle_since: Some(now),
-            head_since: None,
+            watch: Watch::new(now),
             linger_until: None,
         }
     }
@@ -192,14 +176,9 @@ impl Entry {
     }
 
     /// A released connection's socket is readable: starts a fresh engine for it.
-    pub(crate) fn resume<H, B>(&mut self, handler: &Rc<Counted<H>>, config: Config)
-    where
-        H: Handler + 'static,
-        B: ConnectionBuffers + Default + 'static,
-    {
+    pub(crate) fn resume<H: Handler + 'static>(&mut self, loop_shared: &Rc<LoopShared<H>>) {
         if self.is_released() {
-            self.future =
-                Some(Box::pin(connection_future::<H, B>(Rc::clone(&self.io), Rc::clone(handler), config)));
+            self.future = Some(boxed_engine(&self.io, loop_shared));
         }
     }
 
@@ -242,19 +221,10 @@ impl Entry {
         }
     }
 
-    /// Follows the engine's status: when the connection went idle, when a head started.
+    /// Follows the engine's status: which timeout applies, whether it came to rest.
     fn track(&mut self, now: Instant) {
         let status = &self.io.status;
-        if status.active_requests() == 0 {
-            self.idle_since.get_or_insert(now);
-        } else {
-            self.idle_since = None;
-        }
-        if status.requests_in_head() > 0 {
-            self.head_since.get_or_insert(now);
-        } else {
-            self.head_since = None;
-        }
+        self.watch.observe(status, now);
         if status.is_idle_at_boundary() {
             self.rest_since.get_or_insert(now);
         } else {
@@ -275,14 +245,7 @@ impl Entry {
     pub(crate) fn deadline(&self, limits: &Limits) -> Option<Instant> {
         match self.phase {
             Phase::Lingering => self.linger_until,
-            Phase::Serving => {
-                let idle = self.idle_since.map(|t| t + limits.idle_timeout);
-                let head = self.head_since.map(|t| t + limits.head_timeout);
-                match (idle, head) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            }
+            Phase::Serving => self.watch.deadline(limits),
         }
     }
 
@@ -290,16 +253,16 @@ impl Entry {
     pub(crate) fn expired(&self, now: Instant, limits: &Limits) -> Option<Expiry> {
         match self.phase {
             Phase::Lingering => self.linger_until.filter(|t| *t <= now).map(|_| Expiry::Linger),
-            Phase::Serving => {
-                if self.head_since.is_some_and(|t| t + limits.head_timeout <= now) {
-                    Some(Expiry::Head)
-                } else if self.idle_since.is_some_and(|t| t + limits.idle_timeout <= now) {
-                    Some(Expiry::Idle)
-                } else {
-                    None
-                }
-            }
+            Phase::Serving => self.watch.expired(now, limits).map(Expiry::Wait),
         }
+    }
+
+    /// A stall timeout ran out: the handlers' next reads and writes fail with `TimedOut`
+    /// (one last poll lets them see it), then the engine is dropped.
+    pub(crate) fn time_out(&mut self, now: Instant) {
+        self.io.status.expire();
+        let _ = self.poll_engine(now);
+        self.future = None;
     }
 
     /// Drops the engine, shuts down the write side and starts discarding input for at
@@ -308,7 +271,7 @@ impl Entry {
         self.future = None;
         self.rest_since = None;
         self.phase = Phase::Lingering;
-        self.linger_until = Some(now + linger);
+        self.linger_until = deadline(now, linger);
         self.io.stream.shutdown(Shutdown::Write)
     }
 

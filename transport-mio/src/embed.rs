@@ -11,21 +11,20 @@
 //! never holds up another.
 
 use std::io;
-use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ember_fcgi_core::{Config, ConnectionBuffers, DefaultBuffers, Handler};
-use ember_fcgi_host::{Limits, WebServerAddrs};
+use ember_fcgi_core::Handler;
+use ember_fcgi_host::{BufferPool, Limits, Wait, WebServerAddrs, deadline};
 use mio::event::Event;
 use mio::{Registry, Token};
 use slab::Slab;
 
 use crate::budget::MemoryBudget;
-use crate::conn::{Counted, Entry, Expiry, Phase};
+use crate::conn::{Entry, Expiry, LoopShared, Phase};
 use crate::io::{Drain, Scratch, Stream, scratch};
 use crate::listen::Acceptor;
 use crate::shutdown::ShutdownHandle;
@@ -41,6 +40,8 @@ const MAX_PREALLOCATED: usize = 1 << 16;
 /// Timers are looked at no more often than this: a sweep visits every connection, and the
 /// release deadlines of many connections made idle one after another are close together.
 const SWEEP_GAP: Duration = Duration::from_millis(10);
+/// Stands for "never" where an `Instant` is needed.
+const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Everything a server needs to start its loop; built by [`crate::Server`].
 pub(crate) struct Parts<H> {
@@ -56,13 +57,13 @@ pub(crate) struct Parts<H> {
 
 /// When the engines of idle connections are released, returning their memory.
 ///
-/// A connection's engine future holds its buffers (most of its memory, about 14 KiB with
-/// [`DefaultBuffers`]). Once the engine reports the connection idle at a record boundary
+/// A connection's engine future holds the driver's state and the handler's future (its
+/// request memory is already back in the pool while it is idle). Once the engine reports the connection idle at a record boundary
 /// (no request, nothing buffered: [`ConnectionStatus::is_idle_at_boundary`]) for
 /// [`after`](Self::after), and more than [`keep`](Self::keep) connections hold an engine,
 /// the server drops that engine; the connection then costs about 300 bytes (see
-/// [`MemoryBudget::per_idle_connection`]) and gets a fresh engine (one allocation, zeroed
-/// buffers) when its socket is readable again. The web server sees no difference.
+/// [`MemoryBudget::per_idle_connection`]) and gets a fresh engine (one allocation) when
+/// its socket is readable again. The web server sees no difference.
 ///
 /// So a busy connection (requests less than `after` apart), and every connection while at
 /// most `keep` are open, never allocates; thousands of idle keep-alive connections cost
@@ -132,12 +133,11 @@ impl Default for IdleRelease {
 /// # Ok(())
 /// # }
 /// ```
-pub struct Registered<H, B = DefaultBuffers> {
+pub struct Registered<H> {
     acceptor: Option<Acceptor>,
     local_addr: Option<SocketAddr>,
-    handler: Rc<Counted<H>>,
+    loop_shared: Rc<LoopShared<H>>,
     limits: Limits,
-    config: Config,
     allow: WebServerAddrs,
     shared: Arc<Shared>,
     stats: Stats,
@@ -164,10 +164,9 @@ pub struct Registered<H, B = DefaultBuffers> {
     scratch: Scratch,
     shutdown_deadline: Option<Instant>,
     finished: bool,
-    _buffers: PhantomData<fn() -> B>,
 }
 
-impl<H, B> std::fmt::Debug for Registered<H, B> {
+impl<H> std::fmt::Debug for Registered<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registered")
             .field("local_addr", &self.local_addr)
@@ -179,11 +178,7 @@ impl<H, B> std::fmt::Debug for Registered<H, B> {
     }
 }
 
-impl<H, B> Registered<H, B>
-where
-    H: Handler + 'static,
-    B: ConnectionBuffers + Default + 'static,
-{
+impl<H: Handler + 'static> Registered<H> {
     /// Registers the listener and the waker; see [`crate::Server::register`].
     pub(crate) fn new(
         parts: Parts<H>,
@@ -217,12 +212,12 @@ where
         let mut config = limits.protocol_config();
         config.max_conns = u32::try_from(max_conns).unwrap_or(u32::MAX);
         let counters = Arc::clone(stats.counters());
+        let pool = BufferPool::new(limits.capacities, max_conns, Arc::clone(&counters));
         Ok(Self {
             acceptor: Some(acceptor),
             local_addr,
-            handler: Rc::new(Counted { inner: handler, counters }),
+            loop_shared: Rc::new(LoopShared { handler, counters, pool, config }),
             limits,
-            config,
             allow,
             shared,
             stats,
@@ -243,7 +238,6 @@ where
             scratch: scratch(),
             shutdown_deadline: None,
             finished: false,
-            _buffers: PhantomData,
         })
     }
 
@@ -365,9 +359,9 @@ where
         self.max_conns
     }
 
-    /// The memory ceiling of this server (see [`MemoryBudget`]).
+    /// The memory ceiling of this server and its current use (see [`MemoryBudget`]).
     pub fn memory_budget(&self) -> MemoryBudget {
-        MemoryBudget::of::<H, B>(self.max_conns, 0)
+        MemoryBudget::of::<H>(&self.limits, self.max_conns, 0, Some(&self.loop_shared.pool))
     }
 
     /// When engines of idle connections are released (see [`IdleRelease`]).
@@ -428,20 +422,15 @@ where
             // Response records go out as soon as they are sealed.
             let _ = s.set_nodelay(true);
         }
-        let entry = vacant.insert(Entry::new::<H, B>(
-            key,
-            stream,
-            &self.scratch,
-            &self.handler,
-            self.config,
-            &self.shared,
-            now,
-        ));
+        let entry =
+            vacant.insert(Entry::new(key, stream, &self.scratch, &self.loop_shared, &self.shared, now));
         schedule(&mut self.run_queue, entry, key);
         let counters = self.stats.counters();
         Counters::bump(&counters.accepted);
         Counters::bump(&counters.open);
-        self.note_deadline(now + self.limits.idle_timeout);
+        if let Some(at) = deadline(now, self.limits.idle_timeout) {
+            self.note_deadline(at);
+        }
     }
 
     // ---- connections ---------------------------------------------------------------------
@@ -452,7 +441,7 @@ where
         };
         entry.scheduled = false;
         if entry.is_released() && entry.io.may_read() && self.shutdown_deadline.is_none() {
-            entry.resume::<H, B>(&self.handler, self.config);
+            entry.resume(&self.loop_shared);
         }
         match entry.phase {
             Phase::Serving => match entry.poll_engine(now) {
@@ -493,7 +482,9 @@ where
             self.close(key);
             return;
         }
-        self.note_deadline(now + linger);
+        if let Some(at) = deadline(now, linger) {
+            self.note_deadline(at);
+        }
         self.drain(key);
     }
 
@@ -567,13 +558,23 @@ where
                 }
             }
             let keep = match entry.expired(now, &limits) {
-                None => true,
+                None | Some(Expiry::Wait(Wait::Busy)) => true,
                 Some(Expiry::Linger) => false,
-                Some(Expiry::Head) => {
+                Some(Expiry::Wait(Wait::Head)) => {
                     Counters::bump(&counters.timed_out_head);
                     false
                 }
-                Some(Expiry::Idle) => {
+                Some(Expiry::Wait(stalled @ (Wait::Body | Wait::Send))) => {
+                    let counter = if stalled == Wait::Body {
+                        &counters.timed_out_body
+                    } else {
+                        &counters.timed_out_send
+                    };
+                    Counters::bump(counter);
+                    entry.time_out(now);
+                    false
+                }
+                Some(Expiry::Wait(Wait::Idle)) => {
                     Counters::bump(&counters.timed_out_idle);
                     let ok = entry.start_linger(now, limits.close_linger).is_ok();
                     if ok {
@@ -595,7 +596,8 @@ where
     }
 
     fn begin_shutdown(&mut self, registry: &Registry, now: Instant) {
-        self.shutdown_deadline = Some(now + self.limits.shutdown_timeout);
+        // A shutdown timeout too long to represent waits for the connections to finish.
+        self.shutdown_deadline = Some(deadline(now, self.limits.shutdown_timeout).unwrap_or(now + YEAR));
         if let Some(mut acceptor) = self.acceptor.take() {
             acceptor.deregister(registry);
         }
@@ -611,7 +613,7 @@ where
     }
 }
 
-impl<H, B> Drop for Registered<H, B> {
+impl<H> Drop for Registered<H> {
     /// Shutdown handles outlive the loop; they must not keep waking a dead `Poll`.
     fn drop(&mut self) {
         self.shared.detach();

@@ -87,6 +87,6 @@ pub use server::Server;
 pub use shutdown::ShutdownHandle;
 pub use stats::{Stats, StatsSnapshot};
 
-pub use ember_fcgi_core::{Buffers, ConnectionBuffers, DefaultBuffers};
+pub use ember_fcgi_core::Capacities;
 pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
 pub use mio;

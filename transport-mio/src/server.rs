@@ -2,12 +2,11 @@
 //! [`Server::run`] (its own thread and `Poll`) or [`Server::register`] (a `Poll` you own).
 
 use std::io;
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
 
-use ember_fcgi_core::{ConnectionBuffers, DefaultBuffers, Handler};
+use ember_fcgi_core::Handler;
 use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
 use mio::{Events, Poll, Registry};
 
@@ -21,9 +20,10 @@ use crate::waker::Shared;
 /// Readiness events fetched per `Poll::poll` in [`Server::run`].
 const EVENTS: usize = 1024;
 
-/// A FastCGI server on one thread and one `mio::Poll`. Every connection costs a fixed
-/// number of bytes (see [`Server::memory_budget`]), set by the handler type `H` and the
-/// buffer type `B`.
+/// A FastCGI server on one thread and one `mio::Poll`. Its memory is bounded before it
+/// starts (see [`Server::memory_budget`]): a small engine per connection (set by the
+/// handler type `H`) plus request memory ([`Limits::capacities`]) lent from a pool to the
+/// connections that are serving requests.
 ///
 /// `Server` is `Send` when `H` is, so it can be built on one thread and run on another;
 /// once running, connection futures stay on the loop's thread.
@@ -48,7 +48,7 @@ const EVENTS: usize = 1024;
 /// # Ok(())
 /// # }
 /// ```
-pub struct Server<H, B = DefaultBuffers> {
+pub struct Server<H> {
     listener: Listener,
     handler: H,
     limits: Limits,
@@ -56,10 +56,9 @@ pub struct Server<H, B = DefaultBuffers> {
     shared: Arc<Shared>,
     stats: Stats,
     release: IdleRelease,
-    _buffers: PhantomData<fn() -> B>,
 }
 
-impl<H, B> std::fmt::Debug for Server<H, B> {
+impl<H> std::fmt::Debug for Server<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listener", &self.listener.describe())
@@ -71,23 +70,17 @@ impl<H, B> std::fmt::Debug for Server<H, B> {
 
 impl<H: Handler + 'static> Server<H> {
     /// Binds `listen` (TCP, a Unix socket path, or `Listen::Inherited` for the socket a
-    /// FastCGI launcher passed as fd 0) with the default connection buffers.
-    /// `FCGI_WEB_SERVER_ADDRS` is read from the environment.
+    /// FastCGI launcher passed as fd 0). `FCGI_WEB_SERVER_ADDRS` is read from the
+    /// environment.
     pub fn bind(listen: &Listen, handler: H, limits: Limits) -> Result<Self, BindError> {
         let listener = Listener::bind(listen)?;
         Self::from_listener(listener, handler, limits).map_err(|e| BindError::Io(listen.clone(), e))
     }
-}
 
-impl<H, B> Server<H, B>
-where
-    H: Handler + 'static,
-    B: ConnectionBuffers + Default + 'static,
-{
-    /// Serves an already bound listener (made non-blocking here). Pick the buffers with
-    /// `Server::<_, MyBuffers>::from_listener(..)`. `FCGI_WEB_SERVER_ADDRS` is read from
-    /// the environment.
+    /// Serves an already bound listener (made non-blocking here). `FCGI_WEB_SERVER_ADDRS`
+    /// is read from the environment. Fails if `limits.capacities` are not valid.
     pub fn from_listener(listener: Listener, handler: H, limits: Limits) -> io::Result<Self> {
+        limits.capacities.check().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         match &listener {
             Listener::Tcp(l) => l.set_nonblocking(true)?,
             Listener::Unix(l, _) => l.set_nonblocking(true)?,
@@ -100,7 +93,6 @@ where
             shared: Arc::new(Shared::new()),
             stats: Stats::default(),
             release: IdleRelease::default(),
-            _buffers: PhantomData,
         })
     }
 
@@ -108,21 +100,6 @@ where
     pub fn with_web_server_addrs(mut self, allow: WebServerAddrs) -> Self {
         self.allow = allow;
         self
-    }
-
-    /// The same server with other connection buffers, e.g.
-    /// `Server::bind(..)?.with_buffers::<Buffers<16384, 16384, 8192, 1>>()`.
-    pub fn with_buffers<B2: ConnectionBuffers + Default + 'static>(self) -> Server<H, B2> {
-        Server {
-            listener: self.listener,
-            handler: self.handler,
-            limits: self.limits,
-            allow: self.allow,
-            shared: self.shared,
-            stats: self.stats,
-            release: self.release,
-            _buffers: PhantomData,
-        }
     }
 
     /// When the engines (buffers included) of idle connections are dropped to save memory;
@@ -145,7 +122,7 @@ where
 
     /// The memory ceiling when run with [`Server::run`]: bytes per connection and in total.
     pub fn memory_budget(&self) -> MemoryBudget {
-        MemoryBudget::of::<H, B>(self.limits.max_connections, EVENTS)
+        MemoryBudget::of::<H>(&self.limits, self.limits.max_connections, EVENTS, None)
     }
 
     /// A handle that starts a graceful shutdown from any thread (also before `run`).
@@ -163,7 +140,7 @@ where
     ///
     /// mio allows one `Waker` per `Poll`: if your loop has its own, use
     /// [`Self::register_with_waker`].
-    pub fn register(self, registry: &Registry, tokens: Range<usize>) -> io::Result<Registered<H, B>> {
+    pub fn register(self, registry: &Registry, tokens: Range<usize>) -> io::Result<Registered<H>> {
         Registered::new(self.into_parts()?, registry, tokens, None)
     }
 
@@ -175,7 +152,7 @@ where
         registry: &Registry,
         tokens: Range<usize>,
         waker: Arc<mio::Waker>,
-    ) -> io::Result<Registered<H, B>> {
+    ) -> io::Result<Registered<H>> {
         Registered::new(self.into_parts()?, registry, tokens, Some(waker))
     }
 

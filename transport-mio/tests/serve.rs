@@ -226,12 +226,13 @@ fn memory_budget_is_known_before_start() {
     let server =
         Server::bind(&listen, TestHandler, Limits { max_connections: 1000, ..Limits::default() }).unwrap();
     let budget = server.memory_budget();
-    assert!(budget.connection_future > ember_fcgi_core::DEFAULT_BUFFERS_BYTES, "{budget}");
+    // The engine holds no buffers: request memory is lent from the pool while busy.
+    assert!(budget.connection_future < budget.request_memory, "{budget}");
     assert!(budget.per_connection > budget.connection_future);
+    assert_eq!(budget.request_memory, Limits::SERVER_CAPACITIES.memory_bytes());
     assert_eq!(budget.max_connections, 1000);
-    assert_eq!(budget.total(), budget.fixed + 1000 * budget.per_connection);
-    let small = server.with_buffers::<ember_fcgi_core::Buffers<1024, 1024, 1024, 1>>().memory_budget();
-    assert!(small.connection_future < budget.connection_future);
+    assert_eq!(budget.total(), budget.fixed + 1000 * (budget.per_connection + budget.request_memory));
+    assert_eq!((budget.request_memory_lent, budget.request_memory_allocated), (0, 0));
 }
 
 #[test]
@@ -335,9 +336,11 @@ fn handler_woken_from_another_thread() {
 
 #[test]
 fn multiplexed_requests_with_larger_buffers() {
-    type Mux = ember_fcgi_core::Buffers<8192, 8192, 2048, 4>;
+    let capacities =
+        ember_fcgi_mio::Capacities { input: 8192, output: 8192, params: 2048, window: 1024, requests: 4 };
+    let limits = Limits { capacities, ..test_limits() };
     let listener = ember_fcgi_mio::Listener::bind(&Listen::Tcp("127.0.0.1:0".parse().unwrap())).unwrap();
-    let server = Server::<_, Mux>::from_listener(listener, TestHandler, test_limits()).unwrap();
+    let server = Server::from_listener(listener, TestHandler, limits).unwrap();
     let addr = server.local_addr();
     let (stats, stop) = (server.stats(), server.shutdown_handle());
     let thread = std::thread::spawn(move || server.run());
