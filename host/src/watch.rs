@@ -50,8 +50,8 @@ impl Watch {
         Self { wait: Wait::Idle, since: now, moved: 0 }
     }
 
-    /// Looks at the engine's status after a poll.
-    pub fn observe(&mut self, status: &ConnectionStatus, now: Instant) {
+    /// Looks at the engine's status after a poll; `now` is asked only when the wait changed.
+    pub fn observe(&mut self, status: &ConnectionStatus, now: impl FnOnce() -> Instant) {
         let (wait, moved) = if status.requests_in_head() > 0 {
             (Wait::Head, 0)
         } else if status.active_requests() == 0 {
@@ -64,13 +64,18 @@ impl Watch {
             (Wait::Busy, 0)
         };
         if wait != self.wait || moved != self.moved {
-            *self = Self { wait, since: now, moved };
+            *self = Self { wait, since: now(), moved };
         }
     }
 
     /// What the connection waits for now.
     pub fn wait(&self) -> Wait {
         self.wait
+    }
+
+    /// When the current wait began.
+    pub fn since(&self) -> Instant {
+        self.since
     }
 
     /// Restarts the current wait (e.g. a closing connection's linger starts now).

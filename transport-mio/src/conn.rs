@@ -224,7 +224,7 @@ impl Entry {
     /// Follows the engine's status: which timeout applies, whether it came to rest.
     fn track(&mut self, now: Instant) {
         let status = &self.io.status;
-        self.watch.observe(status, now);
+        self.watch.observe(status, || now);
         if status.is_idle_at_boundary() {
             self.rest_since.get_or_insert(now);
         } else {

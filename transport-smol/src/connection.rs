@@ -5,12 +5,11 @@
 //! and serves every request of the connection, with the buffers `B` inside it.
 
 use std::cell::Cell;
-use std::sync::atomic::AtomicU64;
+use std::future::Future;
+use std::pin::Pin;
 
-use ember_fcgi_core::{
-    ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, Request, Response, StreamError,
-    serve_connection,
-};
+use ember_fcgi_core::{ConnectionBuffers, ConnectionStatus, Handler, SliceBuffers};
+use ember_fcgi_host::engine::{EngineCtx, serve_pooled};
 use smol::Timer;
 use smol::future;
 
@@ -21,27 +20,51 @@ use crate::watchdog::{Expired, Watchdog};
 
 /// How the serving part of a connection ended.
 enum End {
-    Served(Result<(), ConnectionError<std::io::Error>>),
+    Served(ember_fcgi_host::engine::ConnResult),
     Expired(Expired),
 }
 
-/// Serves `io` until it closes.
-pub(crate) async fn connection<H: Handler, B: ConnectionBuffers + Default>(
-    io: ConnIo<'_>,
-    ctx: &LoopCtx<'_, H>,
-) {
+/// A connection's task as the loop keeps it: boxed once when accepted.
+pub(crate) type ConnTask<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// Boxes the task of a new connection, with as many request slots as the capacities ask
+/// (each its own type, so a connection never carries slots it cannot use).
+pub(crate) fn boxed_connection<'a, H: Handler>(io: ConnIo<'a>, ctx: &'a LoopCtx<'a, H>) -> ConnTask<'a> {
+    match ctx.pool.capacities().requests {
+        0 | 1 => boxed::<H, 1>(io, ctx),
+        2..=4 => boxed::<H, 4>(io, ctx),
+        5..=8 => boxed::<H, 8>(io, ctx),
+        _ => boxed::<H, 32>(io, ctx),
+    }
+}
+
+/// One size of task; not inlined, so building a small one never reserves stack for the
+/// largest.
+#[inline(never)]
+fn boxed<'a, H: Handler, const N: usize>(io: ConnIo<'a>, ctx: &'a LoopCtx<'a, H>) -> ConnTask<'a>
+where
+    for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
+{
+    Box::pin(connection::<H, N>(io, ctx))
+}
+
+/// Serves `io` until it closes: the pooled engine raced against the watchdog, then a
+/// graceful close (after `Ok`) or an immediate one (after an error or a hard timeout).
+pub(crate) async fn connection<H: Handler, const N: usize>(io: ConnIo<'_>, ctx: &LoopCtx<'_, H>)
+where
+    for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
+{
     let counters = ctx.counters;
     let status = ConnectionStatus::new();
     let closing = Cell::new(false);
     let mut timer = Timer::never();
-    let mut buffers = B::default();
-    let handler =
-        Counted { handler: ctx.handler, requests: &counters.requests, aborted: &counters.requests_aborted };
+    let engine = EngineCtx { handler: ctx.handler, counters, pool: &ctx.pool, config: &ctx.config };
     // Built in place (no named locals moved in), so the future holds one copy of each.
     let end = future::or(
         async {
             let (reader, writer) = (Reader::new(&io, &ctx.scratch, &closing, &status), Writer::new(&io));
-            End::Served(serve_connection(reader, writer, &handler, &mut buffers, &ctx.config, &status).await)
+            let readable = || io.readiness().readable() || closing.get();
+            End::Served(serve_pooled::<N, _, _, _>(reader, writer, readable, &status, engine).await)
         },
         async {
             End::Expired(
@@ -57,49 +80,13 @@ pub(crate) async fn connection<H: Handler, B: ConnectionBuffers + Default>(
     }
 }
 
-/// The application's handler, counting the requests it is given.
-struct Counted<'a, H> {
-    handler: &'a H,
-    requests: &'a AtomicU64,
-    aborted: &'a AtomicU64,
-}
-
-impl<H: Handler> Handler for Counted<'_, H> {
-    async fn handle(
-        &self,
-        request: &mut Request<'_>,
-        response: &mut Response<'_>,
-    ) -> Result<(), StreamError> {
-        bump(self.requests);
-        let mut cut_off = CutOff(Some(self.aborted));
-        let result = self.handler.handle(request, response).await;
-        cut_off.0 = None;
-        if response.aborted() {
-            bump(self.aborted);
-        }
-        result
-    }
-}
-
-/// Counts a request as aborted if its handler is dropped before it returns (the
-/// connection failed or was closed under it).
-struct CutOff<'a>(Option<&'a AtomicU64>);
-
-impl Drop for CutOff<'_> {
-    fn drop(&mut self) {
-        if let Some(aborted) = self.0 {
-            bump(aborted);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::net::UnixStream;
     use std::sync::atomic::AtomicU64;
 
-    use ember_fcgi_core::{DEFAULT_BUFFERS_BYTES, DefaultBuffers};
-    use ember_fcgi_host::{Limits, WebServerAddrs};
+    use ember_fcgi_core::{Request, Response, StreamError};
+    use ember_fcgi_host::{BufferPool, Limits, WebServerAddrs};
     use polling::Poller;
 
     use super::*;
@@ -116,7 +103,7 @@ mod tests {
         }
     }
 
-    /// What one connection costs: its boxed future, buffers included, plus the handler's.
+    /// What one connection costs: its boxed future (the driver and the handler's future).
     #[test]
     fn connection_future_size() {
         let poller = Poller::new().expect("poller");
@@ -132,15 +119,17 @@ mod tests {
             scratch: crate::io::scratch(),
             limits,
             config: limits.protocol_config(),
+            pool: BufferPool::new(limits.capacities, 1, std::sync::Arc::clone(stats.counters())),
             allow: &allow,
             counters: stats.counters(),
             shutdown: &shutdown,
             draining: shutdown.flag(),
             poller: &poller,
         };
-        let future = connection::<Nothing, DefaultBuffers>(io, &ctx);
+        let future = connection::<Nothing, 1>(io, &ctx);
         let size = std::mem::size_of_val(&future);
-        println!("connection future with DefaultBuffers and an empty handler: {size} bytes");
-        assert!(size > DEFAULT_BUFFERS_BYTES && size < DEFAULT_BUFFERS_BYTES + 3072, "{size} bytes");
+        println!("connection future with an empty handler: {size} bytes");
+        // No buffers inside: request memory comes from the pool while a request runs.
+        assert!(size < 4096, "{size} bytes");
     }
 }

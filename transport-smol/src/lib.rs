@@ -18,10 +18,11 @@
 //!   beside the application's other tasks. Needs only `H: Handler`. Each wake-up of it
 //!   goes through async-io's reactor, which allocates (about 2 per request measured).
 //!
-//! Memory: a connection is one future, boxed when it is accepted, holding its buffers `B`
-//! and the core driver: 14,536 bytes with [`ember_fcgi_core::DefaultBuffers`] (12,424 of
-//! buffers; debug build), plus the handler's own future. Unlike the mio transport, an idle
-//! connection keeps its future (10,000 idle connections: about 147 MiB). After that, serving requests allocates
+//! Memory: a connection is one future, boxed when it is accepted, holding the core driver
+//! and the handler's own future, but no buffers: its request memory
+//! ([`Limits::capacities`]) is lent from the loop's pool when a request begins and given
+//! back when the connection is idle again, so an idle keep-alive connection costs its
+//! future and socket only. After that, serving requests allocates
 //! nothing with `run` and `run_threads` (the `no_alloc` test counts 0 allocations in 2000
 //! keep-alive requests). smol's executors and async-io's reactor allocate per wake-up, so
 //! connection tasks live in a pool of our own and their sockets in an edge-triggered
@@ -78,6 +79,7 @@ mod socket;
 mod stats;
 mod watchdog;
 
+pub use ember_fcgi_core::Capacities;
 pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
 pub use server::Server;
 pub use shutdown::ShutdownHandle;

@@ -240,7 +240,7 @@ pub(crate) struct Ran {
 }
 
 /// The connection futures of one loop.
-pub(crate) struct Pool<F> {
+pub(crate) struct Pool<F: ?Sized> {
     slots: Vec<Option<Pin<Box<F>>>>,
     wakers: Vec<Waker>,
     free: Vec<usize>,
@@ -248,7 +248,7 @@ pub(crate) struct Pool<F> {
     live: usize,
 }
 
-impl<F: Future<Output = ()>> Pool<F> {
+impl<F: Future<Output = ()> + ?Sized> Pool<F> {
     pub(crate) fn new(ready: Arc<Ready>) -> Self {
         Self { slots: Vec::new(), wakers: Vec::new(), free: Vec::new(), ready, live: 0 }
     }
@@ -260,7 +260,7 @@ impl<F: Future<Output = ()>> Pool<F> {
 
     /// Adds the future `make` builds for a free slot index (its poller key), and queues it;
     /// `make` may decline (e.g. registration failed).
-    pub(crate) fn insert_with(&mut self, make: impl FnOnce(usize) -> Option<F>) {
+    pub(crate) fn insert_with(&mut self, make: impl FnOnce(usize) -> Option<Pin<Box<F>>>) {
         let i = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -276,7 +276,7 @@ impl<F: Future<Output = ()>> Pool<F> {
         };
         match make(i) {
             Some(future) => {
-                self.slots[i] = Some(Box::pin(future));
+                self.slots[i] = Some(future);
                 self.live += 1;
                 self.ready.mark(i);
             }

@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use ember_fcgi_core::{Config, ConnectionBuffers, Handler};
-use ember_fcgi_host::{Limits, WebServerAddrs};
+use ember_fcgi_core::{Config, Handler};
+use ember_fcgi_host::{BufferPool, Limits, WebServerAddrs};
 use polling::Poller;
 use smol::Timer;
 
-use crate::connection::connection;
+use crate::connection::{ConnTask, boxed_connection};
 use crate::io::{ConnIo, OpenGuard};
 use crate::listener::{ListenSocket, is_per_connection};
 use crate::pool::{Pool, Ready};
@@ -39,6 +39,8 @@ pub(crate) struct LoopCtx<'a, H> {
     pub(crate) scratch: std::cell::RefCell<Box<[u8]>>,
     pub(crate) limits: Limits,
     pub(crate) config: Config,
+    /// Request memory, lent to connections while they serve requests.
+    pub(crate) pool: BufferPool,
     pub(crate) allow: &'a WebServerAddrs,
     pub(crate) counters: &'a Counters,
     pub(crate) shutdown: &'a Shutdown,
@@ -49,7 +51,7 @@ pub(crate) struct LoopCtx<'a, H> {
 /// Serves `listener` until a shutdown has drained this loop's connections. With `embedded`
 /// the loop harvests its poller itself and sleeps on async-io; without, the caller's
 /// [`crate::reactor::block_on`] sleeps in the poller.
-pub(crate) async fn serve_loop<H: Handler, B: ConnectionBuffers + Default>(
+pub(crate) async fn serve_loop<H: Handler>(
     ctx: &LoopCtx<'_, H>,
     listener: Arc<ListenSocket>,
     ready: &Arc<Ready>,
@@ -58,7 +60,7 @@ pub(crate) async fn serve_loop<H: Handler, B: ConnectionBuffers + Default>(
     let mut listening = Some(Registered::new(ctx.poller, listener, LISTENER_KEY, false)?);
     ctx.shutdown.register(ready);
     ready.set_accept();
-    let spawn = |io| connection::<H, B>(io, ctx);
+    let spawn = |io| boxed_connection(io, ctx);
     let mut pool = Pool::new(Arc::clone(ready));
     let mut drain: Option<Timer> = None;
     let mut backoff: Option<Timer> = None;
@@ -123,11 +125,11 @@ pub(crate) async fn serve_loop<H: Handler, B: ConnectionBuffers + Default>(
 }
 
 /// Accepts up to [`ACCEPT_BATCH`] connections. Fails only if the listener is unusable.
-fn accept_some<'a, H, F: Future<Output = ()>>(
+fn accept_some<'a, H>(
     ctx: &LoopCtx<'a, H>,
     listener: &ListenSocket,
-    pool: &mut Pool<F>,
-    spawn: &impl Fn(ConnIo<'a>) -> F,
+    pool: &mut Pool<dyn Future<Output = ()> + 'a>,
+    spawn: &impl Fn(ConnIo<'a>) -> ConnTask<'a>,
     backoff: &mut Option<Timer>,
     ready: &Ready,
 ) -> io::Result<()> {

@@ -3,13 +3,12 @@
 //! listener) or [`Server::serve`] (a future on your smol executor).
 
 use std::io;
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use ember_fcgi_core::{ConnectionBuffers, DefaultBuffers, Handler};
-use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
+use ember_fcgi_core::Handler;
+use ember_fcgi_host::{BindError, BufferPool, Limits, Listen, Listener, WebServerAddrs};
 
 use crate::listener::ListenSocket;
 use crate::pool::Ready;
@@ -19,8 +18,9 @@ use crate::shutdown::{Shutdown, ShutdownHandle};
 use crate::stats::Stats;
 
 /// A FastCGI server for smol. Each accepted connection becomes one task that serves all
-/// of its requests with the fixed buffers `B` (default [`DefaultBuffers`], about 12 KiB)
-/// and the core driver; tasks are `!Send` and stay on the loop (thread) that accepted them.
+/// of its requests with the core driver, over request memory ([`Limits::capacities`])
+/// lent from its loop's pool while requests are in flight; tasks are `!Send` and stay on
+/// the loop (thread) that accepted them.
 ///
 /// Bounds: [`run`](Self::run) and [`serve`](Self::serve) need only `H: Handler` (the
 /// handler need not be `Send`); [`run_threads`](Self::run_threads) needs
@@ -44,17 +44,16 @@ use crate::stats::Stats;
 /// # Ok(())
 /// # }
 /// ```
-pub struct Server<H, B = DefaultBuffers> {
+pub struct Server<H> {
     listener: Arc<ListenSocket>,
     handler: H,
     limits: Limits,
     allow: WebServerAddrs,
     shutdown: Arc<Shutdown>,
     stats: Stats,
-    _buffers: PhantomData<fn() -> B>,
 }
 
-impl<H, B> std::fmt::Debug for Server<H, B> {
+impl<H> std::fmt::Debug for Server<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listener", &self.listener.describe())
@@ -72,13 +71,11 @@ impl<H: Handler> Server<H> {
         let listener = Listener::bind(listen)?;
         Self::from_listener(listener, handler, limits).map_err(|e| BindError::Io(listen.clone(), e))
     }
-}
 
-impl<H: Handler, B: ConnectionBuffers + Default> Server<H, B> {
-    /// Serves an already bound listener (made non-blocking here). Pick the buffers with
-    /// `Server::<_, MyBuffers>::from_listener(..)`. `FCGI_WEB_SERVER_ADDRS` is read from
-    /// the environment.
+    /// Serves an already bound listener (made non-blocking here). `FCGI_WEB_SERVER_ADDRS`
+    /// is read from the environment. Fails if `limits.capacities` are not valid.
     pub fn from_listener(listener: Listener, handler: H, limits: Limits) -> io::Result<Self> {
+        limits.capacities.check().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Self {
             listener: Arc::new(ListenSocket::new(listener)?),
             handler,
@@ -86,7 +83,6 @@ impl<H: Handler, B: ConnectionBuffers + Default> Server<H, B> {
             allow: WebServerAddrs::from_env(),
             shutdown: Arc::new(Shutdown::default()),
             stats: Stats::default(),
-            _buffers: PhantomData,
         })
     }
 
@@ -94,20 +90,6 @@ impl<H: Handler, B: ConnectionBuffers + Default> Server<H, B> {
     pub fn with_web_server_addrs(mut self, allow: WebServerAddrs) -> Self {
         self.allow = allow;
         self
-    }
-
-    /// The same server with other connection buffers, e.g.
-    /// `Server::bind(..)?.with_buffers::<Buffers<16384, 16384, 8192, 1>>()`.
-    pub fn with_buffers<B2: ConnectionBuffers + Default>(self) -> Server<H, B2> {
-        Server {
-            listener: self.listener,
-            handler: self.handler,
-            limits: self.limits,
-            allow: self.allow,
-            shutdown: self.shutdown,
-            stats: self.stats,
-            _buffers: PhantomData,
-        }
     }
 
     /// The TCP address listened on (useful with port 0); `None` for Unix sockets.
@@ -142,7 +124,7 @@ impl<H: Handler, B: ConnectionBuffers + Default> Server<H, B> {
         let ready = Arc::new(Ready::default());
         let embedded = Embedded::new(Arc::clone(&poller))?;
         let ctx = loop_ctx(&handler, limits, &allow, &shutdown, &stats, &poller);
-        serve_loop::<H, B>(&ctx, listener, &ready, Some(embedded)).await
+        serve_loop::<H>(&ctx, listener, &ready, Some(embedded)).await
     }
 
     /// Serves on this thread until a shutdown finished. The thread sleeps in our own
@@ -150,11 +132,11 @@ impl<H: Handler, B: ConnectionBuffers + Default> Server<H, B> {
     /// handler awaits (smol timers, sockets, files) is driven by async-io's own thread.
     pub fn run(self) -> io::Result<()> {
         let Self { listener, handler, limits, allow, shutdown, stats, .. } = self;
-        run_loop::<H, B>(listener, &handler, limits, &allow, &shutdown, &stats)
+        run_loop::<H>(listener, &handler, limits, &allow, &shutdown, &stats)
     }
 }
 
-impl<H: Handler + Send + Sync + 'static, B: ConnectionBuffers + Default> Server<H, B> {
+impl<H: Handler + Send + Sync + 'static> Server<H> {
     /// Serves on `threads` new threads (at least one), each running its own loop (as
     /// [`run`](Self::run) does) that accepts from the shared listener; returns when a
     /// shutdown finished on all of them, or the first error after stopping the others.
@@ -170,7 +152,7 @@ impl<H: Handler + Send + Sync + 'static, B: ConnectionBuffers + Default> Server<
                     scope,
                     move || {
                         let run = AssertUnwindSafe(|| {
-                            run_loop::<H, B>(listener, handler, limits, allow, shutdown, stats)
+                            run_loop::<H>(listener, handler, limits, allow, shutdown, stats)
                         });
                         let result = catch_unwind(run)
                             .unwrap_or_else(|_| Err(io::Error::other("an ember-fcgi-smol loop panicked")));
@@ -216,6 +198,7 @@ fn loop_ctx<'a, H>(
         scratch: crate::io::scratch(),
         limits,
         config: limits.protocol_config(),
+        pool: BufferPool::new(limits.capacities, limits.max_connections, Arc::clone(stats.counters())),
         allow,
         counters: stats.counters(),
         shutdown,
@@ -225,7 +208,7 @@ fn loop_ctx<'a, H>(
 }
 
 /// One loop on this thread, sleeping in its own poller.
-fn run_loop<H: Handler, B: ConnectionBuffers + Default>(
+fn run_loop<H: Handler>(
     listener: Arc<ListenSocket>,
     handler: &H,
     limits: Limits,
@@ -236,7 +219,7 @@ fn run_loop<H: Handler, B: ConnectionBuffers + Default>(
     let poller = new_poller()?;
     let ready = Arc::new(Ready::default());
     let ctx = loop_ctx(handler, limits, allow, shutdown, stats, &poller);
-    reactor::block_on(&poller, &ready, serve_loop::<H, B>(&ctx, listener, &ready, None))?
+    reactor::block_on(&poller, &ready, serve_loop::<H>(&ctx, listener, &ready, None))?
 }
 
 #[cfg(test)]

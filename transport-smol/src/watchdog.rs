@@ -1,12 +1,12 @@
-//! A connection's timeouts: `idle_timeout`, `head_timeout`, and the shutdown signal, from
-//! one lazily armed `smol::Timer`.
+//! A connection's timeouts (idle, head, body stall, send stall, and the linger of a
+//! closing connection) and the shutdown signal, from one lazily armed `smol::Timer`.
 //!
 //! The watchdog runs in the connection's own task, polled right after the driver, so it
-//! sees every change of the [`ConnectionStatus`] and notes when the phase (idle, receiving
-//! a head, busy) changed. The timer is re-armed only when a deadline moves *earlier* than
+//! sees every change of the [`ConnectionStatus`]; which timeout applies and since when is
+//! the host's [`Watch`]. The timer is re-armed only when a deadline moves *earlier* than
 //! the armed one; a deadline that moved later is found when the timer fires early, and the
 //! timer is then re-armed. A busy keep-alive connection thus touches the timer about once
-//! per `head_timeout`, not once per request, and idle connections sleep until their own
+//! per timeout period, not once per request, and idle connections sleep until their own
 //! deadline: nothing wakes them periodically.
 
 use std::cell::Cell;
@@ -14,36 +14,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ember_fcgi_core::ConnectionStatus;
-use ember_fcgi_host::Limits;
+use ember_fcgi_host::{Limits, Wait, Watch, deadline};
 use smol::Timer;
 
 use crate::stats::{Counters, bump};
-
-/// What the connection is doing, as far as timeouts go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// No active request.
-    Idle,
-    /// A request's params are still arriving.
-    Head,
-    /// Requests are being served; no timeout applies.
-    Busy,
-}
-
-impl Phase {
-    fn of(status: &ConnectionStatus) -> Self {
-        if status.requests_in_head() > 0 {
-            Self::Head
-        } else if status.active_requests() == 0 {
-            Self::Idle
-        } else {
-            Self::Busy
-        }
-    }
-}
 
 /// Why the watchdog closes the connection at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +33,9 @@ pub(crate) enum Expired {
 }
 
 /// Resolves when the connection must be closed at once. On `idle_timeout` and on shutdown
-/// it only sets `closing`, so the driver finishes gracefully (see [`crate::io::Reader`]).
+/// it only sets `closing`, so the driver finishes gracefully (see [`crate::io::Reader`]);
+/// on a body or send stall it expires the engine's status, so the handlers' calls fail with
+/// `TimedOut` and the driver returns.
 #[derive(Debug)]
 pub(crate) struct Watchdog<'a> {
     status: &'a ConnectionStatus,
@@ -65,8 +44,7 @@ pub(crate) struct Watchdog<'a> {
     limits: &'a Limits,
     counters: &'a Counters,
     timer: &'a mut Timer,
-    phase: Phase,
-    since: Instant,
+    watch: Watch,
     armed: Option<Instant>,
 }
 
@@ -79,25 +57,22 @@ impl<'a> Watchdog<'a> {
         counters: &'a Counters,
         timer: &'a mut Timer,
     ) -> Self {
-        let phase = Phase::of(status);
-        Self { status, closing, draining, limits, counters, timer, phase, since: Instant::now(), armed: None }
+        let watch = Watch::new(Instant::now());
+        Self { status, closing, draining, limits, counters, timer, watch, armed: None }
     }
 
-    /// The instant the current phase runs out, if it can.
+    /// The instant the current wait runs out, if it can.
     fn deadline(&self) -> Option<Instant> {
-        let allowed: Duration = match self.phase {
-            Phase::Idle if self.closing.get() => self.limits.close_linger,
-            Phase::Idle => self.limits.idle_timeout,
-            Phase::Head => self.limits.head_timeout,
-            Phase::Busy => return None,
-        };
-        self.since.checked_add(allowed)
+        if self.closing.get() && self.watch.wait() == Wait::Idle {
+            return deadline(self.watch.since(), self.limits.close_linger);
+        }
+        self.watch.deadline(self.limits)
     }
 
     /// Starts a graceful close and makes the driver look again.
     fn close_gracefully(&mut self, cx: &Context<'_>) {
         self.closing.set(true);
-        self.since = Instant::now();
+        self.watch.restart(Instant::now());
         cx.waker().wake_by_ref();
     }
 }
@@ -110,12 +85,11 @@ impl Future for Watchdog<'_> {
         if !this.closing.get() && this.draining.load(Ordering::Acquire) {
             this.close_gracefully(cx);
         }
-        let phase = Phase::of(this.status);
-        if phase != this.phase {
-            this.phase = phase;
-            this.since = Instant::now();
-        }
+        this.watch.observe(this.status, Instant::now);
         loop {
+            if this.status.is_expired() {
+                return Poll::Pending; // the driver is returning
+            }
             let Some(deadline) = this.deadline() else {
                 return Poll::Pending;
             };
@@ -130,17 +104,28 @@ impl Future for Watchdog<'_> {
             if Instant::now() < deadline {
                 continue; // fired for an earlier deadline; re-arm for this one
             }
-            match this.phase {
-                Phase::Head => {
+            match this.watch.wait() {
+                Wait::Head => {
                     bump(&this.counters.timed_out_head);
                     return Poll::Ready(Expired::Head);
                 }
-                Phase::Idle if !this.closing.get() => {
+                Wait::Idle if !this.closing.get() => {
                     bump(&this.counters.timed_out_idle);
                     this.close_gracefully(cx);
                 }
-                Phase::Idle => return Poll::Ready(Expired::Stuck),
-                Phase::Busy => return Poll::Pending,
+                Wait::Idle => return Poll::Ready(Expired::Stuck),
+                stalled @ (Wait::Body | Wait::Send) => {
+                    let counter = if stalled == Wait::Body {
+                        &this.counters.timed_out_body
+                    } else {
+                        &this.counters.timed_out_send
+                    };
+                    bump(counter);
+                    this.status.expire();
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Wait::Busy => return Poll::Pending,
             }
         }
     }

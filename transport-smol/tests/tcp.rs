@@ -178,10 +178,12 @@ fn other_requests_go_on_while_a_handler_awaits() {
 fn custom_buffers_small_and_multiplexed() {
     // Tiny buffers: everything streams through 512 bytes in and 256 out.
     let app = TestApp::default();
-    let server = ember_fcgi_smol::Server::bind(&"127.0.0.1:0".parse().unwrap(), app.clone(), test_limits())
-        .expect("bind")
-        .with_buffers::<ember_fcgi_core::Buffers<512, 256, 1024, 2>>();
-    let server = Running::start_with(server, app, 0);
+    let capacities =
+        ember_fcgi_smol::Capacities { input: 512, output: 256, params: 1024, window: 256, requests: 2 };
+    let limits = ember_fcgi_smol::Limits { capacities, ..test_limits() };
+    let server =
+        ember_fcgi_smol::Server::bind(&"127.0.0.1:0".parse().unwrap(), app.clone(), limits).expect("bind");
+    let server = Running::start(server, app, 0);
     let mut c = Client::tcp(server.addr());
     let mut body = vec![0u8; 1 << 20];
     pattern(3, &mut body);

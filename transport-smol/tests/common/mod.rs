@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ember_fcgi_core::ConnectionBuffers;
 use ember_fcgi_core::prelude::*;
 use ember_fcgi_smol::{Limits, Listen, Server, ShutdownHandle, Stats, StatsSnapshot};
 
@@ -553,15 +552,6 @@ pub struct Running {
 impl Running {
     /// Runs `server` with `run` (threads = 0) or `run_threads(threads)`.
     pub fn start(server: Server<TestApp>, app: TestApp, threads: usize) -> Self {
-        Self::start_with(server, app, threads)
-    }
-
-    /// [`Running::start`] for a server with other buffers.
-    pub fn start_with<B: ConnectionBuffers + Default + 'static>(
-        server: Server<TestApp, B>,
-        app: TestApp,
-        threads: usize,
-    ) -> Self {
         let addr = server.local_addr();
         let stop = server.shutdown_handle();
         let stats = server.stats();
