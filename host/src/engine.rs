@@ -170,3 +170,43 @@ impl Drop for CutOff<'_> {
         }
     }
 }
+
+/// Evaluates `$body` with `$n` bound (as a `const`) to the number of request slots an
+/// engine needs for `$requests` concurrent requests per connection: 1, 2, 4, 8, 16 or 32.
+/// Each is its own future type, so a connection never carries slots it cannot use.
+///
+/// ```
+/// let slots = ember_fcgi_host::for_request_slots!(3, |N| N);
+/// assert_eq!(slots, 4);
+/// ```
+#[macro_export]
+macro_rules! for_request_slots {
+    ($requests:expr, |$n:ident| $body:expr) => {
+        match $requests {
+            0 | 1 => {
+                const $n: usize = 1;
+                $body
+            }
+            2 => {
+                const $n: usize = 2;
+                $body
+            }
+            3..=4 => {
+                const $n: usize = 4;
+                $body
+            }
+            5..=8 => {
+                const $n: usize = 8;
+                $body
+            }
+            9..=16 => {
+                const $n: usize = 16;
+                $body
+            }
+            _ => {
+                const $n: usize = 32;
+                $body
+            }
+        }
+    };
+}

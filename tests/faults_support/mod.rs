@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ember_fcgi::host::{Limits, Listen, WebServerAddrs};
 use ember_fcgi::prelude::*;
-use ember_fcgi::{Buffers, ConnectionBuffers, DefaultBuffers, Roles};
+use ember_fcgi::{Capacities, Roles};
 
 // ---- wire -------------------------------------------------------------------------------
 
@@ -638,6 +638,8 @@ pub fn fmt_into<'a>(buf: &'a mut [u8; 128], args: std::fmt::Arguments<'_>) -> &'
 /// Limits for the scenarios: Responder and Filter roles, short lingering.
 pub fn test_limits() -> Limits {
     let mut limits = Limits {
+        // The store of a small host (4 KiB of params), so the oversize cases stay small.
+        capacities: Capacities { input: 4096, output: 4096, params: 4096, window: 1024, requests: 1 },
         close_linger: Duration::from_millis(200),
         shutdown_timeout: Duration::from_secs(2),
         ..Limits::default()
@@ -693,21 +695,15 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// Runs `handler` on this transport (`run()` on its own thread) on 127.0.0.1, any port,
-    /// with the connection buffers `B`.
-    pub fn start_with<H, B>(self, handler: H, limits: Limits) -> Running
-    where
-        H: Handler + Send + 'static,
-        B: ConnectionBuffers + Default + 'static,
-    {
+    /// Runs `handler` on this transport (`run()` on its own thread) on 127.0.0.1, any port.
+    pub fn start<H: Handler + Send + 'static>(self, handler: H, limits: Limits) -> Running {
         let listen = Listen::Tcp("127.0.0.1:0".parse().expect("address"));
         let allow = WebServerAddrs::default(); // whatever the environment says
         let (addr, stats, stop, thread) = match self {
             Self::Mio => {
                 let server = ember_fcgi::mio::Server::bind(&listen, handler, limits)
                     .expect("bind")
-                    .with_web_server_addrs(allow)
-                    .with_buffers::<B>();
+                    .with_web_server_addrs(allow);
                 let (addr, stats, stop) = (server.local_addr(), server.stats(), server.shutdown_handle());
                 let thread = std::thread::spawn(move || server.run());
                 (addr, StatsHandle::Mio(stats), StopHandle::Mio(stop), thread)
@@ -715,8 +711,7 @@ impl Transport {
             Self::Smol => {
                 let server = ember_fcgi::smol::Server::bind(&listen, handler, limits)
                     .expect("bind")
-                    .with_web_server_addrs(allow)
-                    .with_buffers::<B>();
+                    .with_web_server_addrs(allow);
                 let (addr, stats, stop) = (server.local_addr(), server.stats(), server.shutdown_handle());
                 let thread = std::thread::spawn(move || server.run());
                 (addr, StatsHandle::Smol(stats), StopHandle::Smol(stop), thread)
@@ -732,11 +727,6 @@ impl Transport {
         }
     }
 
-    /// Runs `handler` with the default buffers.
-    pub fn start<H: Handler + Send + 'static>(self, handler: H, limits: Limits) -> Running {
-        self.start_with::<H, DefaultBuffers>(handler, limits)
-    }
-
     /// Runs the test application with the default buffers.
     pub fn start_app(self, limits: Limits) -> Running {
         let app = App::default();
@@ -750,7 +740,8 @@ impl Transport {
     pub fn start_app_mpx2(self, limits: Limits) -> Running {
         let app = App::default();
         let state = Arc::clone(&app.state);
-        let mut running = self.start_with::<App, Buffers<4096, 4096, 4096, 2>>(app, limits);
+        let limits = Limits { capacities: Capacities { requests: 2, ..limits.capacities }, ..limits };
+        let mut running = self.start(app, limits);
         running.app = state;
         running
     }

@@ -52,12 +52,10 @@ impl MemoryBudget {
         events: usize,
         pool: Option<&BufferPool>,
     ) -> Self {
-        let connection_future = match limits.capacities.requests {
-            0 | 1 => size_of_output(engine::<H, 1>),
-            2..=4 => size_of_output(engine::<H, 4>),
-            5..=8 => size_of_output(engine::<H, 8>),
-            _ => size_of_output(engine::<H, 32>),
-        };
+        let connection_future =
+            ember_fcgi_host::for_request_slots!(limits.capacities.requests, |N| size_of_output(
+                engine::<H, N>
+            ));
         let rc_header = 2 * size_of::<usize>();
         let per_idle_connection = rc_header + size_of::<ConnIo>()
             + rc_header + size_of::<ConnWaker>()

@@ -63,12 +63,7 @@ where
 /// (each its own type, so a connection never carries slots it cannot use).
 fn boxed_engine<H: Handler + 'static>(io: &Rc<ConnIo>, shared: &Rc<LoopShared<H>>) -> ConnFuture<'static> {
     let (io, shared) = (Rc::clone(io), Rc::clone(shared));
-    match shared.pool.capacities().requests {
-        0 | 1 => boxed::<H, 1>(io, shared),
-        2..=4 => boxed::<H, 4>(io, shared),
-        5..=8 => boxed::<H, 8>(io, shared),
-        _ => boxed::<H, 32>(io, shared),
-    }
+    ember_fcgi_host::for_request_slots!(shared.pool.capacities().requests, |N| boxed::<H, N>(io, shared))
 }
 
 /// One size of engine; not inlined, so building a small engine never reserves stack for

@@ -30,12 +30,7 @@ pub(crate) type ConnTask<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 /// Boxes the task of a new connection, with as many request slots as the capacities ask
 /// (each its own type, so a connection never carries slots it cannot use).
 pub(crate) fn boxed_connection<'a, H: Handler>(io: ConnIo<'a>, ctx: &'a LoopCtx<'a, H>) -> ConnTask<'a> {
-    match ctx.pool.capacities().requests {
-        0 | 1 => boxed::<H, 1>(io, ctx),
-        2..=4 => boxed::<H, 4>(io, ctx),
-        5..=8 => boxed::<H, 8>(io, ctx),
-        _ => boxed::<H, 32>(io, ctx),
-    }
+    ember_fcgi_host::for_request_slots!(ctx.pool.capacities().requests, |N| boxed::<H, N>(io, ctx))
 }
 
 /// One size of task; not inlined, so building a small one never reserves stack for the
