@@ -128,6 +128,31 @@ fn without_listen_and_without_a_socket_on_fd_0_it_suggests_listen() {
     }
 }
 
+/// What a newcomer sees: `hello` started in a terminal (a pseudo-terminal from util-linux's
+/// `script`, in Debian's essential bsdutils) says fd 0 is a terminal and suggests `--listen`.
+#[test]
+fn started_in_a_terminal_it_says_so() {
+    let hello = example("hello");
+    let output = Command::new("script")
+        .args(["-qec", &format!("{} --transport mio", hello.display()), "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script(1) from bsdutils (apt-get install -y bsdutils)");
+    let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.starts_with(
+            "hello: no --listen given, and fd 0 is a terminal, not a listening socket (that is where"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n    cargo run --release --example hello -- --listen 127.0.0.1:9000\n"),
+        "{text}"
+    );
+    assert!(text.ends_with(&usage("hello")), "{text}");
+}
+
 /// Runs `hello --transport TRANSPORT --listen LISTEN` with stdin on /dev/null: its exit
 /// status and stderr.
 fn run_hello(transport: &str, listen: &str) -> (Option<i32>, String) {
