@@ -113,8 +113,8 @@ fn tcp_args(opts: &[Opt]) -> String {
 /// and exits with status 2 (`--help` prints the usage to stdout and exits 0).
 pub fn parse_args(program: &'static str, opts: &[Opt]) -> Args {
     let usage = usage(program, opts);
-    match parse(opts) {
-        Ok(Some(args)) => Args { program, opts: opts.to_vec(), ..args },
+    match parse(program, opts) {
+        Ok(Some(args)) => args,
         Ok(None) => {
             println!("{usage}");
             std::process::exit(0);
@@ -127,7 +127,7 @@ pub fn parse_args(program: &'static str, opts: &[Opt]) -> Args {
 }
 
 /// The arguments, `None` for `--help`, or what is wrong with them.
-fn parse(opts: &[Opt]) -> Result<Option<Args>, String> {
+fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let mut transport = Transport::Mio;
@@ -169,7 +169,7 @@ fn parse(opts: &[Opt]) -> Result<Option<Args>, String> {
     if let Some(missing) = opts.iter().find(|o| o.required && !extra.iter().any(|(n, _)| *n == o.name)) {
         return Err(format!("--{} {} is required", missing.name, missing.value));
     }
-    Ok(Some(Args { transport, listen, listen_given, max_connections, extra, program: "", opts: Vec::new() }))
+    Ok(Some(Args { transport, listen, listen_given, max_connections, extra, program, opts: opts.to_vec() }))
 }
 
 /// Binds `args.listen` on `args.transport`, prints `listening on ADDR` to stderr, and runs
