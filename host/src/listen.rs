@@ -273,6 +273,23 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_socket_directory_is_named() {
+        let dir = std::env::temp_dir().join(format!("ember-host-missing-{}", std::process::id()));
+        let listen = Listen::Unix { path: dir.join("s.sock"), mode: None };
+        match Listener::bind(&listen) {
+            Err(e @ BindError::MissingDirectory(..)) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "cannot listen on unix:{}/s.sock: the directory {} does not exist (create it first)",
+                    dir.display(),
+                    dir.display()
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_clone_shares_the_socket_but_not_the_file() {
         let tcp = Listener::bind(&"127.0.0.1:0".parse().unwrap()).unwrap();
         let clone = tcp.try_clone().unwrap();
