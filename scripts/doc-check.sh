@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
-# `cargo doc` for the workspace with rustdoc warnings as errors, then a look at the HTML for
-# links rustdoc left unlinked without a warning.
+# Builds the API docs of every crate with rustdoc warnings as errors, then looks at the HTML
+# for links rustdoc left as text without a warning. The docs end up in target/doc.
 #
-# rustdoc links to another crate's page only if that crate's doc directory exists when it
-# runs (rust-lang/cargo#8487), and cargo documents a workspace's crates in parallel: on a
-# fresh target the transports' pages can show "[ember_fcgi_core::serve_connection]" as text.
-# So the crates are documented one at a time, each after those it links to.
+# rustdoc links to another crate's pages only if that crate's doc directory exists when it
+# runs, and cargo deletes a crate's directory before documenting it again
+# (rust-lang/cargo#8487). `cargo doc --workspace` documents the crates in parallel, so after a
+# fresh clone or a change to the core, the transports' pages can show
+# "[ember_fcgi_core::serve_connection]" as text. Here each crate is documented once, on a
+# clean doc directory, after the crates it links to.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings"
+doc="${CARGO_TARGET_DIR:-target}/doc"
 
-for crate in ember-fcgi-core ember-fcgi-host ember-fcgi-mio ember-fcgi-smol; do
+rm -rf "$doc"
+# The core with the std features the transports turn on in a workspace build: the
+# embedded-io traits it re-exports link to std::io in their docs.
+cargo doc --no-deps -p ember-fcgi-core -F embedded-io/std -F embedded-io-async/std
+for crate in ember-fcgi-host ember-fcgi-mio ember-fcgi-smol ember-fcgi ember-fcgi-bench; do
     cargo doc --no-deps -p "$crate"
 done
-cargo doc --no-deps --workspace
 
-doc="${CARGO_TARGET_DIR:-target}/doc"
-# An intra-doc link whose target rustdoc could not link to shows as "[<code>path</code>]"
-# or as an href that is a Rust path.
-if grep -rEn --include='*.html' '\[<code>[A-Za-z0-9_:]+</code>\]|href="[A-Za-z0-9_]+::' "$doc"/ember_fcgi*/; then
-    echo "doc-check: the pages above have links rustdoc could not resolve" >&2
+# A link to another crate of ours that rustdoc resolved but could not point anywhere shows
+# as "[<code>ember_fcgi_x::Item</code>]", or as an href that is that path. (Links to crates.io
+# dependencies look the same here, where --no-deps gives them no pages, and are fine on
+# docs.rs: they are not checked.)
+if grep -rEn --include='*.html' '\[<code>ember_fcgi[a-z_]*::[A-Za-z0-9_:]+</code>\]|href="ember_fcgi[a-z_]*::' "$doc"/ember_fcgi*/; then
+    echo "doc-check: the pages above have links rustdoc left as text" >&2
     exit 1
 fi
-echo "doc-check: no rustdoc warning, no unlinked link"
+echo "doc-check: no rustdoc warning, no unlinked link; open $doc/ember_fcgi/index.html"
