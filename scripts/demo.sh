@@ -59,7 +59,7 @@ if [ -z "$nginx_bin" ]; then
         apt_sudo=
         [ "$(id -u)" -eq 0 ] || apt_sudo=sudo
         { $apt_sudo apt-get update -qq &&
-            DEBIAN_FRONTEND=noninteractive $apt_sudo apt-get install -y -qq nginx >/dev/null; } || true
+            $apt_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; } || true
     fi
     nginx_bin=$(command -v nginx || true)
     [ -n "$nginx_bin" ] || { [ -x /usr/sbin/nginx ] && nginx_bin=/usr/sbin/nginx; } || true

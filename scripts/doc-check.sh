@@ -17,8 +17,14 @@ rm -rf "$doc"
 # The core with the std features the transports turn on in a workspace build: the
 # embedded-io traits it re-exports link to std::io in their docs.
 cargo doc --no-deps -p ember-fcgi-core -F embedded-io/std -F embedded-io-async/std
-for crate in ember-fcgi-host ember-fcgi-mio ember-fcgi-smol ember-fcgi ember-fcgi-bench; do
+ordered=(ember-fcgi-host ember-fcgi-mio ember-fcgi-smol ember-fcgi)
+# Then every other workspace member (bench, and any crate added later), one at a time.
+members=$(cargo metadata --no-deps --format-version 1 |
+    python3 -c 'import json, sys; print(*(p["name"] for p in json.load(sys.stdin)["packages"]))')
+for crate in "${ordered[@]}" $members; do
+    case " ember-fcgi-core ${done_crates:-} " in *" $crate "*) continue ;; esac
     cargo doc --no-deps -p "$crate"
+    done_crates="${done_crates:-} $crate"
 done
 
 # A link to another crate of ours that rustdoc resolved but could not point anywhere shows
