@@ -175,7 +175,12 @@ impl Handler for DirList {
 }
 
 fn main() -> ExitCode {
-    let opts = [common::Opt { name: "root", value: "DIR", required: true }];
+    let opts = [common::Opt {
+        name: "root",
+        value: "DIR",
+        required: true,
+        help: "the directory to list; nothing outside it is served",
+    }];
     let args = common::parse_args("dirlist", &opts);
     let root = args.get("root").unwrap_or_default();
     let root = match std::fs::canonicalize(root) {

@@ -155,7 +155,12 @@ impl Handler for Upload {
 }
 
 fn main() -> ExitCode {
-    let opts = [common::Opt { name: "dir", value: "DIR", required: true }];
+    let opts = [common::Opt {
+        name: "dir",
+        value: "DIR",
+        required: true,
+        help: "the directory the uploaded files are stored in",
+    }];
     let args = common::parse_args("upload", &opts);
     let dir = PathBuf::from(args.get("dir").unwrap_or_default());
     if !dir.is_dir() {

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # ember-fcgi quick start: builds an example in release, runs it on a Unix socket, puts a
 # private nginx in front of it on 127.0.0.1:8080 (or the next free port), and prints the URL
-# and a curl command. Ctrl-C stops both and removes every file it made.
+# and a curl command. Ctrl-C stops both and removes every file it made. The default example,
+# inspect, answers a page that shows the request (method, path, query, form fields, params)
+# with forms to send more.
 #
-#   bash scripts/demo.sh [hello|echo|redirect|dirlist|upload] [--transport mio|smol]
+#   bash scripts/demo.sh [inspect|hello|echo|redirect|dirlist|upload] [--transport mio|smol]
 #                        [--port N] [--tcp] [--no-keepalive]
 #
 # nginx runs unprivileged in the foreground with everything (config, pid, logs, temp
@@ -12,18 +14,18 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: bash scripts/demo.sh [hello|echo|redirect|dirlist|upload] [--transport mio|smol] [--port N] [--tcp] [--no-keepalive]" >&2
+    echo "usage: bash scripts/demo.sh [inspect|hello|echo|redirect|dirlist|upload] [--transport mio|smol] [--port N] [--tcp] [--no-keepalive]" >&2
     exit 2
 }
 
-example=hello
+example=inspect
 transport=mio
 port=
 socket=unix
 keepalive=1
 while [ $# -gt 0 ]; do
     case "$1" in
-        hello | echo | redirect | dirlist | upload) example=$1 ;;
+        inspect | hello | echo | redirect | dirlist | upload) example=$1 ;;
         --transport)
             [ $# -ge 2 ] || usage
             transport=$2
@@ -51,9 +53,13 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # --- tools -------------------------------------------------------------------------------
 nginx_bin=${NGINX:-}
 if [ -z "$nginx_bin" ]; then
-    if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
-        # A fresh machine: install what the examples and tests use (nginx, cgi-fcgi).
-        bash "$repo/scripts/setup.sh" --no-fuzz
+    if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] && command -v apt-get >/dev/null; then
+        # A fresh machine: the demo needs nginx only (scripts/setup.sh installs what the tests need).
+        echo "demo.sh: installing nginx with apt-get" >&2
+        apt_sudo=
+        [ "$(id -u)" -eq 0 ] || apt_sudo=sudo
+        { $apt_sudo apt-get update -qq &&
+            $apt_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; } || true
     fi
     nginx_bin=$(command -v nginx || true)
     [ -n "$nginx_bin" ] || { [ -x /usr/sbin/nginx ] && nginx_bin=/usr/sbin/nginx; } || true
@@ -216,6 +222,7 @@ port_busy "$port" || { echo "demo.sh: nginx does not accept on port $port" >&2; 
 
 url="http://127.0.0.1:$port"
 case "$example" in
+    inspect) try="curl -d 'name=you&message=hi' '$url/some/path?a=1'    # or the forms on the page" ;;
     echo) try="curl -i --data-binary 'hello' '$url/some/path?a=1&b=2'" ;;
     redirect) try="curl -i '$url/local'    # also /?to=https://example.com/ and /?status=301&to=https://example.com/" ;;
     dirlist) try="curl -N '$url/?path=examples'" ;;

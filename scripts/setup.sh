@@ -12,6 +12,8 @@ command -v cgi-fcgi >/dev/null 2>&1 || need_apt+=(libfcgi-bin)
 command -v lighttpd >/dev/null 2>&1 || [ -x /usr/sbin/lighttpd ] || need_apt+=(lighttpd)
 command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need_apt+=(apache2)
 command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || need_apt+=(caddy)
+command -v script >/dev/null 2>&1 || need_apt+=(bsdutils) # script(1): a terminal for tests/cli.rs
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)   # scripts/doc-check.sh reads cargo metadata
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     SUDO=""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, the no_std proof, every unit,
+# The whole test suite, as CI runs it: formatting, lints, docs, the no_std proof, every unit,
 # property, integration and end-to-end test (through a real nginx), and a short fuzz run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,9 @@ bash scripts/setup.sh
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== docs: no rustdoc warning, no unlinked link"
+bash scripts/doc-check.sh
 
 echo "== no_std: the core on a bare-metal target, and linked into a no_std, no-alloc binary"
 cargo build -p ember-fcgi-core --target thumbv7em-none-eabihf

@@ -1,68 +1,287 @@
-//! The examples as programs: their command line, the listening socket inherited as fd 0,
-//! and a graceful shutdown on SIGTERM that lets an in-flight request finish.
+//! The examples as programs: their command line and messages (what a newcomer sees first),
+//! the README's example commands and its 15-line app, the listening socket inherited as
+//! fd 0, and a graceful shutdown on SIGTERM that lets an in-flight request finish.
 
 mod support;
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::fcgi::{self, Request, roundtrip};
-use support::{App, Combo, EchoOutput, Endpoint, Socket, TempDir, Transport, example, sha256_hex};
+use support::{App, Combo, EchoOutput, Endpoint, Socket, TempDir, Transport, example, free_port, sha256_hex};
 
-const EXAMPLES: [&str; 5] = ["hello", "echo", "dirlist", "upload", "redirect"];
+/// The examples that take the common command line (`examples/common`).
+const EXAMPLES: [&str; 6] = ["inspect", "hello", "echo", "dirlist", "upload", "redirect"];
 
-#[test]
-fn bad_arguments_print_usage_and_exit_2() {
-    let cases: &[&[&str]] = &[
-        &["--transport", "tokio"],
-        &["--transport"],
-        &["--listen", "not an address"],
-        &["--listen", "unix:"],
-        &["--no-such-option"],
-        &["positional"],
-    ];
-    for name in EXAMPLES {
-        let required: &[&str] = match name {
-            "dirlist" => &["--root", "/"],
-            "upload" => &["--dir", "/tmp"],
-            _ => &[],
-        };
-        for case in cases {
-            let output = Command::new(example(name)).args(required).args(*case).output().unwrap();
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert_eq!(output.status.code(), Some(2), "{name} {case:?}: {stderr}");
-            assert!(
-                stderr.contains(&format!("usage: {name} [--transport mio|smol]")),
-                "{name} {case:?}: {stderr}"
-            );
-        }
-        let output = Command::new(example(name)).arg("--help").output().unwrap();
-        assert_eq!(output.status.code(), Some(0));
-        assert!(String::from_utf8_lossy(&output.stdout).starts_with(&format!("usage: {name} ")));
-    }
-    for (name, arg) in [("dirlist", "--root"), ("upload", "--dir")] {
-        let output = Command::new(example(name)).output().unwrap();
-        assert_eq!(output.status.code(), Some(2), "{name} without {arg}");
-        assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("{arg} DIR is required")));
+/// The options example `name` cannot start without.
+fn required(name: &str) -> &'static [&'static str] {
+    match name {
+        "dirlist" => &["--root", "/"],
+        "upload" => &["--dir", "/tmp"],
+        _ => &[],
     }
 }
 
-#[test]
-fn without_listen_and_without_a_socket_on_fd_0_it_says_so() {
-    for transport in ["mio", "smol"] {
-        let output = Command::new(example("hello"))
-            .args(["--transport", transport])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("fd 0 is not a listening socket"), "{stderr}");
+/// How `required` shows in the usage and in suggested commands.
+fn required_usage(name: &str) -> &'static str {
+    match name {
+        "dirlist" => "--root DIR ",
+        "upload" => "--dir DIR ",
+        _ => "",
     }
+}
+
+/// The usage text every example prints, byte for byte, for `--help` (stdout) and after a
+/// bad argument (stderr).
+fn usage(name: &str) -> String {
+    let own = match name {
+        "dirlist" => " --root DIR",
+        "upload" => " --dir DIR",
+        _ => "",
+    };
+    let own_line = match name {
+        "dirlist" => {
+            "  --root DIR              the directory to list; nothing outside it is served (required)\n"
+        }
+        "upload" => "  --dir DIR               the directory the uploaded files are stored in (required)\n",
+        _ => "",
+    };
+    format!(
+        "usage: {name} [--transport mio|smol] [--listen ADDR] [--max-connections N]{own}\n\
+         \x20 --transport mio|smol    the server that runs the handler (default mio)\n\
+         \x20 --listen ADDR           HOST:PORT, [V6]:PORT, unix:PATH or fd:0 (the default: the listening\n\
+         \x20                         socket a launcher such as spawn-fcgi passes as fd 0)\n\
+         \x20 --max-connections N     connections served at once (default 1024)\n\
+         {own_line}\
+         \x20 -h, --help              this text\n\
+         example: {name} {}--listen 127.0.0.1:9000\n",
+        required_usage(name)
+    )
+}
+
+#[test]
+fn bad_arguments_print_usage_and_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--transport", "tokio"], "unknown transport \"tokio\": expected mio or smol"),
+        (&["--transport"], "missing argument for option '--transport'"),
+        (
+            &["--listen", "not an address"],
+            "invalid listen address \"not an address\": expected HOST:PORT, [V6]:PORT, unix:PATH or fd:0",
+        ),
+        (&["--listen", "unix:"], "invalid listen address \"unix:\""),
+        (&["--max-connections", "0"], "bad --max-connections \"0\": expected a positive integer"),
+        (&["--no-such-option"], "unknown option --no-such-option"),
+        (&["positional"], "unexpected argument \"positional\""),
+    ];
+    for name in EXAMPLES {
+        for (args, problem) in cases {
+            let output = Command::new(example(name)).args(required(name)).args(*args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{name} {args:?}: {stderr}");
+            let (first, rest) = stderr.split_once('\n').unwrap_or_default();
+            assert!(first.starts_with(&format!("{name}: {problem}")), "{name} {args:?}: {stderr}");
+            assert_eq!(rest, usage(name), "{name} {args:?}");
+        }
+        let output = Command::new(example(name)).arg("--help").output().unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        assert_eq!(String::from_utf8_lossy(&output.stdout), usage(name), "{name} --help");
+    }
+    for (name, arg) in [("dirlist", "--root"), ("upload", "--dir")] {
+        let output = Command::new(example(name)).arg("--listen").arg("127.0.0.1:0").output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name} without {arg}");
+        let expected = format!("{name}: {arg} DIR is required\n{}", usage(name));
+        assert_eq!(String::from_utf8_lossy(&output.stderr), expected);
+    }
+}
+
+/// Started from a shell without `--listen` (fd 0 is then a terminal, here /dev/null): the
+/// example says there is no socket on fd 0, suggests `--listen 127.0.0.1:9000` in a command
+/// that works, prints the usage and exits 2.
+#[test]
+fn without_listen_and_without_a_socket_on_fd_0_it_suggests_listen() {
+    for name in EXAMPLES {
+        for transport in ["mio", "smol"] {
+            let output = Command::new(example(name))
+                .args(["--transport", transport])
+                .args(required(name))
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{name} {transport}: {stderr}");
+            let expected = format!(
+                "{name}: no --listen given, and fd 0 is not a listening socket (that is where a FastCGI \
+                 launcher such as spawn-fcgi or lighttpd's bin-path passes one)\n\
+                 to serve on a TCP port instead, add --listen 127.0.0.1:9000:\n    \
+                 cargo run --release --example {name} -- {}--listen 127.0.0.1:9000\n{}",
+                required_usage(name),
+                usage(name),
+            );
+            assert_eq!(stderr, expected, "{name} {transport}");
+        }
+    }
+}
+
+/// What a newcomer sees: `hello` started in a terminal (a pseudo-terminal from util-linux's
+/// `script`, in Debian's essential bsdutils) says fd 0 is a terminal and suggests `--listen`.
+#[test]
+fn started_in_a_terminal_it_says_so() {
+    let hello = example("hello");
+    let output = Command::new("script")
+        .args(["-qec", &format!("{} --transport mio", hello.display()), "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script(1) from bsdutils (apt-get install -y bsdutils)");
+    let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.starts_with(
+            "hello: no --listen given, and fd 0 is a terminal, not a listening socket (that is where"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n    cargo run --release --example hello -- --listen 127.0.0.1:9000\n"),
+        "{text}"
+    );
+    assert!(text.ends_with(&usage("hello")), "{text}");
+}
+
+/// Runs `hello --transport TRANSPORT --listen LISTEN` with stdin on /dev/null: its exit
+/// status and stderr.
+fn run_hello(transport: &str, listen: &str) -> (Option<i32>, String) {
+    let output = Command::new(example("hello"))
+        .args(["--transport", transport, "--listen", listen])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// `--listen fd:0` asks for the inherited socket explicitly: same advice, no usage, status 1.
+#[test]
+fn listen_fd_0_without_a_socket_is_a_failure_with_the_same_advice() {
+    for transport in ["mio", "smol"] {
+        let (status, stderr) = run_hello(transport, "fd:0");
+        assert_eq!(status, Some(1), "{stderr}");
+        assert_eq!(
+            stderr,
+            "hello: --listen fd:0 given, and fd 0 is not a listening socket (that is where a FastCGI \
+             launcher such as spawn-fcgi or lighttpd's bin-path passes one)\n\
+             to serve on a TCP port instead, add --listen 127.0.0.1:9000:\n    \
+             cargo run --release --example hello -- --listen 127.0.0.1:9000\n"
+        );
+    }
+}
+
+/// A Unix socket in a directory that does not exist: the message names the directory.
+#[test]
+fn a_missing_socket_directory_is_named() {
+    let dir = TempDir::new("nodir");
+    let missing = dir.path().join("missing");
+    let socket = missing.join("app.sock");
+    for transport in ["mio", "smol"] {
+        let (status, stderr) = run_hello(transport, &format!("unix:{}", socket.display()));
+        assert_eq!(status, Some(1), "{stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "hello: cannot listen on unix:{}: the directory {} does not exist (create it first)\n",
+                socket.display(),
+                missing.display()
+            )
+        );
+        assert!(!missing.exists(), "nothing was created");
+    }
+}
+
+/// Every example says where it listens as soon as it does, with the port it got, and
+/// answers there.
+#[test]
+fn each_example_prints_where_it_listens() {
+    for name in EXAMPLES {
+        for transport in [Transport::Mio, Transport::Smol] {
+            let combo = Combo { transport, socket: Socket::Tcp, keepalive: false };
+            let extra: Vec<&OsStr> = required(name).iter().map(OsStr::new).collect();
+            let app = App::start(name, combo, &extra);
+            let Endpoint::Tcp(addr) = app.endpoint else { panic!("{:?}", app.endpoint) };
+            // `App::start` returned: it read `listening on 127.0.0.1:PORT` from stderr.
+            assert!(addr.ip().is_loopback() && addr.port() != 0, "{name}: {addr}");
+            let request = Request { params: &[("REQUEST_METHOD", "GET")], ..Request::default() };
+            let reply = roundtrip(&mut *app.endpoint.connect(), &request);
+            assert!(reply.stdout_text().starts_with("Status: "), "{name}: {}", reply.stdout_text());
+        }
+    }
+}
+
+/// The README's fenced blocks right under `## {heading}`, as text.
+fn readme_blocks(heading: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with(heading))
+        .unwrap_or_else(|| panic!("README has no `## {heading}`"));
+    section
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|block| block.split_once('\n').unwrap().1.to_owned())
+        .collect()
+}
+
+/// The README's "A FastCGI app in 15 lines" is `examples/minimal.rs` (after its doc
+/// comment), has 15 lines besides blank ones, and prints where it listens.
+#[test]
+fn the_readme_app_is_minimal_rs_and_says_where_it_listens() {
+    let blocks = readme_blocks("A FastCGI app in 15 lines");
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/minimal.rs")).unwrap();
+    let code: String = source
+        .lines()
+        .skip_while(|l| l.starts_with("//!") || l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(blocks[0], code, "README and examples/minimal.rs differ");
+    assert_eq!(code.lines().filter(|l| !l.trim().is_empty()).count(), 15);
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new(example("minimal"));
+    command.arg(&addr).stdin(Stdio::null());
+    let app = App::spawn("minimal", command, TempDir::new("minimal"), None);
+    assert_eq!(app.endpoint, Endpoint::Tcp(addr.parse().unwrap()));
+    let request = Request { params: &[("REQUEST_URI", "/hi?x=1")], ..Request::default() };
+    let reply = roundtrip(&mut *app.endpoint.connect(), &request);
+    assert_eq!(reply.split().1, "Hello from ember-fcgi! You asked for /hi?x=1\n");
+}
+
+/// Each `cargo run --release --example` line of the README's "The examples" starts its
+/// example as written (with port 0 for 9000), and every example is there.
+#[test]
+fn the_readme_example_commands_start_every_example() {
+    let blocks = readme_blocks("The examples");
+    let mut seen = Vec::new();
+    for line in blocks[0].lines() {
+        let command = line.split('#').next().unwrap().trim();
+        let rest = command.strip_prefix("cargo run --release --example ").expect(line);
+        let (name, args) = rest.split_once(" -- ").expect(line);
+        let args: Vec<&str> =
+            args.split_whitespace().map(|a| if a == "127.0.0.1:9000" { "127.0.0.1:0" } else { a }).collect();
+        let mut command = Command::new(example(name));
+        command.args(&args).current_dir(env!("CARGO_MANIFEST_DIR")).stdin(Stdio::null());
+        let app = App::spawn(name, command, TempDir::new("readme"), None);
+        assert!(matches!(app.endpoint, Endpoint::Tcp(_)), "{line}");
+        seen.push(name.to_owned());
+    }
+    let mut expected: Vec<String> = EXAMPLES.iter().map(|n| n.to_string()).collect();
+    expected.sort();
+    seen.sort();
+    assert_eq!(seen, expected);
 }
 
 #[test]
@@ -70,14 +289,9 @@ fn an_address_in_use_is_an_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     for transport in ["mio", "smol"] {
-        let output = Command::new(example("hello"))
-            .args(["--transport", transport, "--listen", &addr])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("address in use"), "{stderr}");
+        let (status, stderr) = run_hello(transport, &addr);
+        assert_eq!(status, Some(1), "{stderr}");
+        assert_eq!(stderr, format!("hello: cannot listen on {addr}: address in use\n"));
     }
 }
 

@@ -6,13 +6,13 @@
 #![allow(dead_code)]
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::os::unix::ffi::OsStringExt;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ember_fcgi::Handler;
-use ember_fcgi::host::{Limits, Listen};
+use ember_fcgi::host::{BindError, Limits, Listen};
 
 /// The server that runs the handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum Transport {
     Smol,
 }
 
-/// An option of one example besides `--transport` and `--listen`, e.g. `--root DIR`.
+/// An option of the command line, e.g. `--root DIR`: one entry of the usage text.
 #[derive(Clone, Copy, Debug)]
 pub struct Opt {
     /// The long name without dashes.
@@ -32,16 +32,45 @@ pub struct Opt {
     pub value: &'static str,
     /// Whether the example refuses to start without it.
     pub required: bool,
+    /// What it does, for the usage text (lines after the first are indented to match).
+    pub help: &'static str,
 }
+
+/// The options every example takes, in usage order; an example's own follow them.
+const COMMON_OPTS: &[Opt] = &[
+    Opt {
+        name: "transport",
+        value: "mio|smol",
+        required: false,
+        help: "the server that runs the handler (default mio)",
+    },
+    Opt {
+        name: "listen",
+        value: "ADDR",
+        required: false,
+        help: "HOST:PORT, [V6]:PORT, unix:PATH or fd:0 (the default: the listening\n\
+               socket a launcher such as spawn-fcgi passes as fd 0)",
+    },
+    Opt {
+        name: "max-connections",
+        value: "N",
+        required: false,
+        help: "connections served at once (default 1024)",
+    },
+];
 
 /// The parsed command line.
 #[derive(Debug)]
 pub struct Args {
     pub transport: Transport,
     pub listen: Listen,
+    /// Whether `--listen` was given (else `listen` is the inherited fd 0).
+    pub listen_given: bool,
     /// `--max-connections N`: overrides `Limits::max_connections` (default 1024).
     pub max_connections: Option<usize>,
     extra: Vec<(&'static str, OsString)>,
+    program: &'static str,
+    opts: Vec<Opt>,
 }
 
 impl Args {
@@ -51,42 +80,59 @@ impl Args {
     }
 }
 
+/// The usage text: a synopsis, one line per option, and a command line that works.
 fn usage(program: &str, opts: &[Opt]) -> String {
-    let mut line = format!(
-        "usage: {program} [--transport mio|smol] [--listen HOST:PORT|[V6]:PORT|unix:PATH] [--max-connections N]"
-    );
-    for opt in opts {
+    let all = || COMMON_OPTS.iter().chain(opts);
+    let mut text = format!("usage: {program}");
+    for opt in all() {
         let item = format!("--{} {}", opt.name, opt.value);
-        if opt.required {
-            line += &format!(" {item}");
-        } else {
-            line += &format!(" [{item}]");
-        }
+        text += &if opt.required { format!(" {item}") } else { format!(" [{item}]") };
     }
-    line + "\n  without --listen, serves the listening socket inherited as fd 0 (FCGI_LISTENSOCK_FILENO)"
+    text.push('\n');
+    for opt in all() {
+        let item = format!("--{} {}", opt.name, opt.value);
+        let help = opt.help.replace('\n', &format!("\n{:26}", ""));
+        let required = if opt.required { " (required)" } else { "" };
+        text += &format!("  {item:<24}{help}{required}\n");
+    }
+    text += &format!("  {:<24}this text\n", "-h, --help");
+    text += &format!("example: {program} {}", tcp_args(opts));
+    text
 }
 
-/// Parses the command line; on a bad argument prints the problem and the usage line to
-/// stderr and exits with status 2 (`--help` prints the usage to stdout and exits 0).
-pub fn parse_args(program: &str, opts: &[Opt]) -> Args {
-    match try_parse(opts) {
+/// The arguments that serve on a TCP port: the required options, then `--listen`.
+fn tcp_args(opts: &[Opt]) -> String {
+    let mut args = String::new();
+    for opt in opts.iter().filter(|o| o.required) {
+        args += &format!("--{} {} ", opt.name, opt.value);
+    }
+    args + "--listen 127.0.0.1:9000"
+}
+
+/// Parses the command line; on a bad argument prints the problem and the usage to stderr
+/// and exits with status 2 (`--help` prints the usage to stdout and exits 0).
+pub fn parse_args(program: &'static str, opts: &[Opt]) -> Args {
+    let usage = usage(program, opts);
+    match parse(program, opts) {
         Ok(Some(args)) => args,
         Ok(None) => {
-            println!("{}", usage(program, opts));
+            println!("{usage}");
             std::process::exit(0);
         }
         Err(message) => {
-            eprintln!("{program}: {message}\n{}", usage(program, opts));
+            eprintln!("{program}: {message}\n{usage}");
             std::process::exit(2);
         }
     }
 }
 
-fn try_parse(opts: &[Opt]) -> Result<Option<Args>, String> {
+/// The arguments, `None` for `--help`, or what is wrong with them.
+fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let mut transport = Transport::Mio;
     let mut listen = Listen::Inherited;
+    let mut listen_given = false;
     let mut max_connections = None;
     let mut extra = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -103,6 +149,7 @@ fn try_parse(opts: &[Opt]) -> Result<Option<Args>, String> {
                 let value = parser.value().map_err(|e| e.to_string())?;
                 let text = value.to_str().ok_or("the listen address is not UTF-8")?;
                 listen = text.parse().map_err(|e: ember_fcgi::host::ParseListenError| e.to_string())?;
+                listen_given = true;
             }
             Long("max-connections") => {
                 let value = parser.value().map_err(|e| e.to_string())?;
@@ -122,7 +169,7 @@ fn try_parse(opts: &[Opt]) -> Result<Option<Args>, String> {
     if let Some(missing) = opts.iter().find(|o| o.required && !extra.iter().any(|(n, _)| *n == o.name)) {
         return Err(format!("--{} {} is required", missing.name, missing.value));
     }
-    Ok(Some(Args { transport, listen, max_connections, extra }))
+    Ok(Some(Args { transport, listen, listen_given, max_connections, extra, program, opts: opts.to_vec() }))
 }
 
 /// Binds `args.listen` on `args.transport`, prints `listening on ADDR` to stderr, and runs
@@ -137,41 +184,93 @@ pub fn serve<H: Handler + 'static>(args: &Args, handler: H, mut limits: Limits) 
         Transport::Mio => run_mio(args, handler, limits),
         Transport::Smol => run_smol(args, handler, limits),
     };
+    let program = args.program;
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(Failure::Bind(BindError::NoInheritedSocket)) => no_socket(args),
+        Err(Failure::Bind(e)) => {
+            eprintln!("{program}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Serve(message)) => {
+            eprintln!("{program}: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// Why `serve` stopped with an error.
+enum Failure {
+    /// The listening socket could not be had.
+    Bind(BindError),
+    /// Anything after that: the signal handler, the server loop.
+    Serve(String),
+}
+
+impl From<BindError> for Failure {
+    fn from(e: BindError) -> Self {
+        Self::Bind(e)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self::Serve(message)
+    }
+}
+
+/// There is no socket on fd 0: usually the example was started from a shell without
+/// `--listen`. Says what fd 0 is instead and what to type; without `--listen` it is a
+/// usage error (status 2, with the usage), with `--listen fd:0` a failure (status 1).
+fn no_socket(args: &Args) -> ExitCode {
+    let program = args.program;
+    let fd0 = if std::io::stdin().is_terminal() {
+        "a terminal, not a listening socket"
+    } else {
+        "not a listening socket"
+    };
+    let given = if args.listen_given { "--listen fd:0 given" } else { "no --listen given" };
+    eprintln!(
+        "{program}: {given}, and fd 0 is {fd0} (that is where a FastCGI launcher such as \
+         spawn-fcgi or lighttpd's bin-path passes one)\n\
+         to serve on a TCP port instead, add --listen 127.0.0.1:9000:\n    \
+         cargo run --release --example {program} -- {}",
+        tcp_args(&args.opts)
+    );
+    if args.listen_given {
+        ExitCode::FAILURE
+    } else {
+        eprintln!("{}", usage(program, &args.opts));
+        ExitCode::from(2)
+    }
+}
+
 #[cfg(feature = "mio")]
-fn run_mio<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> Result<(), String> {
-    let server = ember_fcgi::mio::Server::bind(&args.listen, handler, limits).map_err(|e| e.to_string())?;
+fn run_mio<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> Result<(), Failure> {
+    let server = ember_fcgi::mio::Server::bind(&args.listen, handler, limits)?;
     let handle = server.shutdown_handle();
     on_signals(move || handle.shutdown())?;
     announce(&args.listen, server.local_addr());
-    server.run().map_err(|e| format!("the mio server failed: {e}"))
+    server.run().map_err(|e| Failure::Serve(format!("the mio server failed: {e}")))
 }
 
 #[cfg(not(feature = "mio"))]
-fn run_mio<H: Handler>(_: &Args, _: H, _: Limits) -> Result<(), String> {
-    Err("this build has no mio transport (feature \"mio\" is off)".into())
+fn run_mio<H: Handler>(_: &Args, _: H, _: Limits) -> Result<(), Failure> {
+    Err(Failure::Serve("this build has no mio transport (feature \"mio\" is off)".into()))
 }
 
 #[cfg(feature = "smol")]
-fn run_smol<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> Result<(), String> {
-    let server = ember_fcgi::smol::Server::bind(&args.listen, handler, limits).map_err(|e| e.to_string())?;
+fn run_smol<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> Result<(), Failure> {
+    let server = ember_fcgi::smol::Server::bind(&args.listen, handler, limits)?;
     let handle = server.shutdown_handle();
     on_signals(move || handle.shutdown())?;
     announce(&args.listen, server.local_addr());
-    server.run().map_err(|e| format!("the smol server failed: {e}"))
+    server.run().map_err(|e| Failure::Serve(format!("the smol server failed: {e}")))
 }
 
 #[cfg(not(feature = "smol"))]
-fn run_smol<H: Handler>(_: &Args, _: H, _: Limits) -> Result<(), String> {
-    Err("this build has no smol transport (feature \"smol\" is off)".into())
+fn run_smol<H: Handler>(_: &Args, _: H, _: Limits) -> Result<(), Failure> {
+    Err(Failure::Serve("this build has no smol transport (feature \"smol\" is off)".into()))
 }
 
 /// The one line tests and scripts wait for: `listening on 127.0.0.1:40123` (the real port

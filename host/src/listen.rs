@@ -76,6 +76,8 @@ pub enum BindError {
     InUse(Listen),
     /// fd 0 is not a listening socket (the process was not started by a FastCGI launcher).
     NoInheritedSocket,
+    /// The directory that would hold the Unix socket `listen` does not exist.
+    MissingDirectory(Listen, PathBuf),
     /// Any other failure.
     Io(Listen, io::Error),
 }
@@ -86,6 +88,11 @@ impl fmt::Display for BindError {
             Self::InUse(listen) => write!(f, "cannot listen on {listen}: address in use"),
             Self::NoInheritedSocket => f.write_str(
                 "no listen address given and fd 0 is not a listening socket (FCGI_LISTENSOCK_FILENO)",
+            ),
+            Self::MissingDirectory(listen, dir) => write!(
+                f,
+                "cannot listen on {listen}: the directory {} does not exist (create it first)",
+                dir.display()
             ),
             Self::Io(listen, e) => write!(f, "cannot listen on {listen}: {e}"),
         }
@@ -111,12 +118,13 @@ pub enum Listener {
 impl Listener {
     /// Binds `listen` and sets the socket non-blocking.
     pub fn bind(listen: &Listen) -> Result<Self, BindError> {
-        let io_err = |e: io::Error| {
-            if e.kind() == io::ErrorKind::AddrInUse {
-                BindError::InUse(listen.clone())
-            } else {
-                BindError::Io(listen.clone(), e)
-            }
+        let io_err = |e: io::Error| match (e.kind(), listen) {
+            (io::ErrorKind::AddrInUse, _) => BindError::InUse(listen.clone()),
+            (io::ErrorKind::NotFound, Listen::Unix { path, .. }) => match missing_directory(path) {
+                Some(dir) => BindError::MissingDirectory(listen.clone(), dir),
+                None => BindError::Io(listen.clone(), e),
+            },
+            _ => BindError::Io(listen.clone(), e),
         };
         let listener = match listen {
             Listen::Tcp(addr) => Self::Tcp(TcpListener::bind(addr).map_err(io_err)?),
@@ -175,6 +183,13 @@ impl Drop for Listener {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// The directory meant to hold socket `path`, if it does not exist (binding then fails with
+/// a bare "No such file or directory" that does not say which part is missing).
+fn missing_directory(path: &Path) -> Option<PathBuf> {
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty())?;
+    (!dir.is_dir()).then(|| dir.to_path_buf())
 }
 
 /// Removes `path` if it is a socket nobody listens on; fails with `AddrInUse` if someone does.
@@ -255,6 +270,23 @@ mod tests {
         drop(again);
         assert!(!path.exists(), "the socket file is removed on drop");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_missing_socket_directory_is_named() {
+        let dir = std::env::temp_dir().join(format!("ember-host-missing-{}", std::process::id()));
+        let listen = Listen::Unix { path: dir.join("s.sock"), mode: None };
+        match Listener::bind(&listen) {
+            Err(e @ BindError::MissingDirectory(..)) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "cannot listen on unix:{}/s.sock: the directory {} does not exist (create it first)",
+                    dir.display(),
+                    dir.display()
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

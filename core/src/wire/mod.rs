@@ -3,7 +3,7 @@
 //!
 //! Everything here is pure and total: parsing takes fixed-size arrays or slices and never
 //! panics; encoding writes into caller-provided arrays or slices and reports when they are
-//! too small. Nothing here knows about connections or requests (see [`crate::conn`]).
+//! too small. Nothing here knows about connections or requests (see [`crate::serve_connection`]).
 
 pub mod body;
 pub mod header;
