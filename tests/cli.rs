@@ -53,13 +53,27 @@ fn usage(name: &str) -> String {
         _ => "",
     };
     format!(
-        "usage: {name} [--transport mio|smol] [--listen ADDR] [--max-connections N]{own}\n\
+        "usage: {name} [--transport mio|smol] [--listen ADDR]{own} [LIMITS]\n\
          \x20 --transport mio|smol    the server that runs the handler (default mio)\n\
          \x20 --listen ADDR           HOST:PORT, [V6]:PORT, unix:PATH or fd:0 (the default: the listening\n\
          \x20                         socket a launcher such as spawn-fcgi passes as fd 0)\n\
-         \x20 --max-connections N     connections served at once (default 1024)\n\
          {own_line}\
          \x20 -h, --help              this text\n\
+         limits (memory per busy connection, timeouts):\n\
+         \x20 --max-connections N     connections served at once (default 1024)\n\
+         \x20 --max-requests N        concurrent requests per connection, 1 to 32 (default 1; more\n\
+         \x20                         multiplexes, which nginx never asks for)\n\
+         \x20 --params-bytes N        params store per request: CGI variables and HTTP headers; bigger\n\
+         \x20                         heads get 431 (default 131072)\n\
+         \x20 --input-bytes N         input buffer per busy connection (default 16384)\n\
+         \x20 --output-bytes N        output buffer per busy connection (default 16384)\n\
+         \x20 --window-bytes N        body bytes held per request while its handler is busy (default 16384)\n\
+         \x20 --idle-timeout SECS     close a connection idle this long (default 120; \"never\" too)\n\
+         \x20 --head-timeout SECS     a request's params must arrive within this (default 10)\n\
+         \x20 --body-timeout SECS     a handler waiting this long for a body byte fails (default 60)\n\
+         \x20 --send-timeout SECS     a response the web server takes no byte of for this long\n\
+         \x20                         fails (default 60)\n\
+         \x20 --shutdown-timeout SECS in-flight requests get this long on SIGTERM (default 10)\n\
          example: {name} {}--listen 127.0.0.1:9000\n",
         required_usage(name)
     )
@@ -76,6 +90,9 @@ fn bad_arguments_print_usage_and_exit_2() {
         ),
         (&["--listen", "unix:"], "invalid listen address \"unix:\""),
         (&["--max-connections", "0"], "bad --max-connections \"0\": expected a positive integer"),
+        (&["--max-requests", "33"], "bad --max-requests \"33\": 33 requests per connection: must be 1 to 32"),
+        (&["--input-bytes", "8"], "bad --input-bytes \"8\": input buffer of 8 bytes is below the minimum of 16"),
+        (&["--idle-timeout", "soon"], "bad --idle-timeout \"soon\": expected seconds, e.g. 30 or 0.5, or never"),
         (&["--no-such-option"], "unknown option --no-such-option"),
         (&["positional"], "unexpected argument \"positional\""),
     ];

@@ -13,7 +13,16 @@ use support::{
     Transport, agent, parse_ndjson, pattern, send,
 };
 
-matrix_tests!(hello, echo_params_and_bodies, echo_concurrent_clients, redirects, dirlist, upload);
+matrix_tests!(
+    hello,
+    echo_params_and_bodies,
+    browser_heads_with_default_nginx_buffers,
+    params_over_the_configured_cap,
+    echo_concurrent_clients,
+    redirects,
+    dirlist,
+    upload
+);
 
 fn name(combo: Combo, what: &str) -> String {
     format!("{what} {combo:?}")
@@ -93,13 +102,63 @@ fn echo_params_and_bodies(combo: Combo) {
     let reply = send(agent.post(&stack.url("/empty")).send(&b""[..]));
     EchoOutput::parse(&reply.body).assert_stdin(0, EMPTY_SHA256);
 
-    // Params over the 4 KiB store: the core answers 431 and the connection lives on.
+    stack.nginx.assert_clean_log();
+}
+
+/// A cookie of `len` bytes like a real site's: many `name=value` pairs.
+fn cookie(len: usize, seed: u8) -> String {
+    let mut out = String::new();
+    let mut i = 0u32;
+    while out.len() < len {
+        let sep = if out.is_empty() { "" } else { "; " };
+        out += &format!("{sep}c{i}_{seed}=v{:08x}", i.wrapping_mul(2_654_435_761));
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// What browsers send through an nginx with its default header buffers
+/// (`large_client_header_buffers 4 8k`): 5 KB and 8 KB cookies, and about 30 KB of headers
+/// in all, arrive whole with the default limits.
+fn browser_heads_with_default_nginx_buffers(combo: Combo) {
+    let Some(stack) = Stack::start(&name(combo, "browser heads"), "echo", combo, &[]) else { return };
+    let agent = agent();
+    for len in [5 * 1024, 8 * 1024 - 200] {
+        let cookie = cookie(len, 1);
+        let reply = send(agent.get(&stack.url("/page?x=1")).set("Cookie", &cookie).call());
+        assert_eq!(reply.status, 200, "{len}-byte cookie: {reply:?}");
+        let out = EchoOutput::parse(&reply.body);
+        assert_eq!(out.get("HTTP_COOKIE"), Some(cookie.as_str()), "{len}-byte cookie arrives whole");
+        assert_eq!(out.get("QUERY_STRING"), Some("x=1"));
+    }
+    // Four header lines of 7,500 bytes (each fits one of nginx's 8 KiB buffers): ~30 KB.
+    let values: Vec<String> = (0..4u8).map(|i| cookie(7_500, i + 2)).collect();
+    let mut request = agent.get(&stack.url("/big-head"));
+    for (i, value) in values.iter().enumerate() {
+        request = request.set(&format!("X-Large-{i}"), value);
+    }
+    let reply = send(request.call());
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let out = EchoOutput::parse(&reply.body);
+    for (i, value) in values.iter().enumerate() {
+        assert_eq!(out.get(&format!("HTTP_X_LARGE_{i}")), Some(value.as_str()));
+    }
+    let total: usize = out.0.iter().map(|(n, v)| n.len() + v.len()).sum();
+    assert!(total > 30_000, "{total} bytes of params");
+    stack.nginx.assert_clean_log();
+}
+
+/// Params over the configured cap (`--params-bytes 4096`): 431, and the connection lives on.
+fn params_over_the_configured_cap(combo: Combo) {
+    let args = [OsStr::new("--params-bytes"), OsStr::new("4096")];
+    let Some(stack) = Stack::start(&name(combo, "params cap"), "echo", combo, &args) else { return };
+    let agent = agent();
     let big = "v".repeat(6000);
     let reply = send(agent.get(&stack.url("/huge-header")).set("X-Big", &big).call());
     assert_eq!(reply.status, 431, "{reply:?}");
     let reply = send(agent.get(&stack.url("/after?ok")).call());
     assert_eq!(EchoOutput::parse(&reply.body).get("QUERY_STRING"), Some("ok"));
-
     stack.nginx.assert_clean_log();
 }
 

@@ -9,7 +9,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::{IsTerminal as _, Write as _};
 use std::os::unix::ffi::OsStringExt;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ember_fcgi::Handler;
 use ember_fcgi::host::{BindError, Limits, Listen};
@@ -51,13 +51,114 @@ const COMMON_OPTS: &[Opt] = &[
         help: "HOST:PORT, [V6]:PORT, unix:PATH or fd:0 (the default: the listening\n\
                socket a launcher such as spawn-fcgi passes as fd 0)",
     },
-    Opt {
-        name: "max-connections",
-        value: "N",
-        required: false,
-        help: "connections served at once (default 1024)",
-    },
 ];
+
+/// Sets one field of `Limits` from an option's value, or says what is wrong with it.
+type SetLimit = fn(&mut Limits, &str) -> Result<(), String>;
+
+/// The options that size memory and set timeouts, each named after its `Limits` field
+/// (all optional; the defaults are `Limits::default()`'s).
+const LIMIT_OPTS: &[(Opt, SetLimit)] = &[
+    (limit("max-connections", "N", "connections served at once (default 1024)"), |l, v| {
+        l.max_connections = count(v)?;
+        Ok(())
+    }),
+    (
+        limit(
+            "max-requests",
+            "N",
+            "concurrent requests per connection, 1 to 32 (default 1; more\nmultiplexes, which nginx never asks for)",
+        ),
+        |l, v| {
+            l.capacities.requests = count(v)?;
+            Ok(())
+        },
+    ),
+    (
+        limit(
+            "params-bytes",
+            "N",
+            "params store per request: CGI variables and HTTP headers; bigger\nheads get 431 (default 131072)",
+        ),
+        |l, v| {
+            l.capacities.params = count(v)?;
+            Ok(())
+        },
+    ),
+    (limit("input-bytes", "N", "input buffer per busy connection (default 16384)"), |l, v| {
+        l.capacities.input = count(v)?;
+        Ok(())
+    }),
+    (limit("output-bytes", "N", "output buffer per busy connection (default 16384)"), |l, v| {
+        l.capacities.output = count(v)?;
+        Ok(())
+    }),
+    (
+        limit("window-bytes", "N", "body bytes held per request while its handler is busy (default 16384)"),
+        |l, v| {
+            l.capacities.window = count(v)?;
+            Ok(())
+        },
+    ),
+    (
+        limit("idle-timeout", "SECS", "close a connection idle this long (default 120; \"never\" too)"),
+        |l, v| {
+            l.idle_timeout = seconds(v)?;
+            Ok(())
+        },
+    ),
+    (limit("head-timeout", "SECS", "a request's params must arrive within this (default 10)"), |l, v| {
+        l.head_timeout = seconds(v)?;
+        Ok(())
+    }),
+    (
+        limit("body-timeout", "SECS", "a handler waiting this long for a body byte fails (default 60)"),
+        |l, v| {
+            l.body_timeout = seconds(v)?;
+            Ok(())
+        },
+    ),
+    (
+        limit(
+            "send-timeout",
+            "SECS",
+            "a response the web server takes no byte of for this long\nfails (default 60)",
+        ),
+        |l, v| {
+            l.send_timeout = seconds(v)?;
+            Ok(())
+        },
+    ),
+    (
+        limit("shutdown-timeout", "SECS", "in-flight requests get this long on SIGTERM (default 10)"),
+        |l, v| {
+            l.shutdown_timeout = seconds(v)?;
+            Ok(())
+        },
+    ),
+];
+
+/// An optional limit option.
+const fn limit(name: &'static str, value: &'static str, help: &'static str) -> Opt {
+    Opt { name, value, required: false, help }
+}
+
+/// A positive integer.
+fn count(value: &str) -> Result<usize, String> {
+    value.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| "expected a positive integer".to_owned())
+}
+
+/// Seconds (fractions allowed), or `never`.
+fn seconds(value: &str) -> Result<Duration, String> {
+    if value == "never" {
+        return Ok(Duration::MAX);
+    }
+    value
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| "expected seconds, e.g. 30 or 0.5, or never".to_owned())
+}
 
 /// The parsed command line.
 #[derive(Debug)]
@@ -66,8 +167,8 @@ pub struct Args {
     pub listen: Listen,
     /// Whether `--listen` was given (else `listen` is the inherited fd 0).
     pub listen_given: bool,
-    /// `--max-connections N`: overrides `Limits::max_connections` (default 1024).
-    pub max_connections: Option<usize>,
+    /// The limit options given, in order (applied over the example's `Limits` by `serve`).
+    limits: Vec<(SetLimit, String)>,
     extra: Vec<(&'static str, OsString)>,
     program: &'static str,
     opts: Vec<Opt>,
@@ -88,14 +189,21 @@ fn usage(program: &str, opts: &[Opt]) -> String {
         let item = format!("--{} {}", opt.name, opt.value);
         text += &if opt.required { format!(" {item}") } else { format!(" [{item}]") };
     }
-    text.push('\n');
-    for opt in all() {
+    text += " [LIMITS]\n";
+    let line = |opt: &Opt| {
         let item = format!("--{} {}", opt.name, opt.value);
         let help = opt.help.replace('\n', &format!("\n{:26}", ""));
         let required = if opt.required { " (required)" } else { "" };
-        text += &format!("  {item:<24}{help}{required}\n");
+        format!("  {item:<24}{help}{required}\n")
+    };
+    for opt in all() {
+        text += &line(opt);
     }
     text += &format!("  {:<24}this text\n", "-h, --help");
+    text += "limits (memory per busy connection, timeouts):\n";
+    for (opt, _) in LIMIT_OPTS {
+        text += &line(opt);
+    }
     text += &format!("example: {program} {}", tcp_args(opts));
     text
 }
@@ -133,7 +241,7 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     let mut transport = Transport::Mio;
     let mut listen = Listen::Inherited;
     let mut listen_given = false;
-    let mut max_connections = None;
+    let mut limits: Vec<(SetLimit, String)> = Vec::new();
     let mut extra = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -151,14 +259,19 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
                 listen = text.parse().map_err(|e: ember_fcgi::host::ParseListenError| e.to_string())?;
                 listen_given = true;
             }
-            Long("max-connections") => {
-                let value = parser.value().map_err(|e| e.to_string())?;
-                let n = value.to_str().and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0);
-                max_connections = Some(n.ok_or_else(|| {
-                    format!("bad --max-connections {value:?}: expected a positive integer")
-                })?);
-            }
             Short('h') | Long("help") => return Ok(None),
+            Long(name) if LIMIT_OPTS.iter().any(|(o, _)| o.name == name) => {
+                let name = name.to_owned();
+                let value = parser.value().map_err(|e| e.to_string())?;
+                let (_, set) = LIMIT_OPTS.iter().find(|(o, _)| o.name == name).ok_or("unreachable")?;
+                let bad = |why: String| format!("bad --{name} {value:?}: {why}");
+                let text = value.to_str().ok_or_else(|| bad("not UTF-8".to_owned()))?.to_owned();
+                let mut scratch = Limits::default();
+                set(&mut scratch, &text)
+                    .and_then(|()| scratch.capacities.check().map_err(|e| e.to_string()))
+                    .map_err(bad)?;
+                limits.push((*set, text));
+            }
             Long(name) => match opts.iter().find(|o| o.name == name) {
                 Some(opt) => extra.push((opt.name, parser.value().map_err(|e| e.to_string())?)),
                 None => return Err(format!("unknown option --{name}")),
@@ -169,16 +282,17 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     if let Some(missing) = opts.iter().find(|o| o.required && !extra.iter().any(|(n, _)| *n == o.name)) {
         return Err(format!("--{} {} is required", missing.name, missing.value));
     }
-    Ok(Some(Args { transport, listen, listen_given, max_connections, extra, program, opts: opts.to_vec() }))
+    Ok(Some(Args { transport, listen, listen_given, limits, extra, program, opts: opts.to_vec() }))
 }
 
 /// Binds `args.listen` on `args.transport`, prints `listening on ADDR` to stderr, and runs
 /// `handler` until SIGTERM or SIGINT has finished a graceful shutdown (a second signal
-/// exits at once). Exit status 1 if binding or serving fails. `--max-connections` (if
-/// given) replaces `limits.max_connections`.
+/// exits at once). Exit status 1 if binding or serving fails. The limit options given
+/// (`--params-bytes`, `--idle-timeout`, ...) replace those fields of `limits`.
 pub fn serve<H: Handler + 'static>(args: &Args, handler: H, mut limits: Limits) -> ExitCode {
-    if let Some(n) = args.max_connections {
-        limits.max_connections = n;
+    for (set, value) in &args.limits {
+        // Checked when parsed.
+        let _ = set(&mut limits, value);
     }
     let result = match args.transport {
         Transport::Mio => run_mio(args, handler, limits),
