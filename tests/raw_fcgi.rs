@@ -10,7 +10,32 @@ use std::ffi::OsStr;
 use support::fcgi::{AUTHORIZER, FILTER, Request, roundtrip};
 use support::{App, Combo, EMPTY_SHA256, EchoOutput, TempDir, pattern, sha256_hex};
 
-socket_tests!(echo_roles_and_kept_connection, unaccepted_role, dirlist_flushes_each_entry);
+socket_tests!(echo_roles_and_kept_connection, unaccepted_role, dirlist_flushes_each_entry, a_full_params_record);
+
+/// One PARAMS record of nearly 64 KiB, with hundreds of params (as nginx sends the largest
+/// heads its default buffers admit): served whole with the default limits.
+fn a_full_params_record(combo: Combo) {
+    let app = App::start("echo", combo, &[]);
+    let mut conn = app.endpoint.connect();
+    let names: Vec<String> = (0..400).map(|i| format!("HTTP_X_HEADER_{i}")).collect();
+    let values: Vec<String> = (0..400).map(|i| format!("{i:03}").repeat(45)).collect();
+    let mut params: Vec<(&str, &str)> = names.iter().zip(&values).map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    params.push(("QUERY_STRING", "last=1"));
+    let encoded = support::fcgi::encode_params(&params).len();
+    assert!((60_000..=65_535).contains(&encoded), "{encoded} bytes: one record");
+    let reply = roundtrip(&mut *conn, &Request { keep_conn: true, params: &params, ..Request::default() });
+    assert_eq!((reply.protocol_status, reply.app_status), (0, 0));
+    let (head, body) = reply.split();
+    assert!(head.starts_with("Status: 200 OK"), "{head}");
+    let out = EchoOutput::parse(&body);
+    for (name, value) in &params {
+        assert_eq!(out.get(name), Some(*value), "{name}");
+    }
+    // The connection goes on.
+    let params = [("QUERY_STRING", "again")];
+    let reply = roundtrip(&mut *conn, &Request { keep_conn: true, params: &params, ..Request::default() });
+    assert_eq!(EchoOutput::parse(&reply.split().1).get("QUERY_STRING"), Some("again"));
+}
 
 fn echo_roles_and_kept_connection(combo: Combo) {
     let app = App::start("echo", combo, &[]);
