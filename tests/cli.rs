@@ -91,8 +91,14 @@ fn bad_arguments_print_usage_and_exit_2() {
         (&["--listen", "unix:"], "invalid listen address \"unix:\""),
         (&["--max-connections", "0"], "bad --max-connections \"0\": expected a positive integer"),
         (&["--max-requests", "33"], "bad --max-requests \"33\": 33 requests per connection: must be 1 to 32"),
-        (&["--input-bytes", "8"], "bad --input-bytes \"8\": input buffer of 8 bytes is below the minimum of 16"),
-        (&["--idle-timeout", "soon"], "bad --idle-timeout \"soon\": expected seconds, e.g. 30 or 0.5, or never"),
+        (
+            &["--input-bytes", "8"],
+            "bad --input-bytes \"8\": input buffer of 8 bytes is below the minimum of 16",
+        ),
+        (
+            &["--idle-timeout", "soon"],
+            "bad --idle-timeout \"soon\": expected seconds, e.g. 30 or 0.5, or never",
+        ),
         (&["--no-such-option"], "unknown option --no-such-option"),
         (&["positional"], "unexpected argument \"positional\""),
     ];

@@ -10,7 +10,12 @@ use std::ffi::OsStr;
 use support::fcgi::{AUTHORIZER, FILTER, Request, roundtrip};
 use support::{App, Combo, EMPTY_SHA256, EchoOutput, TempDir, pattern, sha256_hex};
 
-socket_tests!(echo_roles_and_kept_connection, unaccepted_role, dirlist_flushes_each_entry, a_full_params_record);
+socket_tests!(
+    echo_roles_and_kept_connection,
+    unaccepted_role,
+    dirlist_flushes_each_entry,
+    a_full_params_record
+);
 
 /// One PARAMS record of nearly 64 KiB, with hundreds of params (as nginx sends the largest
 /// heads its default buffers admit): served whole with the default limits.
@@ -19,7 +24,8 @@ fn a_full_params_record(combo: Combo) {
     let mut conn = app.endpoint.connect();
     let names: Vec<String> = (0..400).map(|i| format!("HTTP_X_HEADER_{i}")).collect();
     let values: Vec<String> = (0..400).map(|i| format!("{i:03}").repeat(45)).collect();
-    let mut params: Vec<(&str, &str)> = names.iter().zip(&values).map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let mut params: Vec<(&str, &str)> =
+        names.iter().zip(&values).map(|(n, v)| (n.as_str(), v.as_str())).collect();
     params.push(("QUERY_STRING", "last=1"));
     let encoded = support::fcgi::encode_params(&params).len();
     assert!((60_000..=65_535).contains(&encoded), "{encoded} bytes: one record");

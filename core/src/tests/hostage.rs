@@ -496,3 +496,172 @@ fn an_expired_connection_fails_the_handler_with_timed_out() {
     assert!(matches!(poll_once(conn.as_mut()), Poll::Ready(Err(crate::ConnectionError::TimedOut))));
     assert_eq!(*seen.errors.borrow(), [StreamError::TimedOut]);
 }
+
+/// What a handler in the property test does with its body.
+#[derive(Clone, Copy, Debug)]
+enum Behaviour {
+    /// Reads it all, then answers with its length.
+    Read,
+    /// Calls `discard_body`, then answers.
+    Discard,
+    /// Answers at once without reading.
+    Ignore,
+    /// Waits this many polls (the body piles up in its window), then reads it all.
+    ReadLate(u8),
+}
+
+/// Handlers that behave per request id and record the bodies they read.
+struct Mixed<'a> {
+    behaviours: &'a [Behaviour],
+    bodies: &'a RefCell<Vec<Option<Vec<u8>>>>,
+}
+
+impl Handler for Mixed<'_> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+        let i = usize::from(req.request_id()) - 1;
+        let mut body = Vec::new();
+        let mut buf = [0u8; 37];
+        match self.behaviours[i] {
+            Behaviour::Ignore => {}
+            Behaviour::Discard => req.discard_body(),
+            Behaviour::Read | Behaviour::ReadLate(_) => {
+                if let Behaviour::ReadLate(polls) = self.behaviours[i] {
+                    let mut left = polls;
+                    poll_fn(|_| {
+                        if left == 0 {
+                            return Poll::Ready(());
+                        }
+                        left -= 1;
+                        Poll::Pending
+                    })
+                    .await;
+                }
+                loop {
+                    let n = req.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    body.extend_from_slice(&buf[..n]);
+                }
+                self.bodies.borrow_mut()[i] = Some(body.clone());
+            }
+        }
+        res.write_all(std::format!("{}", body.len()).as_bytes()).await
+    }
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use std::format;
+    use std::string::String;
+
+    fn behaviour() -> impl Strategy<Value = Behaviour> {
+        prop_oneof![
+            Just(Behaviour::Read),
+            Just(Behaviour::Discard),
+            Just(Behaviour::Ignore),
+            (1u8..6).prop_map(Behaviour::ReadLate),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Multiplexed requests whose handlers read, discard, ignore or read their bodies
+        /// late, with records interleaved and the input fed in random pieces: every request
+        /// ends with exactly one END_REQUEST while the connection lives, and every handler
+        /// that reads gets its body exactly.
+        #[test]
+        fn every_request_ends_exactly_once_whatever_its_handler_does_with_its_body(
+            requests in proptest::collection::vec((behaviour(), 0usize..700, 1usize..300), 1..5),
+            order in proptest::collection::vec(any::<u8>(), 0..64),
+            feed in proptest::collection::vec(1usize..200, 1..16),
+        ) {
+            // Each request's records in order; requests interleaved as `order` says.
+            let mut queues: Vec<VecDeque<Vec<u8>>> = requests.iter().enumerate().map(|(i, (_, len, piece))| {
+                let id = i as u16 + 1;
+                let body: Vec<u8> = (0..*len).map(|b| (b * 31 + i) as u8).collect();
+                let length = format!("{len}");
+                let mut q = VecDeque::from([begin(id, 1, true), params(id, &[("CONTENT_LENGTH", &length)])]);
+                for chunk in body.chunks(*piece) {
+                    q.push_back(rec(5, id, chunk));
+                }
+                q.push_back(rec(5, id, b""));
+                q
+            }).collect();
+            let mut input = Vec::new();
+            let mut k = 0;
+            while queues.iter().any(|q| !q.is_empty()) {
+                let pick = usize::from(order.get(k).copied().unwrap_or(0)) % queues.len();
+                k += 1;
+                let q = (pick..queues.len()).chain(0..pick).find(|&j| !queues[j].is_empty()).unwrap_or(0);
+                if let Some(r) = queues[q].pop_front() {
+                    input.extend(r);
+                }
+            }
+            let behaviours: Vec<Behaviour> = requests.iter().map(|(b, _, _)| *b).collect();
+            let bodies = RefCell::new(std::vec![None; requests.len()]);
+            let handler = Mixed { behaviours: &behaviours, bodies: &bodies };
+            let wire = Wire::default();
+            let mut buffers = Buffers::<64, 256, 512, 4, 48>::new();
+            let status = ConnectionStatus::new();
+            let config = Config::default();
+            let mut conn = pin!(crate::serve_connection(
+                WireReader(&wire), WireWriter(&wire), &handler, &mut buffers, &config, &status
+            ));
+            let mut at = 0;
+            let mut polls = 0;
+            let mut ended = false;
+            while polls < 10_000 {
+                polls += 1;
+                if at < input.len() {
+                    let n = feed[polls % feed.len()].min(input.len() - at);
+                    wire.feed(&input[at..at + n]);
+                    at += n;
+                } else if wire.input.borrow().is_empty() && status.active_requests() == 0 {
+                    wire.eof.set(true);
+                }
+                if let Poll::Ready(result) = poll_once(conn.as_mut()) {
+                    prop_assert!(result.is_ok(), "{:?}", result.err());
+                    ended = true;
+                    break;
+                }
+            }
+            prop_assert!(ended, "the connection did not finish");
+            // Every request: one END_REQUEST (REQUEST_COMPLETE), after its empty STDOUT.
+            let out = wire.take_output();
+            let mut ends = std::vec![0; requests.len()];
+            let mut answers = std::vec![String::new(); requests.len()];
+            let mut rest = &out[..];
+            while !rest.is_empty() {
+                prop_assert!(rest.len() >= 8);
+                let (ty, id) = (rest[1], usize::from(u16::from_be_bytes([rest[2], rest[3]])));
+                let len = usize::from(u16::from_be_bytes([rest[4], rest[5]]));
+                let content = &rest[8..8 + len];
+                prop_assert!((1..=requests.len()).contains(&id), "record for id {}", id);
+                match ty {
+                    6 => answers[id - 1] += core::str::from_utf8(content).unwrap_or("?"),
+                    3 => {
+                        prop_assert_eq!(content, &[0, 0, 0, 0, 0, 0, 0, 0][..]);
+                        ends[id - 1] += 1;
+                    }
+                    other => prop_assert!(false, "unexpected record type {}", other),
+                }
+                rest = &rest[8 + len..];
+            }
+            prop_assert_eq!(&ends, &std::vec![1; requests.len()]);
+            for (i, (b, len, _)) in requests.iter().enumerate() {
+                let expected: Vec<u8> = (0..*len).map(|x| (x * 31 + i) as u8).collect();
+                match b {
+                    Behaviour::Read | Behaviour::ReadLate(_) => {
+                        let got = bodies.borrow()[i].clone();
+                        prop_assert_eq!(got, Some(expected));
+                        prop_assert_eq!(&answers[i], &format!("{len}"));
+                    }
+                    Behaviour::Discard | Behaviour::Ignore => prop_assert_eq!(&answers[i], "0"),
+                }
+            }
+        }
+    }
+}
