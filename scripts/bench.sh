@@ -5,9 +5,9 @@
 # baseline measured in the same run, server CPU per request, idle memory) and writes the
 # raw JSON lines to a file.
 #
-#   bash scripts/bench.sh [--duration SECS] [--rounds N] [--idle N] [--out FILE]
+#   bash scripts/bench.sh [--duration SECS] [--rounds N] [--idle N] [--busy N] [--out FILE]
 #                         [--servers baseline,mio,smol] [--scenarios keep1,keep64,new64,body1m]
-#                         [--server-cpu N] [--load-cpu N] [--no-build]
+#                         [--ref-bin HELLO] [--server-cpu N] [--load-cpu N] [--no-build]
 #
 # Each server runs pinned to one core (--server-cpu, default 0) and the single-threaded
 # loader to another (--load-cpu, default 1). All servers are started at once (an idle
@@ -17,8 +17,12 @@
 # median of the per-round ratios, so a noisy neighbour slows the baseline and the server
 # under test alike. The idle-memory run uses a fresh server for each. Scenarios: keep1 (1
 # connection, keep-conn), keep64 (64 connections, keep-conn), new64 (64 connections, a new
-# connection per request), body1m (1 connection, keep-conn, 1 MiB request body). With the
-# defaults it takes about 6 minutes.
+# connection per request), body1m (1 connection, keep-conn, 1 MiB request body). After the
+# idle run, --busy N connections (default 1000) each hold a request in the middle of its
+# head (the usual params and an 8 KiB cookie, params not ended), to measure the memory of
+# busy connections. --ref-bin points at another build of the hello example (e.g. the
+# previous release, built from a git worktree) and adds servers mio-ref and smol-ref, so
+# old and new are compared in the same run. With the defaults it takes about 7 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -26,6 +30,8 @@ ROOT=$(pwd)
 DURATION=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-5}
 IDLE=${BENCH_IDLE:-10000}
+BUSY=${BENCH_BUSY:-1000}
+REF_BIN=""
 SERVERS=baseline,mio,smol
 SCENARIOS=keep1,keep64,new64,body1m
 SERVER_CPU=0
@@ -40,6 +46,8 @@ while [ $# -gt 0 ]; do
         --duration) DURATION=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
         --idle) IDLE=$2; shift 2 ;;
+        --busy) BUSY=$2; shift 2 ;;
+        --ref-bin) REF_BIN=$2; SERVERS=$SERVERS,mio-ref,smol-ref; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --servers) SERVERS=$2; shift 2 ;;
         --scenarios) SCENARIOS=$2; shift 2 ;;
@@ -95,6 +103,8 @@ server_cmd() {
         baseline) echo "$BIN/fcgi-baseline --listen 127.0.0.1:0" ;;
         mio) echo "$BIN/examples/hello --transport mio --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
         smol) echo "$BIN/examples/hello --transport smol --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
+        mio-ref) echo "$REF_BIN --transport mio --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
+        smol-ref) echo "$REF_BIN --transport smol --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
         *) echo "bench.sh: unknown server $1" >&2; exit 2 ;;
     esac
 }
@@ -227,13 +237,30 @@ if [ "$IDLE" -gt 0 ]; then
     done
 fi
 
+if [ "$BUSY" -gt 0 ]; then
+    for s in "${server_list[@]}"; do
+        [ "$s" = baseline ] && continue
+        start "$s" $((BUSY + 64))
+        line=$("${pin_load[@]}" "$BIN/fcgi-idle" --connect "$SERVER_ADDR" --connections "$BUSY" --mid-head 8192 \
+            --pid "$SERVER_PID" | tail -n1) || true
+        stop "$SERVER_PID"
+        case "$line" in
+            '{'*) ;;
+            *) echo "bench.sh: fcgi-idle --mid-head gave no result for $s" >&2; line='{"connections":0}' ;;
+        esac
+        printf '{"server":"%s","scenario":"busy","idle":%s}\n' "$s" "$line" >>"$OUT"
+        echo "busy $s: $line" >&2
+    done
+fi
+
 python3 - "$OUT" <<'PY'
 import json, statistics, sys
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 meta = next((r["meta"] for r in rows if "meta" in r), {})
 runs = [r for r in rows if "load" in r]
-idle = {r["server"]: r["idle"] for r in rows if "idle" in r}
+idle = {r["server"]: r["idle"] for r in rows if "idle" in r and r.get("scenario") == "idle"}
+busy = {r["server"]: r["idle"] for r in rows if "idle" in r and r.get("scenario") == "busy"}
 servers = list(dict.fromkeys(r["server"] for r in runs)) or list(idle)
 scenarios = list(dict.fromkeys(r["scenario"] for r in runs))
 names = {"keep1": "1 conn, keep-conn", "keep64": "64 conns, keep-conn",
@@ -242,6 +269,8 @@ names = {"keep1": "1 conn, keep-conn", "keep64": "64 conns, keep-conn",
 floor = {("mio", s): 0.90 for s in ("keep1", "keep64", "new64")}
 floor.update({("smol", s): 0.75 for s in ("keep1", "keep64", "new64")})
 floor.update({("mio", "body1m"): 0.95, ("smol", "body1m"): 0.95})
+# Against the previous build (--ref-bin), in the same run: the new one keeps >= 0.95x.
+ref = {"mio": "mio-ref", "smol": "smol-ref"}
 p99_ceiling = {("mio", s): 1.2 for s in ("keep1", "keep64", "new64")}
 
 def med(xs):
@@ -274,6 +303,11 @@ for sc in scenarios:
             ratio = med([mine[k]["load"]["rps"] / base[k]["load"]["rps"] for k in mine if k in base and base[k]["load"].get("rps")])
             p99r = med([mine[k]["load"]["p99_us"] / base[k]["load"]["p99_us"] for k in mine if k in base and base[k]["load"].get("p99_us")])
         goal = []
+        theirs = pick(ref[s], sc) if s in ref else {}
+        if theirs:
+            refr = med([mine[k]["load"]["rps"] / theirs[k]["load"]["rps"] for k in mine if k in theirs and theirs[k]["load"].get("rps")])
+            if refr is not None:
+                goal.append(f"{refr:.2f}x ref {'ok' if refr >= 0.95 else 'MISS'} >=0.95")
         if (s, sc) in floor and ratio is not None:
             goal.append(f"{'ok' if ratio >= floor[(s, sc)] else 'MISS'} >={floor[(s, sc)]:.2f}x")
         if (s, sc) in p99_ceiling and p99r is not None:
@@ -295,9 +329,21 @@ if idle:
             continue
         peak_per = (i["peak_rss_kib"] - i["rss_before_kib"]) * 1024 / n
         goal = ""
-        if s == "mio":
-            goal = f"{'ok' if i['peak_rss_kib'] < 100 * 1024 else 'MISS'} peak < 100 MiB"
+        if s in ("mio", "smol"):
+            goal = f"{'ok' if i['peak_rss_kib'] < 30 * 1024 else 'MISS'} peak < 30 MiB"
         print(f"{s:<9} {n:>6} {i['alive']:>6} {i['rss_kib'] / 1024:8.1f} {i['peak_rss_kib'] / 1024:9.1f} "
               f"{i['bytes_per_connection']:>7} {peak_per:11.0f}  {goal}")
+if busy:
+    print(f"\nbusy connections (fcgi-idle --mid-head 8192: each in the middle of a head with an 8 KiB cookie)")
+    print(hdr.replace("  goal", ""))
+    print("-" * len(hdr))
+    for s, i in busy.items():
+        n = i.get("connections", 0)
+        if not n:
+            print(f"{s:<9} (no result)")
+            continue
+        peak_per = (i["peak_rss_kib"] - i["rss_before_kib"]) * 1024 / n
+        print(f"{s:<9} {n:>6} {i['alive']:>6} {i['rss_kib'] / 1024:8.1f} {i['peak_rss_kib'] / 1024:9.1f} "
+              f"{i['bytes_per_connection']:>7} {peak_per:11.0f}")
 print(f"\nraw JSON lines: {sys.argv[1]}")
 PY

@@ -2,16 +2,21 @@
 //! the server's resident memory, to measure what an idle connection costs.
 //!
 //! With `--warm`, each connection first completes one keep-conn request (like nginx's
-//! upstream keepalive pool), so the server's per-connection state is fully set up.
+//! upstream keepalive pool), so the server's per-connection state is fully set up. With
+//! `--mid-head BYTES`, each connection instead sends a request's BEGIN and a PARAMS record
+//! with the usual params and a `BYTES`-long cookie, but not the end of its params: every
+//! connection is busy in the middle of a request head.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use ember_fcgi_bench::load::request::Request;
+use ember_fcgi_bench::load::request::{Request, params};
+use ember_fcgi_bench::proto::{BEGIN_REQUEST, FLAG_KEEP_CONN, PARAMS, ROLE_RESPONDER};
+use ember_fcgi_bench::proto::{begin_request_body, push_name_value, push_record};
 
 const USAGE: &str =
-    "usage: fcgi-idle --connect HOST:PORT --connections N --pid SERVER_PID [--warm] [--hold SECS]";
+    "usage: fcgi-idle --connect HOST:PORT --connections N --pid SERVER_PID [--warm | --mid-head BYTES] [--hold SECS]";
 
 fn main() {
     match run() {
@@ -41,6 +46,7 @@ fn run() -> Result<(), String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let (mut addr, mut n, mut pid, mut warm, mut hold) = (None, 1000usize, None, false, 1u64);
+    let mut mid_head: Option<usize> = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("connect") => {
@@ -55,6 +61,9 @@ fn run() -> Result<(), String> {
                 )
             }
             Long("warm") => warm = true,
+            Long("mid-head") => {
+                mid_head = Some(parser.value().map_err(|e| e.to_string())?.parse().map_err(|e| e.to_string())?)
+            }
             Long("hold") => {
                 hold = parser.value().map_err(|e| e.to_string())?.parse().map_err(|e| e.to_string())?
             }
@@ -73,6 +82,7 @@ fn run() -> Result<(), String> {
             bytes.extend_from_slice(s);
         }
     }
+    let head = mid_head.map(partial_head);
     let mut conns = Vec::with_capacity(n);
     let mut buf = [0u8; 4096];
     for i in 0..n {
@@ -93,6 +103,9 @@ fn run() -> Result<(), String> {
                 }
             }
         }
+        if let Some(head) = &head {
+            s.write_all(head).map_err(|e| format!("connection {i}: {e}"))?;
+        }
         conns.push(s);
     }
     std::thread::sleep(Duration::from_secs(hold));
@@ -108,8 +121,9 @@ fn run() -> Result<(), String> {
         }
     }
     let per_conn = (rss.saturating_sub(rss_before) * 1024) / n.max(1) as u64;
+    let mid_head = mid_head.unwrap_or(0);
     println!(
-        "{{\"connections\":{n},\"alive\":{alive},\"warm\":{warm},\"rss_before_kib\":{rss_before},\"rss_kib\":{rss},\"peak_rss_kib\":{peak},\"bytes_per_connection\":{per_conn}}}"
+        "{{\"connections\":{n},\"alive\":{alive},\"warm\":{warm},\"mid_head\":{mid_head},\"rss_before_kib\":{rss_before},\"rss_kib\":{rss},\"peak_rss_kib\":{peak},\"bytes_per_connection\":{per_conn}}}"
     );
     Ok(())
 }
@@ -126,4 +140,18 @@ fn ends_with_end_request(mut bytes: &[u8]) -> bool {
         bytes = &bytes[8 + len..];
     }
     bytes.is_empty() && last == 3
+}
+
+/// BEGIN_REQUEST and one PARAMS record (the usual params and a `cookie`-byte cookie),
+/// without the empty PARAMS record that would end the head.
+fn partial_head(cookie: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    push_record(&mut out, BEGIN_REQUEST, 1, &begin_request_body(ROLE_RESPONDER, FLAG_KEEP_CONN));
+    let mut pairs = Vec::new();
+    for (name, value) in params(25, 0) {
+        push_name_value(&mut pairs, name.as_bytes(), value.as_bytes());
+    }
+    push_name_value(&mut pairs, b"HTTP_COOKIE", &vec![b'c'; cookie]);
+    push_record(&mut out, PARAMS, 1, &pairs);
+    out
 }
