@@ -36,8 +36,11 @@ const PARAMS_TOO_LARGE: &[u8] =
 /// connection gracefully (shutdown, then a bounded drain of unread input).
 ///
 /// The reader and writer are the two halves of one connection; the driver reads ahead
-/// while handlers run, so it notices FCGI_ABORT_REQUEST and answers FCGI_GET_VALUES at
-/// any time. `status` is kept current for the transport's timeouts, and says when the
+/// while handlers run, so it notices FCGI_ABORT_REQUEST, answers FCGI_GET_VALUES and sees
+/// other requests and the peer's EOF while a handler is busy, as long as an unread body
+/// fits its request's window (past that, input waits for the handler: see
+/// [`Request::discard_body`]). END_REQUEST is sent at most once per request (none once the
+/// peer is gone). `status` is kept current for the transport's timeouts, and says when the
 /// future may be dropped and started again later without the peer noticing
 /// ([`ConnectionStatus::is_idle_at_boundary`]).
 pub async fn serve_connection<R, W, H, B>(

@@ -2,21 +2,22 @@
 //!
 //! A FastCGI responder server on one thread and one `mio::Poll`, for thousands of
 //! connections with a memory ceiling known before it starts. Each connection is one boxed
-//! future of the core engine ([`ember_fcgi_core::serve_connection`]) that owns the
-//! connection's fixed buffers; after a connection is set up, serving requests allocates
-//! nothing, and streaming any amount of data in or out uses only those buffers
-//! (backpressure, not queues). The same [`Handler`](ember_fcgi_core::Handler) runs here
-//! and on the smol transport.
+//! engine future (the core driver, [`ember_fcgi_core::serve_connection`]); its request
+//! memory ([`Limits::capacities`]) is lent from the loop's pool while it serves requests.
+//! After a connection is set up, serving requests allocates nothing, and streaming any
+//! amount of data in or out uses only that memory (backpressure, not queues). The same
+//! [`Handler`](ember_fcgi_core::Handler) runs here and on the smol transport.
 //!
 //! - Listen on TCP (IPv4, IPv6), a Unix socket path, or the socket inherited as fd 0
 //!   ([`Listen::Inherited`]); TCP peers are checked against `FCGI_WEB_SERVER_ADDRS`.
-//! - [`Limits`]: max connections (one more is accepted and closed at once), idle and head
-//!   (slowloris) timeouts, a graceful-shutdown timeout and a close linger.
+//! - [`Limits`]: memory per busy connection, max connections (one more is accepted and
+//!   closed at once), idle, head (slowloris), body-stall and send-stall timeouts, a
+//!   graceful-shutdown timeout and a close linger.
 //! - Stop from any thread with a [`ShutdownHandle`].
 //! - Run it with [`Server::run`], or embed it in your own mio loop with
 //!   [`Server::register`] and [`Registered`]; `run` is that same loop.
-//! - Idle keep-alive connections give their engine's memory back ([`IdleRelease`]):
-//!   ten thousand of them cost a few MiB, not 140.
+//! - Idle keep-alive connections hold no request memory, and give their engine back too
+//!   ([`IdleRelease`]): ten thousand of them cost a few MiB.
 //!
 //! Handler futures are not `Send` (async fn in traits), so a running server stays on its
 //! thread; to use more cores, run one server per core, each built with
