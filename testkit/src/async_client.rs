@@ -89,7 +89,11 @@ mod tests {
     }
 
     impl AsyncRead for Canned {
-        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
             let n = usize::from(self.at < self.input.len() && !buf.is_empty());
             if n == 1 {
                 buf[0] = self.input[self.at];

@@ -194,6 +194,13 @@ impl Client {
         self.reply(1)
     }
 
+    /// One keep-conn request without a body (id 1), checked complete; its body as text.
+    pub fn get(&mut self, script: &str, query: &str) -> String {
+        let reply = self.request(true, script, query, b"");
+        assert_eq!(reply.protocol_status, crate::wire::REQUEST_COMPLETE, "{reply:?}");
+        reply.body_str()
+    }
+
     /// Sends the request `spec` describes and reads its reply.
     pub fn roundtrip<P: AsRef<[u8]>>(&mut self, spec: &RequestSpec<'_, P>) -> Reply {
         self.send(&spec.encode());

@@ -13,11 +13,36 @@ pub fn fnv1a(mut hash: u64, data: &[u8]) -> u64 {
     hash
 }
 
+/// FNV-1a as a running hasher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fnv(pub u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(FNV_START)
+    }
+}
+
+impl Fnv {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0 = fnv1a(self.0, bytes);
+    }
+}
+
+/// The pattern byte at offset `i`.
+pub fn pattern_byte(i: u64) -> u8 {
+    let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 56) as u8 ^ (x >> 24) as u8
+}
+
 /// Fills `buf` with the pattern bytes at `offset..`.
 pub fn pattern(offset: u64, buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {
-        let x = (offset + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        *b = (x >> 56) as u8 ^ (x >> 24) as u8;
+        *b = pattern_byte(offset + i as u64);
     }
 }
 

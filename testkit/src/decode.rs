@@ -165,7 +165,8 @@ impl Framer {
         if rest.len() < total {
             return Ok(None);
         }
-        let record = Record { kind: h.kind, id: h.request_id, content: rest[HEADER_LEN..HEADER_LEN + len].to_vec() };
+        let record =
+            Record { kind: h.kind, id: h.request_id, content: rest[HEADER_LEN..HEADER_LEN + len].to_vec() };
         self.start += total;
         self.consumed += total;
         if self.start > 1 << 16 {

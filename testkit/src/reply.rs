@@ -114,10 +114,13 @@ impl ReplyBuilder {
             }
             STDERR => self.reply.stderr.extend_from_slice(&r.content),
             END_REQUEST => {
-                let Ok(c) = <[u8; 8]>::try_from(r.content.as_slice()) else { return Err(Violation::EndBody(r)) };
+                let Ok(c) = <[u8; 8]>::try_from(r.content.as_slice()) else {
+                    return Err(Violation::EndBody(r));
+                };
                 self.reply.app_status = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
                 self.reply.protocol_status = c[4];
-                let streams_open = !self.stdout_closed || (!self.reply.stderr.is_empty() && !self.stderr_closed);
+                let streams_open =
+                    !self.stdout_closed || (!self.reply.stderr.is_empty() && !self.stderr_closed);
                 if self.reply.protocol_status == REQUEST_COMPLETE && streams_open {
                     return Err(Violation::EndBeforeStreamEnd(r));
                 }
@@ -202,11 +205,17 @@ mod tests {
         assert_eq!(b.add(rec(END_REQUEST, &end_body(7, 0))), Ok(true));
         assert!(matches!(b.add(rec(STDOUT, b"")), Err(Violation::AfterEnd(_))));
         let reply = b.into_reply();
-        assert_eq!((reply.status(), reply.body(), reply.app_status, reply.stdout_records), (404, &b"no"[..], 7, 1));
+        assert_eq!(
+            (reply.status(), reply.body(), reply.app_status, reply.stdout_records),
+            (404, &b"no"[..], 7, 1)
+        );
 
         let mut early = ReplyBuilder::default();
         early.add(rec(STDOUT, b"x")).unwrap();
-        assert!(matches!(early.add(rec(END_REQUEST, &end_body(0, 0))), Err(Violation::EndBeforeStreamEnd(_))));
+        assert!(matches!(
+            early.add(rec(END_REQUEST, &end_body(0, 0))),
+            Err(Violation::EndBeforeStreamEnd(_))
+        ));
         let mut rejected = ReplyBuilder::default();
         assert_eq!(rejected.add(rec(END_REQUEST, &end_body(0, 3))), Ok(true));
         assert!(matches!(ReplyBuilder::default().add(rec(END_REQUEST, &[0; 5])), Err(Violation::EndBody(_))));

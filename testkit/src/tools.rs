@@ -57,7 +57,9 @@ pub fn caddy() -> PathBuf {
 /// need one rather than passing without it.
 pub fn require_ipv6_loopback() {
     if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
-        panic!("no IPv6 loopback here ({e}): enable it (sysctl net.ipv6.conf.lo.disable_ipv6=0); this test does not pass without it");
+        panic!(
+            "no IPv6 loopback here ({e}): enable it (sysctl net.ipv6.conf.lo.disable_ipv6=0); this test does not pass without it"
+        );
     }
 }
 
@@ -70,8 +72,13 @@ mod tests {
         // `sh` exists on every machine these tests run on.
         assert!(find("EMBER_TESTKIT_NO_SUCH_VAR", &[], "sh").is_some());
         assert!(find("EMBER_TESTKIT_NO_SUCH_VAR", &["/nonexistent/x"], "no-such-tool-here").is_none());
-        let failed = std::panic::catch_unwind(|| require("EMBER_TESTKIT_NO_SUCH_VAR", &[], "no-such-tool-here", "pkg"));
+        let failed = std::panic::catch_unwind(|| {
+            require("EMBER_TESTKIT_NO_SUCH_VAR", &[], "no-such-tool-here", "pkg")
+        });
         let message = *failed.expect_err("a missing tool fails").downcast::<String>().expect("message");
-        assert!(message.contains("no-such-tool-here missing") && message.contains("scripts/setup.sh"), "{message}");
+        assert!(
+            message.contains("no-such-tool-here missing") && message.contains("scripts/setup.sh"),
+            "{message}"
+        );
     }
 }

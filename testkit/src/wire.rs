@@ -129,7 +129,14 @@ pub fn padded(kind: u8, id: u16, content: &[u8], padding: u8) -> Vec<u8> {
 }
 
 /// Appends `content` as records of at most `record_size` bytes (no terminator).
-pub fn push_stream_with(out: &mut Vec<u8>, kind: u8, id: u16, content: &[u8], record_size: usize, padding: Padding) {
+pub fn push_stream_with(
+    out: &mut Vec<u8>,
+    kind: u8,
+    id: u16,
+    content: &[u8],
+    record_size: usize,
+    padding: Padding,
+) {
     assert!((1..=MAX_CONTENT).contains(&record_size), "record size {record_size}");
     for chunk in content.chunks(record_size) {
         push_padded(out, kind, id, chunk, padding.for_len(chunk.len()));
@@ -166,6 +173,21 @@ pub fn push_begin_role(out: &mut Vec<u8>, id: u16, role: u16, keep_conn: bool) {
 /// BEGIN_REQUEST for the Responder role.
 pub fn push_begin(out: &mut Vec<u8>, id: u16, keep_conn: bool) {
     push_begin_role(out, id, RESPONDER, keep_conn);
+}
+
+/// A BEGIN_REQUEST record for the Responder role.
+pub fn begin_bytes(id: u16, keep_conn: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    push_begin(&mut out, id, keep_conn);
+    out
+}
+
+/// The whole PARAMS stream of `pairs`, with its terminator.
+pub fn params_bytes(id: u16, pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    push_stream(&mut out, PARAMS, id, &nv::encode_pairs(pairs));
+    push_record(&mut out, PARAMS, id, b"");
+    out
 }
 
 /// The params of a CGI request for `script?query` whose CONTENT_LENGTH is `length`
@@ -318,7 +340,10 @@ mod tests {
 
     #[test]
     fn record_padding() {
-        assert_eq!(record(STDOUT, 1, b"abc"), [1, 6, 0, 1, 0, 3, 5, 0, b'a', b'b', b'c', 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]);
+        assert_eq!(
+            record(STDOUT, 1, b"abc"),
+            [1, 6, 0, 1, 0, 3, 5, 0, b'a', b'b', b'c', 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]
+        );
         assert_eq!(record(STDIN, 1, b""), [1, 5, 0, 1, 0, 0, 0, 0]);
         assert_eq!(padded(STDIN, 258, b"x", 2), [1, 5, 1, 2, 0, 1, 2, 0, b'x', 0xAA, 0xAA]);
     }
@@ -327,9 +352,12 @@ mod tests {
     fn streams_cut_at_the_record_size() {
         let mut out = Vec::new();
         push_stream_with(&mut out, STDIN, 1, b"abcde", 2, Padding::None);
-        let expected: Vec<u8> =
-            [&[1, 5, 0, 1, 0, 2, 0, 0, b'a', b'b'][..], &[1, 5, 0, 1, 0, 2, 0, 0, b'c', b'd'], &[1, 5, 0, 1, 0, 1, 0, 0, b'e']]
-                .concat();
+        let expected: Vec<u8> = [
+            &[1, 5, 0, 1, 0, 2, 0, 0, b'a', b'b'][..],
+            &[1, 5, 0, 1, 0, 2, 0, 0, b'c', b'd'],
+            &[1, 5, 0, 1, 0, 1, 0, 0, b'e'],
+        ]
+        .concat();
         assert_eq!(out, expected);
         let mut big = Vec::new();
         push_stream(&mut big, STDIN, 1, &vec![7; MAX_CONTENT + 1]);

@@ -157,11 +157,7 @@ DocumentRoot \"{d}\"
         if path.is_file() {
             let _ = writeln!(text, "LoadModule {name} \"{}\"", path.display());
         } else {
-            assert!(
-                name == "unixd_module",
-                "Apache module {} missing (set $APACHE_MODULES)",
-                path.display()
-            );
+            assert!(name == "unixd_module", "Apache module {} missing (set $APACHE_MODULES)", path.display());
         }
     }
     if is_root() {
@@ -285,10 +281,7 @@ impl WebServer {
                 if Instant::now() > deadline {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!(
-                        "{kind:?} did not accept on {port} within 10 s:\n{}",
-                        Self::read_logs(dir.path())
-                    );
+                    panic!("{kind:?} did not accept on {port} within 10 s:\n{}", Self::read_logs(dir.path()));
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
