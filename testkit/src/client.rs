@@ -224,3 +224,12 @@ impl Client {
         }
     }
 }
+
+/// One request without KEEP_CONN on a fresh TCP connection; checks the server then closes
+/// the connection, and returns the reply.
+pub fn get_once(addr: SocketAddr, script: &str, query: &str) -> Reply {
+    let mut c = Client::tcp(addr);
+    let reply = c.request(false, script, query, b"");
+    assert!(c.closed_by_server(), "the server closes after a request without KEEP_CONN");
+    reply
+}

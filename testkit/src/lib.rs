@@ -23,7 +23,7 @@ pub mod tools;
 pub mod web;
 pub mod wire;
 
-pub use client::{Client, Stream};
+pub use client::{Client, Stream, get_once};
 pub use decode::{FrameError, parse};
 pub use nv::{decode_pairs, encode_pairs, push_nv};
 pub use reply::{Record, Reply};
