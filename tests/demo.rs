@@ -25,7 +25,7 @@ fn without_nginx_it_prints_the_install_command() {
 
 #[test]
 fn serves_until_interrupted_then_cleans_up() {
-    let Some(nginx) = support::nginx("demo.sh") else { return };
+    let nginx = support::tools::nginx();
     support::examples_dir(); // built already: the script's own cargo build is a no-op
     let port = free_port();
     let mut child = Command::new("bash")

@@ -8,7 +8,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{App, Combo, Endpoint, Socket, TempDir, Transport, agent, free_port, nginx};
+use support::{App, Combo, Endpoint, Socket, TempDir, Transport, agent, free_port};
 
 /// nginx, one process, with an upstream of `servers` (round robin, keep-alive).
 struct Upstream {
@@ -113,8 +113,7 @@ impl Drop for Upstream {
 }
 
 fn two_processes(transport: Transport) {
-    let test = format!("two processes behind one upstream ({transport:?})");
-    let Some(binary) = nginx(&test) else { return };
+    let binary = support::tools::nginx();
     let combo = Combo { transport, socket: Socket::Unix, keepalive: true };
     let mut apps = [App::start("hello", combo, &[]), App::start("hello", combo, &[])];
     let addresses: Vec<String> = apps.iter().map(|a| a.endpoint.nginx_address()).collect();

@@ -255,6 +255,9 @@ pub struct RequestSpec<'a, P = &'a [u8]> {
     pub end_stdin: bool,
 }
 
+/// A [`RequestSpec`] with text params.
+pub type TextRequest<'a> = RequestSpec<'a, &'a str>;
+
 impl<P> Default for RequestSpec<'_, P> {
     fn default() -> Self {
         Self {

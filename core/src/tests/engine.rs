@@ -70,9 +70,8 @@ fn literal_bytes_in_and_out() {
     assert!(result.is_ok());
     let mut expected: Vec<u8> = vec![
         // GET_VALUES_RESULT {FCGI_MPXS_CONNS: "0"}, no padding.
-        1, 10, 0, 0, 0, 18, 0, 0, 15, 1, b'F', b'C', b'G', b'I', b'_', b'M', b'P', b'X', b'S', b'_',
-        b'C', b'O', b'N', b'N', b'S', b'0',
-        // END_REQUEST id 0x0102: app status 0, UNKNOWN_ROLE.
+        1, 10, 0, 0, 0, 18, 0, 0, 15, 1, b'F', b'C', b'G', b'I', b'_', b'M', b'P', b'X', b'S', b'_', b'C',
+        b'O', b'N', b'N', b'S', b'0', // END_REQUEST id 0x0102: app status 0, UNKNOWN_ROLE.
         1, 3, 1, 2, 0, 8, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0,
     ];
     let stdout_len = u8::try_from(HELLO_STDOUT.len()).expect("short hello");
@@ -146,8 +145,7 @@ fn echo_params_in_order_and_body() {
 
 #[test]
 fn padding_on_every_record_type_is_skipped() {
-    let mut script =
-        record(1, 1, &ember_fcgi_testkit::wire::begin_body(RESPONDER, 0), 255);
+    let mut script = record(1, 1, &ember_fcgi_testkit::wire::begin_body(RESPONDER, 0), 255);
     script.extend(record(9, 0, &nv(&[(b"FCGI_MPXS_CONNS", b"")]), 3));
     script.extend(record(4, 1, &nv(&[(b"A", b"1")]), 7));
     script.extend(record(4, 1, b"", 255));

@@ -499,12 +499,9 @@ fn encode_pieces(pieces: &[Piece]) -> Vec<u8> {
     for p in pieces {
         match p {
             Piece::Raw(b) => out.extend_from_slice(b),
-            Piece::Begin { id, role, flags } => out.extend(record(
-                1,
-                *id,
-                &ember_fcgi_testkit::wire::begin_body(*role, *flags),
-                0,
-            )),
+            Piece::Begin { id, role, flags } => {
+                out.extend(record(1, *id, &ember_fcgi_testkit::wire::begin_body(*role, *flags), 0))
+            }
             Piece::Record { version, ty, id, content, padding } => {
                 let mut r = record(*ty, *id, content, *padding);
                 r[0] = *version;

@@ -65,8 +65,8 @@ pub fn lighttpd_snippet(app: &Endpoint) -> String {
     format!(
         "server.modules += ( \"mod_fastcgi\" )
 fastcgi.server = ( \"/\" => ((
-{address}
-\"check-local\" => \"disable\",
+    {address}
+    \"check-local\" => \"disable\",
 )))
 "
     )
@@ -79,10 +79,10 @@ pub fn lighttpd_spawn_snippet(socket: &Path, bin_path: &str) -> String {
     format!(
         "server.modules += ( \"mod_fastcgi\" )
 fastcgi.server = ( \"/\" => ((
-\"socket\" => \"{}\",
-\"bin-path\" => \"{bin_path}\",
-\"max-procs\" => 1,
-\"check-local\" => \"disable\",
+    \"socket\" => \"{}\",
+    \"bin-path\" => \"{bin_path}\",
+    \"max-procs\" => 1,
+    \"check-local\" => \"disable\",
 )))
 ",
         socket.display()
