@@ -7,7 +7,7 @@ use std::io;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::decode::Framer;
-use crate::reply::{Record, Reply, ReplyBuilder};
+use crate::reply::{Record, Reply, ReplyReader};
 use crate::wire::request_bytes;
 
 /// An async FastCGI client connection.
@@ -48,16 +48,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncClient<S> {
 
     /// Reads records up to the END_REQUEST of `id`; `None` if the connection closed first.
     pub async fn try_reply(&mut self, id: u16) -> io::Result<Option<Reply>> {
-        let mut builder = ReplyBuilder::default();
+        let mut reader = ReplyReader::new(id);
         loop {
             let Some(r) = self.try_record().await? else { return Ok(None) };
-            if r.id == 0 {
-                self.management.push(r);
-                continue;
-            }
-            assert_eq!(r.id, id, "record for another request: {r:?}");
-            if builder.add(r).unwrap_or_else(|e| panic!("request {id}: {e}")) {
-                return Ok(Some(builder.into_reply()));
+            if let Some(reply) = reader.take(r, &mut self.management) {
+                return Ok(Some(reply));
             }
         }
     }

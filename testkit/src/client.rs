@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::decode::Framer;
 use crate::nv::decode_pairs;
-use crate::reply::{Record, Reply, ReplyBuilder};
+use crate::reply::{Record, Reply, ReplyBuilder, ReplyReader};
 use crate::wire::{GET_VALUES_RESULT, RequestSpec, get_values_bytes, request_bytes};
 
 /// Every client read gives up after this long; no test should ever wait it out.
@@ -155,16 +155,11 @@ impl Client {
     /// Reads records up to the END_REQUEST of `id`; `None` if the connection closed first.
     /// A record for another request, or a broken framing rule, fails the test.
     pub fn try_reply(&mut self, id: u16) -> io::Result<Option<Reply>> {
-        let mut builder = ReplyBuilder::default();
+        let mut reader = ReplyReader::new(id);
         loop {
             let Some(r) = self.try_record()? else { return Ok(None) };
-            if r.id == 0 {
-                self.management.push(r);
-                continue;
-            }
-            assert_eq!(r.id, id, "record for another request: {r:?}");
-            if builder.add(r).unwrap_or_else(|e| panic!("request {id}: {e}")) {
-                return Ok(Some(builder.into_reply()));
+            if let Some(reply) = reader.take(r, &mut self.management) {
+                return Ok(Some(reply));
             }
         }
     }

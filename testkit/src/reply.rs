@@ -145,6 +145,31 @@ impl ReplyBuilder {
     }
 }
 
+/// Reads the reply of request `id` from a stream of records: management records (id 0)
+/// are set apart; a record of another request or a broken framing rule fails the test.
+#[derive(Clone, Debug)]
+pub struct ReplyReader {
+    id: u16,
+    builder: ReplyBuilder,
+}
+
+impl ReplyReader {
+    pub fn new(id: u16) -> Self {
+        Self { id, builder: ReplyBuilder::default() }
+    }
+
+    /// Takes the next record; the reply once its END_REQUEST arrived.
+    pub fn take(&mut self, r: Record, management: &mut Vec<Record>) -> Option<Reply> {
+        if r.id == 0 {
+            management.push(r);
+            return None;
+        }
+        assert_eq!(r.id, self.id, "record for another request: {r:?}");
+        let done = self.builder.add(r).unwrap_or_else(|e| panic!("request {}: {e}", self.id));
+        done.then(|| std::mem::take(&mut self.builder).into_reply())
+    }
+}
+
 /// The replies in a whole output stream, by request id in order of first appearance;
 /// management records (id 0) are returned apart. Every request must be complete.
 pub fn replies(records: &[Record]) -> Result<(Vec<(u16, Reply)>, Vec<Record>), Violation> {

@@ -129,17 +129,20 @@ impl Nginx {
 
     /// [`Nginx::start`] choosing `fastcgi_request_buffering`.
     pub fn start_with(binary: &Path, upstream: &Endpoint, keepalive: bool, request_buffering: bool) -> Self {
-        let dir = TempDir::new("nginx");
         let upstream = upstream.nginx_address();
+        Self::launch(binary, |dir, port| {
+            nginx_conf(&NginxConf { dir, port, upstream: &upstream, keepalive, request_buffering })
+        })
+    }
+
+    /// Starts `binary` with the config `conf(dir, port)` returns for its own directory and a
+    /// free port (tried again on another port if that one was taken meanwhile); returns once
+    /// it accepts.
+    pub fn launch(binary: &Path, conf: impl Fn(&Path, u16) -> String) -> Self {
+        let dir = TempDir::new("nginx");
         for _attempt in 0..5 {
             let port = free_port();
-            let conf = nginx_conf(&NginxConf {
-                dir: dir.path(),
-                port,
-                upstream: &upstream,
-                keepalive,
-                request_buffering,
-            });
+            let conf = conf(dir.path(), port);
             let conf_path = dir.path().join("nginx.conf");
             std::fs::write(&conf_path, conf).expect("write nginx.conf");
             let error_log = dir.path().join("error.log");
@@ -181,6 +184,11 @@ impl Nginx {
 
     pub fn url(&self, path_and_query: &str) -> String {
         format!("http://127.0.0.1:{}{path_and_query}", self.port)
+    }
+
+    /// The directory of its config, logs and temp files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn error_log(&self) -> String {
