@@ -71,8 +71,11 @@ impl fmt::Display for NvError {
 
 impl std::error::Error for NvError {}
 
+/// A decoded name and value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
 /// Decodes whole pairs; an incomplete last pair is an error.
-pub fn try_decode(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NvError> {
+pub fn try_decode(data: &[u8]) -> Result<Vec<Pair>, NvError> {
     fn len(data: &[u8], at: &mut usize) -> Result<usize, NvError> {
         let first = *data.get(*at).ok_or(NvError::Truncated { at: *at })?;
         if first < 128 {

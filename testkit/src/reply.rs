@@ -170,9 +170,17 @@ impl ReplyReader {
     }
 }
 
-/// The replies in a whole output stream, by request id in order of first appearance;
-/// management records (id 0) are returned apart. Every request must be complete.
-pub fn replies(records: &[Record]) -> Result<(Vec<(u16, Reply)>, Vec<Record>), Violation> {
+/// What a whole output stream answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replies {
+    /// By request id, in order of first appearance (a request may still be open).
+    pub by_id: Vec<(u16, Reply)>,
+    /// Management records (id 0).
+    pub management: Vec<Record>,
+}
+
+/// The replies in a whole output stream, with the framing checked.
+pub fn replies(records: &[Record]) -> Result<Replies, Violation> {
     let mut open: Vec<(u16, ReplyBuilder)> = Vec::new();
     let mut management = Vec::new();
     for r in records {
@@ -189,7 +197,7 @@ pub fn replies(records: &[Record]) -> Result<(Vec<(u16, Reply)>, Vec<Record>), V
         };
         open[k].1.add(r.clone())?;
     }
-    Ok((open.into_iter().map(|(id, b)| (id, b.into_reply())).collect(), management))
+    Ok(Replies { by_id: open.into_iter().map(|(id, b)| (id, b.into_reply())).collect(), management })
 }
 
 /// The concatenated content of the records of type `kind` for `id`.
@@ -245,5 +253,25 @@ mod tests {
         assert_eq!(rejected.add(rec(END_REQUEST, &end_body(0, 3))), Ok(true));
         assert!(matches!(ReplyBuilder::default().add(rec(END_REQUEST, &[0; 5])), Err(Violation::EndBody(_))));
         assert!(matches!(ReplyBuilder::default().add(rec(9, b"")), Err(Violation::UnexpectedType(_))));
+    }
+
+    #[test]
+    fn replies_of_a_whole_stream() {
+        let mut bytes = crate::wire::record(crate::wire::GET_VALUES_RESULT, 0, b"");
+        for id in [2, 1] {
+            bytes.extend(crate::wire::record(STDOUT, id, b"x"));
+        }
+        for id in [1, 2] {
+            bytes.extend(crate::wire::record(STDOUT, id, b""));
+            bytes.extend(crate::wire::record(END_REQUEST, id, &end_body(u32::from(id), 0)));
+        }
+        let all = replies(&crate::decode::parse(&bytes).unwrap()).unwrap();
+        assert_eq!(all.management.len(), 1);
+        let ids: Vec<(u16, u32)> = all.by_id.iter().map(|(id, r)| (*id, r.app_status)).collect();
+        assert_eq!(ids, [(2, 2), (1, 1)]);
+        assert_eq!(stream(&crate::decode::parse(&bytes).unwrap(), STDOUT, 1), b"x");
+        assert_eq!(ends(&crate::decode::parse(&bytes).unwrap()), [(1, 1, 0), (2, 2, 0)]);
+        bytes.extend(crate::wire::record(STDOUT, 1, b"late"));
+        assert!(matches!(replies(&crate::decode::parse(&bytes).unwrap()), Err(Violation::AfterEnd(_))));
     }
 }
