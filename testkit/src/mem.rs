@@ -1,7 +1,9 @@
 //! In-memory blocking I/O for driving a connection without sockets: [`Chunked`] hands out
 //! bytes in reads of bounded size, never spanning two segments (a segment is what a peer
-//! sends in one go); [`Sink`] collects what is written.
+//! sends in one go); [`Sink`] collects what is written, and [`SharedSink`] does so for an
+//! async writer whose output the test reads while the connection future lives.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 
 /// A reader over `segments` in reads of at most `chunk` bytes.
@@ -50,6 +52,24 @@ impl embedded_io::Write for Sink<'_> {
         Ok(buf.len())
     }
     fn flush(&mut self) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+/// An async writer that appends everything to a shared vector.
+#[derive(Debug)]
+pub struct SharedSink<'a>(pub &'a RefCell<Vec<u8>>);
+
+impl embedded_io_async::ErrorType for SharedSink<'_> {
+    type Error = Infallible;
+}
+
+impl embedded_io_async::Write for SharedSink<'_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    async fn flush(&mut self) -> Result<(), Infallible> {
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 
 use std::vec::Vec;
 
-pub use ember_fcgi_testkit::mem::{Chunked, Sink};
+pub use ember_fcgi_testkit::mem::{Chunked, SharedSink, Sink};
 pub use ember_fcgi_testkit::reply::{ends, stream};
 pub use ember_fcgi_testkit::wire::{FILTER, RESPONDER};
 use ember_fcgi_testkit::wire::{PARAMS, STDIN, begin_body, padded};

@@ -712,19 +712,6 @@ fn idle_at_boundary_and_restart() {
             .await
         }
     }
-    struct Out<'a>(&'a RefCell<Vec<u8>>);
-    impl embedded_io_async::ErrorType for Out<'_> {
-        type Error = core::convert::Infallible;
-    }
-    impl embedded_io_async::Write for Out<'_> {
-        async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-            self.0.borrow_mut().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        async fn flush(&mut self) -> Result<(), Self::Error> {
-            Ok(())
-        }
-    }
     fn poll_once<F: core::future::Future>(f: core::pin::Pin<&mut F>) -> bool {
         f.poll(&mut Context::from_waker(Waker::noop())).is_pending()
     }
@@ -740,7 +727,7 @@ fn idle_at_boundary_and_restart() {
     let mut buffers = DefaultBuffers::new();
     let mut future = core::pin::pin!(crate::serve_connection(
         Gate(&input),
-        Out(&output),
+        SharedSink(&output),
         &Echo,
         &mut buffers,
         &config,
@@ -771,7 +758,7 @@ fn idle_at_boundary_and_restart() {
         let mut buffers = DefaultBuffers::new();
         let mut future = core::pin::pin!(crate::serve_connection(
             Gate(&input),
-            Out(&output),
+            SharedSink(&output),
             &Echo,
             &mut buffers,
             &config,
@@ -790,7 +777,7 @@ fn idle_at_boundary_and_restart() {
     let mut buffers = DefaultBuffers::new();
     let mut future = core::pin::pin!(crate::serve_connection(
         Gate(&input),
-        Out(&output),
+        SharedSink(&output),
         &Hello,
         &mut buffers,
         &config,
@@ -841,19 +828,6 @@ fn discarding_reader_changes_nothing_but_the_copies() {
             .await
         }
     }
-    struct Out<'a>(&'a RefCell<Vec<u8>>);
-    impl embedded_io_async::ErrorType for Out<'_> {
-        type Error = core::convert::Infallible;
-    }
-    impl embedded_io_async::Write for Out<'_> {
-        async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-            self.0.borrow_mut().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        async fn flush(&mut self) -> Result<(), Self::Error> {
-            Ok(())
-        }
-    }
     /// Feeds each request only after the previous one was answered, as web servers do.
     fn serve<H: crate::Handler>(handler: &H, requests: &[Vec<u8>], discard: bool) -> (Vec<u8>, usize) {
         let status = crate::ConnectionStatus::new();
@@ -862,7 +836,8 @@ fn discarding_reader_changes_nothing_but_the_copies() {
         let reader = Gate { input: &input, status: discard.then_some(&status), discarded: &discarded };
         let mut buffers = Buffers::<512, 512, 2048, 1>::new();
         let config = Config::default();
-        let future = crate::serve_connection(reader, Out(&output), handler, &mut buffers, &config, &status);
+        let future =
+            crate::serve_connection(reader, SharedSink(&output), handler, &mut buffers, &config, &status);
         let mut future = core::pin::pin!(future);
         let mut cx = Context::from_waker(Waker::noop());
         let mut result = None;
