@@ -31,15 +31,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncClient<S> {
 
     /// The next record; `None` at EOF (see [`crate::client::Client::try_record`]).
     pub async fn try_record(&mut self) -> io::Result<Option<Record>> {
-        let mut buf = vec![0u8; 16 * 1024];
         loop {
             if let Some(r) = self.framer.next_record().unwrap_or_else(|e| panic!("from the server: {e}")) {
                 return Ok(Some(r));
             }
-            match self.stream.read(&mut buf).await {
+            match self.stream.read(self.framer.spare()).await {
                 Ok(0) if self.framer.buffered() == 0 => return Ok(None),
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "record cut short")),
-                Ok(n) => self.framer.push(&buf[..n]),
+                Ok(n) => self.framer.filled(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

@@ -133,15 +133,14 @@ impl Client {
     /// The next record; `None` at EOF. A record cut short by EOF is an `UnexpectedEof`
     /// error; a record of another version fails the test.
     pub fn try_record(&mut self) -> io::Result<Option<Record>> {
-        let mut buf = [0u8; 64 * 1024];
         loop {
             if let Some(r) = self.framer.next_record().unwrap_or_else(|e| panic!("from the server: {e}")) {
                 return Ok(Some(r));
             }
-            match self.stream.read(&mut buf) {
+            match self.stream.read(self.framer.spare()) {
                 Ok(0) if self.framer.buffered() == 0 => return Ok(None),
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "record cut short")),
-                Ok(n) => self.framer.push(&buf[..n]),
+                Ok(n) => self.framer.filled(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

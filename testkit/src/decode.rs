@@ -124,14 +124,19 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// Buffers received bytes and hands out whole records.
+/// Buffers received bytes and hands out whole records. A reader fills [`Framer::spare`]
+/// and reports [`Framer::filled`], so bytes are copied once more only as record content.
 #[derive(Debug, Default)]
 pub struct Framer {
     buf: Vec<u8>,
     start: usize,
-    /// Bytes consumed before `buf[start]` (for error offsets).
+    end: usize,
+    /// Bytes handed out before `buf[start]` (for error offsets).
     consumed: usize,
 }
+
+/// Room a read gets at least.
+const READ_ROOM: usize = 64 * 1024;
 
 impl Framer {
     pub fn new() -> Self {
@@ -140,21 +145,43 @@ impl Framer {
 
     /// Adds received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = self.spare();
+            let n = room.len().min(rest.len());
+            room[..n].copy_from_slice(&rest[..n]);
+            self.filled(n);
+            rest = &rest[n..];
         }
-        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Room for the next read (at least 64 KiB), after the buffered bytes.
+    pub fn spare(&mut self) -> &mut [u8] {
+        if self.buf.len() - self.end < READ_ROOM {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.buf.len() - self.end < READ_ROOM {
+                self.buf.resize(self.end + READ_ROOM, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Records that a read put `n` bytes into [`Framer::spare`].
+    pub fn filled(&mut self, n: usize) {
+        assert!(self.end + n <= self.buf.len(), "filled more than the spare room");
+        self.end += n;
     }
 
     /// Bytes buffered but not yet handed out.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 
     /// The next whole record, `Ok(None)` when more bytes are needed.
     pub fn next_record(&mut self) -> Result<Option<Record>, FrameError> {
-        let rest = &self.buf[self.start..];
+        let rest = &self.buf[self.start..self.end];
         let Some(head) = rest.first_chunk::<HEADER_LEN>() else { return Ok(None) };
         let h = Header::decode(head);
         if h.version != VERSION_1 {
@@ -169,10 +196,6 @@ impl Framer {
             Record { kind: h.kind, id: h.request_id, content: rest[HEADER_LEN..HEADER_LEN + len].to_vec() };
         self.start += total;
         self.consumed += total;
-        if self.start > 1 << 16 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
         Ok(Some(record))
     }
 

@@ -273,8 +273,9 @@ pub struct Stack {
 impl Stack {
     /// Starts `example` per `combo` behind nginx (a missing nginx fails the test).
     pub fn start(example: &str, combo: Combo, extra: &[&OsStr]) -> Self {
+        let binary = tools::nginx();
         let app = App::start(example, combo, extra);
-        let nginx = Nginx::start(&tools::nginx(), &app.endpoint, combo.keepalive);
+        let nginx = Nginx::start(&binary, &app.endpoint, combo.keepalive);
         Self { nginx, app }
     }
 
