@@ -7,7 +7,7 @@ mod support;
 
 use std::ffi::OsStr;
 
-use support::{App, Combo, EMPTY_SHA256, EchoOutput, TempDir, cgi_fcgi, parse_ndjson, pattern, run_cgi_fcgi};
+use support::{App, Combo, EMPTY_SHA256, EchoOutput, TempDir, parse_ndjson, pattern, run_cgi_fcgi, tools};
 
 socket_tests!(hello, echo, redirect, dirlist, upload);
 
@@ -29,7 +29,7 @@ fn get_env<'a>(script: &'a str, query: &'a str) -> Vec<(&'a str, &'a str)> {
 }
 
 fn hello(combo: Combo) {
-    let Some(tool) = cgi_fcgi(&format!("hello {combo:?}")) else { return };
+    let tool = tools::cgi_fcgi();
     let app = App::start("hello", combo, &[]);
     for _ in 0..3 {
         let output = run_cgi_fcgi(&tool, &app.endpoint, &get_env("/", ""), b"");
@@ -41,7 +41,7 @@ fn hello(combo: Combo) {
 }
 
 fn echo(combo: Combo) {
-    let Some(tool) = cgi_fcgi(&format!("echo {combo:?}")) else { return };
+    let tool = tools::cgi_fcgi();
     let app = App::start("echo", combo, &[]);
 
     // The environment goes out as the params (cgi-fcgi sends them in environ order, which
@@ -69,7 +69,7 @@ fn echo(combo: Combo) {
 }
 
 fn redirect(combo: Combo) {
-    let Some(tool) = cgi_fcgi(&format!("redirect {combo:?}")) else { return };
+    let tool = tools::cgi_fcgi();
     let app = App::start("redirect", combo, &[]);
     let run = |script: &str, query: &str| {
         String::from_utf8(run_cgi_fcgi(&tool, &app.endpoint, &get_env(script, query), b"")).unwrap()
@@ -87,7 +87,7 @@ fn redirect(combo: Combo) {
 }
 
 fn dirlist(combo: Combo) {
-    let Some(tool) = cgi_fcgi(&format!("dirlist {combo:?}")) else { return };
+    let tool = tools::cgi_fcgi();
     let root = TempDir::new("tree");
     std::fs::create_dir(root.path().join("d")).unwrap();
     std::fs::write(root.path().join("d").join("f.txt"), b"12345").unwrap();
@@ -110,7 +110,7 @@ fn dirlist(combo: Combo) {
 }
 
 fn upload(combo: Combo) {
-    let Some(tool) = cgi_fcgi(&format!("upload {combo:?}")) else { return };
+    let tool = tools::cgi_fcgi();
     let dir = TempDir::new("uploads");
     let app = App::start("upload", combo, &[OsStr::new("--dir"), dir.path().as_os_str()]);
     let (bytes, sha) = pattern(500_000, 8);

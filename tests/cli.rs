@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::fcgi::{self, Request, roundtrip};
+use ember_fcgi_testkit::wire::{self as fcgi, TextRequest as Request};
 use support::{App, Combo, EchoOutput, Endpoint, Socket, TempDir, Transport, example, free_port, sha256_hex};
 
 /// The examples that take the common command line (`examples/common`).
@@ -237,7 +237,7 @@ fn each_example_prints_where_it_listens() {
             // `App::start` returned: it read `listening on 127.0.0.1:PORT` from stderr.
             assert!(addr.ip().is_loopback() && addr.port() != 0, "{name}: {addr}");
             let request = Request { params: &[("REQUEST_METHOD", "GET")], ..Request::default() };
-            let reply = roundtrip(&mut *app.endpoint.connect(), &request);
+            let reply = app.endpoint.connect().roundtrip(&request);
             assert!(reply.stdout_text().starts_with("Status: "), "{name}: {}", reply.stdout_text());
         }
     }
@@ -279,7 +279,7 @@ fn the_readme_app_is_minimal_rs_and_says_where_it_listens() {
     let app = App::spawn("minimal", command, TempDir::new("minimal"), None);
     assert_eq!(app.endpoint, Endpoint::Tcp(addr.parse().unwrap()));
     let request = Request { params: &[("REQUEST_URI", "/hi?x=1")], ..Request::default() };
-    let reply = roundtrip(&mut *app.endpoint.connect(), &request);
+    let reply = app.endpoint.connect().roundtrip(&request);
     assert_eq!(reply.split().1, "Hello from ember-fcgi! You asked for /hi?x=1\n");
 }
 
@@ -337,7 +337,7 @@ fn serves_inherited_socket(transport: Transport, socket: Socket) {
     let app = App::spawn("hello", command, dir, Some(endpoint.clone()));
     assert_eq!(app.endpoint, endpoint, "`listening on` names the inherited socket");
     for _ in 0..2 {
-        let reply = roundtrip(&mut *app.endpoint.connect(), &Request::default());
+        let reply = app.endpoint.connect().roundtrip(&Request::default());
         assert_eq!(reply.split().1, "Hello, World!\n");
     }
 }
@@ -370,17 +370,17 @@ fn sigterm_is_graceful(transport: Transport) {
     let mut conn = app.endpoint.connect();
     let body = b"0123456789";
     let mut first = fcgi::record(fcgi::BEGIN_REQUEST, 1, &[0, 1, 0, 0, 0, 0, 0, 0]);
-    first.extend(fcgi::record(fcgi::PARAMS, 1, &fcgi::encode_params(&[("CONTENT_LENGTH", "10")])));
+    first.extend(fcgi::record(fcgi::PARAMS, 1, &ember_fcgi_testkit::encode_pairs(&[("CONTENT_LENGTH", "10")])));
     first.extend(fcgi::record(fcgi::PARAMS, 1, b""));
     first.extend(fcgi::record(fcgi::STDIN, 1, &body[..4]));
-    conn.write_all(&first).unwrap();
+    conn.send(&first);
     std::thread::sleep(Duration::from_millis(200));
     app.terminate();
     std::thread::sleep(Duration::from_millis(200));
     let mut rest = fcgi::record(fcgi::STDIN, 1, &body[4..]);
     rest.extend(fcgi::record(fcgi::STDIN, 1, b""));
-    conn.write_all(&rest).unwrap();
-    let reply = fcgi::read_reply(&mut *conn, 1);
+    conn.send(&rest);
+    let reply = conn.reply(1);
     EchoOutput::parse(&reply.split().1).assert_stdin(10, &sha256_hex(body));
     drop(conn);
     assert_eq!(app.wait_exit(Duration::from_secs(15)), Some(0), "exit status; stderr:\n{}", app.log());
@@ -396,19 +396,16 @@ fn sigterm_is_graceful_smol() {
     sigterm_is_graceful(Transport::Smol);
 }
 
-/// `--listen [::1]:0` (skipped where the host has no IPv6 loopback).
+/// `--listen [::1]:0` (fails where the host has no IPv6 loopback).
 #[test]
 fn listens_on_ipv6_loopback() {
-    if TcpListener::bind("[::1]:0").is_err() {
-        support::loud("\nSKIPPED: no IPv6 loopback here (listens_on_ipv6_loopback)");
-        return;
-    }
+    ember_fcgi_testkit::tools::require_ipv6_loopback();
     for transport in [Transport::Mio, Transport::Smol] {
         let mut command = Command::new(example("hello"));
         command.args(["--transport", transport.arg(), "--listen", "[::1]:0"]).stdin(Stdio::null());
         let app = App::spawn("hello", command, TempDir::new("v6"), None);
         assert!(matches!(app.endpoint, Endpoint::Tcp(addr) if addr.is_ipv6()), "{:?}", app.endpoint);
-        let reply = roundtrip(&mut *app.endpoint.connect(), &Request::default());
+        let reply = app.endpoint.connect().roundtrip(&Request::default());
         assert_eq!(reply.split().1, "Hello, World!\n");
     }
 }
@@ -426,9 +423,9 @@ fn web_server_addrs_from_the_environment() {
                 .stdin(Stdio::null());
             let app = App::spawn("hello", command, TempDir::new("allow"), None);
             let mut conn = app.endpoint.connect();
-            let _ = conn.write_all(&fcgi::encode(&Request::default()));
+            let _ = conn.try_send(&Request::default().encode());
             let mut answer = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut *conn, &mut answer);
+            let _ = std::io::Read::read_to_end(&mut conn.stream, &mut answer);
             assert_eq!(!answer.is_empty(), served, "{transport:?} with FCGI_WEB_SERVER_ADDRS={list}");
         }
     }

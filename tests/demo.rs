@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::fcgi::{Request, roundtrip};
+use ember_fcgi_testkit::wire::TextRequest as Request;
 use support::{App, Combo, Socket, Transport, agent, free_port, send};
 
 fn script() -> PathBuf {
@@ -27,7 +27,7 @@ fn without_nginx_it_prints_the_install_command() {
 
 #[test]
 fn serves_until_interrupted_then_cleans_up() {
-    let Some(nginx) = support::nginx("demo.sh") else { return };
+    let nginx = support::tools::nginx();
     support::examples_dir(); // built already: the script's own cargo build is a no-op
     let port = free_port();
     let mut child = Command::new("bash")
@@ -109,10 +109,7 @@ fn inspect_shows_the_request(transport: Transport) {
         ("CONTENT_LENGTH", &length),
         ("HTTP_USER_AGENT", "<script>"),
     ];
-    let reply = roundtrip(
-        &mut *app.endpoint.connect(),
-        &Request { params: &params, stdin: body, ..Request::default() },
-    );
+    let reply = app.endpoint.connect().roundtrip(&Request { params: &params, stdin: body, ..Request::default() });
     let (head, page) = reply.split();
     assert!(head.starts_with("Status: 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"), "{head}");
     let expected = [
@@ -137,10 +134,7 @@ fn inspect_shows_the_request(transport: Transport) {
     // A long body: counted in full, the first 4 KiB shown.
     let big = vec![b'z'; 10_000];
     let params = [("REQUEST_METHOD", "PUT"), ("CONTENT_LENGTH", "10000")];
-    let reply = roundtrip(
-        &mut *app.endpoint.connect(),
-        &Request { params: &params, stdin: &big, ..Request::default() },
-    );
+    let reply = app.endpoint.connect().roundtrip(&Request { params: &params, stdin: &big, ..Request::default() });
     let page = reply.split().1;
     assert!(page.contains("<tr><th>body</th><td><code>10000 bytes</code></td></tr>"), "{page}");
     let shown = format!("<h2>its first 4 KiB</h2>\n<pre>{}</pre>\n", "z".repeat(4096));

@@ -24,12 +24,8 @@ matrix_tests!(
     upload
 );
 
-fn name(combo: Combo, what: &str) -> String {
-    format!("{what} {combo:?}")
-}
-
 fn hello(combo: Combo) {
-    let Some(stack) = Stack::start(&name(combo, "hello"), "hello", combo, &[]) else { return };
+    let stack = Stack::start("hello", combo, &[]);
     let agent = agent();
     for path in ["/", "/some/path?x=1", "/again"] {
         let reply = send(agent.get(&stack.url(path)).call());
@@ -43,7 +39,7 @@ fn hello(combo: Combo) {
 }
 
 fn echo_params_and_bodies(combo: Combo) {
-    let Some(stack) = Stack::start(&name(combo, "echo"), "echo", combo, &[]) else { return };
+    let stack = Stack::start("echo", combo, &[]);
     let agent = agent();
 
     // GET with a query string and headers: the params arrive in the order nginx sends them.
@@ -122,7 +118,7 @@ fn cookie(len: usize, seed: u8) -> String {
 /// (`large_client_header_buffers 4 8k`): 5 KB and 8 KB cookies, and about 30 KB of headers
 /// in all, arrive whole with the default limits.
 fn browser_heads_with_default_nginx_buffers(combo: Combo) {
-    let Some(stack) = Stack::start(&name(combo, "browser heads"), "echo", combo, &[]) else { return };
+    let stack = Stack::start("echo", combo, &[]);
     let agent = agent();
     for len in [5 * 1024, 8 * 1024 - 200] {
         let cookie = cookie(len, 1);
@@ -152,7 +148,7 @@ fn browser_heads_with_default_nginx_buffers(combo: Combo) {
 /// Params over the configured cap (`--params-bytes 4096`): 431, and the connection lives on.
 fn params_over_the_configured_cap(combo: Combo) {
     let args = [OsStr::new("--params-bytes"), OsStr::new("4096")];
-    let Some(stack) = Stack::start(&name(combo, "params cap"), "echo", combo, &args) else { return };
+    let stack = Stack::start("echo", combo, &args);
     let agent = agent();
     let big = "v".repeat(6000);
     let reply = send(agent.get(&stack.url("/huge-header")).set("X-Big", &big).call());
@@ -165,7 +161,7 @@ fn params_over_the_configured_cap(combo: Combo) {
 fn echo_concurrent_clients(combo: Combo) {
     const THREADS: usize = 32;
     const REQUESTS: usize = 20;
-    let Some(stack) = Stack::start(&name(combo, "echo concurrent"), "echo", combo, &[]) else { return };
+    let stack = Stack::start("echo", combo, &[]);
     let agent = agent();
     std::thread::scope(|scope| {
         for t in 0..THREADS {
@@ -198,7 +194,7 @@ fn echo_concurrent_clients(combo: Combo) {
 }
 
 fn redirects(combo: Combo) {
-    let Some(stack) = Stack::start(&name(combo, "redirect"), "redirect", combo, &[]) else { return };
+    let stack = Stack::start("redirect", combo, &[]);
     let agent = agent();
     let get = |path: &str| send(agent.get(&stack.url(path)).call());
 
@@ -247,7 +243,7 @@ fn dirlist_tree() -> TempDir {
 fn dirlist(combo: Combo) {
     let tree = dirlist_tree();
     let extra = [OsStr::new("--root"), tree.path().as_os_str()];
-    let Some(stack) = Stack::start(&name(combo, "dirlist"), "dirlist", combo, &extra) else { return };
+    let stack = Stack::start("dirlist", combo, &extra);
     let agent = agent();
     let get = |path: &str| send(agent.get(&stack.url(path)).call());
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
@@ -311,7 +307,7 @@ fn dirlist(combo: Combo) {
 fn upload(combo: Combo) {
     let dir = TempDir::new("uploads");
     let extra = [OsStr::new("--dir"), dir.path().as_os_str()];
-    let Some(stack) = Stack::start(&name(combo, "upload"), "upload", combo, &extra) else { return };
+    let stack = Stack::start("upload", combo, &extra);
     let agent = agent();
 
     // A named upload with Content-Length; the name is reduced to a safe file name.
@@ -351,7 +347,7 @@ fn upload(combo: Combo) {
 /// example's peak memory shows the body was streamed.
 fn post_100_mib(transport: Transport) {
     let combo = Combo { transport, socket: Socket::Tcp, keepalive: true };
-    let Some(stack) = Stack::start(&name(combo, "100 MiB"), "echo", combo, &[]) else { return };
+    let stack = Stack::start("echo", combo, &[]);
     let len: u64 = 100 * 1024 * 1024;
     let started = std::time::Instant::now();
     let mut body = HashingReader::new(PatternReader::new(len, 5));
@@ -386,7 +382,7 @@ fn streamed_response_arrives_in_pieces() {
     let tree = dirlist_tree();
     let extra = [OsStr::new("--root"), tree.path().as_os_str()];
     let combo = Combo { transport: Transport::Smol, socket: Socket::Unix, keepalive: true };
-    let Some(stack) = Stack::start("streamed", "dirlist", combo, &extra) else { return };
+    let stack = Stack::start("dirlist", combo, &extra);
     let response = agent().get(&stack.url("/?path=many")).call().expect("GET");
     assert_eq!(response.header("Transfer-Encoding"), Some("chunked"), "no Content-Length: streamed");
     let mut text = String::new();
@@ -398,7 +394,7 @@ fn streamed_response_arrives_in_pieces() {
 /// sending it: a 64 MiB upload reaches the disk whole, the file grows before the body is
 /// complete, and a client that disconnects mid-body leaves nothing behind.
 fn unbuffered_uploads(transport: Transport) {
-    let Some(binary) = support::nginx(&format!("unbuffered uploads {transport:?}")) else { return };
+    let binary = support::tools::nginx();
     let dir = TempDir::new("uploads");
     let combo = Combo { transport, socket: Socket::Unix, keepalive: true };
     let app = support::App::start("upload", combo, &[OsStr::new("--dir"), dir.path().as_os_str()]);

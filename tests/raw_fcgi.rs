@@ -1,4 +1,4 @@
-//! What nginx and cgi-fcgi never send, with the harness's minimal FastCGI client: the
+//! What nginx and cgi-fcgi never send, with the testkit's FastCGI client: the
 //! Authorizer and Filter roles, a role the example does not accept, several requests on one
 //! kept connection, and record-level checks (a flushed write is a record of its own). Each
 //! test body runs for every (transport, TCP or Unix socket) pair.
@@ -7,7 +7,7 @@ mod support;
 
 use std::ffi::OsStr;
 
-use support::fcgi::{AUTHORIZER, FILTER, Request, roundtrip};
+use ember_fcgi_testkit::wire::{AUTHORIZER, FILTER, TextRequest as Request};
 use support::{App, Combo, EMPTY_SHA256, EchoOutput, TempDir, pattern, sha256_hex};
 
 socket_tests!(
@@ -27,9 +27,9 @@ fn a_full_params_record(combo: Combo) {
     let mut params: Vec<(&str, &str)> =
         names.iter().zip(&values).map(|(n, v)| (n.as_str(), v.as_str())).collect();
     params.push(("QUERY_STRING", "last=1"));
-    let encoded = support::fcgi::encode_params(&params).len();
+    let encoded = ember_fcgi_testkit::encode_pairs(&params).len();
     assert!((60_000..=65_535).contains(&encoded), "{encoded} bytes: one record");
-    let reply = roundtrip(&mut *conn, &Request { keep_conn: true, params: &params, ..Request::default() });
+    let reply = conn.roundtrip(&Request { keep_conn: true, params: &params, ..Request::default() });
     assert_eq!((reply.protocol_status, reply.app_status), (0, 0));
     let (head, body) = reply.split();
     assert!(head.starts_with("Status: 200 OK"), "{head}");
@@ -39,7 +39,7 @@ fn a_full_params_record(combo: Combo) {
     }
     // The connection goes on.
     let params = [("QUERY_STRING", "again")];
-    let reply = roundtrip(&mut *conn, &Request { keep_conn: true, params: &params, ..Request::default() });
+    let reply = conn.roundtrip(&Request { keep_conn: true, params: &params, ..Request::default() });
     assert_eq!(EchoOutput::parse(&reply.split().1).get("QUERY_STRING"), Some("again"));
 }
 
@@ -49,10 +49,8 @@ fn echo_roles_and_kept_connection(combo: Combo) {
 
     // Authorizer: no body; 200 plus a Variable-* header grants access.
     let params = [("REMOTE_USER", "bob"), ("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/private")];
-    let reply = roundtrip(
-        &mut *conn,
-        &Request { role: AUTHORIZER, keep_conn: true, params: &params, ..Request::default() },
-    );
+    let reply =
+        conn.roundtrip(&Request { role: AUTHORIZER, keep_conn: true, params: &params, ..Request::default() });
     assert_eq!((reply.protocol_status, reply.app_status), (0, 0));
     let (head, body) = reply.split();
     assert_eq!(head, "Status: 200 OK\r\nContent-Type: text/plain\r\nVariable-AUTH-ECHO: 1");
@@ -67,9 +65,16 @@ fn echo_roles_and_kept_connection(combo: Combo) {
     let (data, data_sha) = pattern(200_000, 9);
     let data_length = data.len().to_string();
     let params = [("FCGI_DATA_LENGTH", data_length.as_str()), ("CONTENT_LENGTH", "5")];
-    let request =
-        Request { id: 2, role: FILTER, keep_conn: true, params: &params, stdin: b"input", data: &data };
-    let reply = roundtrip(&mut *conn, &request);
+    let request = Request {
+        id: 2,
+        role: FILTER,
+        keep_conn: true,
+        params: &params,
+        stdin: b"input",
+        data: &data,
+        ..Request::default()
+    };
+    let reply = conn.roundtrip(&request);
     let (head, body) = reply.split();
     assert_eq!(head, "Status: 200 OK\r\nContent-Type: text/plain");
     let out = EchoOutput::parse(&body);
@@ -81,18 +86,17 @@ fn echo_roles_and_kept_connection(combo: Combo) {
     for id in [1, 1, 7] {
         let query = format!("id={id}");
         let params = [("QUERY_STRING", query.as_str())];
-        let reply =
-            roundtrip(&mut *conn, &Request { id, keep_conn: true, params: &params, ..Request::default() });
+        let reply = conn.roundtrip(&Request { id, keep_conn: true, params: &params, ..Request::default() });
         let out = EchoOutput::parse(&reply.split().1);
         assert_eq!(out.get("QUERY_STRING"), Some(query.as_str()));
         assert!(out.get("DATA-LENGTH").is_none());
     }
 
     // Without FCGI_KEEP_CONN the application closes the connection after the reply.
-    let reply = roundtrip(&mut *conn, &Request::default());
+    let reply = conn.roundtrip(&Request::default());
     assert_eq!(reply.protocol_status, 0);
     let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut *conn, &mut rest).expect("clean close");
+    std::io::Read::read_to_end(&mut conn.stream, &mut rest).expect("clean close");
     assert!(rest.is_empty(), "nothing after END_REQUEST: {rest:?}");
 }
 
@@ -100,14 +104,13 @@ fn unaccepted_role(combo: Combo) {
     // hello keeps the default limits: Responder only.
     let app = App::start("hello", combo, &[]);
     let mut conn = app.endpoint.connect();
-    let reply =
-        roundtrip(&mut *conn, &Request { role: FILTER, keep_conn: true, data: b"x", ..Request::default() });
+    let reply = conn.roundtrip(&Request { role: FILTER, keep_conn: true, data: b"x", ..Request::default() });
     assert_eq!(reply.protocol_status, 3, "FCGI_UNKNOWN_ROLE");
     assert!(reply.stdout.is_empty());
-    let reply = roundtrip(&mut *conn, &Request { role: AUTHORIZER, keep_conn: true, ..Request::default() });
+    let reply = conn.roundtrip(&Request { role: AUTHORIZER, keep_conn: true, ..Request::default() });
     assert_eq!(reply.protocol_status, 3, "FCGI_UNKNOWN_ROLE");
     // The connection is still good for a Responder.
-    let reply = roundtrip(&mut *conn, &Request { keep_conn: true, ..Request::default() });
+    let reply = conn.roundtrip(&Request { keep_conn: true, ..Request::default() });
     assert_eq!(reply.protocol_status, 0);
     assert!(reply.stdout_text().ends_with("\r\n\r\nHello, World!\n"));
 }
@@ -119,8 +122,7 @@ fn dirlist_flushes_each_entry(combo: Combo) {
     }
     let app = App::start("dirlist", combo, &[OsStr::new("--root"), root.path().as_os_str()]);
     let mut conn = app.endpoint.connect();
-    let reply =
-        roundtrip(&mut *conn, &Request { params: &[("QUERY_STRING", "path=/")], ..Request::default() });
+    let reply = conn.roundtrip(&Request { params: &[("QUERY_STRING", "path=/")], ..Request::default() });
     let (_, body) = reply.split();
     assert_eq!(support::parse_ndjson(&body).len(), 40);
     // The head goes out with the first entry; every later entry is flushed on its own.

@@ -5,27 +5,20 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{App, Combo, Endpoint, Socket, TempDir, Transport, agent, free_port, nginx};
+use support::{App, Combo, Endpoint, Nginx, Socket, Transport, agent};
 
 /// nginx, one process, with an upstream of `servers` (round robin, keep-alive).
-struct Upstream {
-    child: std::process::Child,
-    port: u16,
-    dir: TempDir,
-}
+struct Upstream(Nginx);
 
 impl Upstream {
     fn start(binary: &std::path::Path, servers: &[&Endpoint]) -> Self {
-        let dir = TempDir::new("nginx-up");
-        let d = dir.path().display();
         let servers: String =
             servers.iter().map(|s| format!("        server {};\n", s.nginx_address())).collect();
-        for _attempt in 0..5 {
-            let port = free_port();
-            let conf = format!(
+        Self(Nginx::launch(binary, |dir, port| {
+            let d = dir.display();
+            format!(
                 "daemon off;
 master_process off;
 worker_processes 1;
@@ -55,45 +48,13 @@ http {{
     }}
 }}
 "
-            );
-            let conf_path = dir.path().join("nginx.conf");
-            std::fs::write(&conf_path, conf).expect("write nginx.conf");
-            let error_log = dir.path().join("error.log");
-            let _ = std::fs::remove_file(&error_log);
-            let mut child = Command::new(binary)
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-c")
-                .arg(&conf_path)
-                .arg("-e")
-                .arg(&error_log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn nginx");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Self { child, port, dir };
-                }
-                if let Some(status) = child.try_wait().expect("try_wait") {
-                    let log = std::fs::read_to_string(&error_log).unwrap_or_default();
-                    if log.contains("Address already in use") {
-                        break;
-                    }
-                    panic!("nginx exited with {status}; error.log:\n{log}");
-                }
-                assert!(Instant::now() < deadline, "nginx did not accept on {port} within 10 s");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        panic!("nginx: no free port after 5 attempts");
+            )
+        }))
     }
 
     /// GET `path`: the body and which upstream answered (the last one nginx tried).
     fn get(&self, agent: &ureq::Agent, path: &str) -> (String, String) {
-        let response = agent.get(&format!("http://127.0.0.1:{}{path}", self.port)).call().expect("GET");
+        let response = agent.get(&self.0.url(path)).call().expect("GET");
         assert_eq!(response.status(), 200);
         let upstream = response.header("X-Upstream").expect("X-Upstream header").to_owned();
         let last = upstream.rsplit(", ").next().unwrap_or_default().to_owned();
@@ -101,20 +62,8 @@ http {{
     }
 }
 
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
-            support::loud(&format!("---- nginx error.log ----\n{log}"));
-        }
-    }
-}
-
 fn two_processes(transport: Transport) {
-    let test = format!("two processes behind one upstream ({transport:?})");
-    let Some(binary) = nginx(&test) else { return };
+    let binary = support::tools::nginx();
     let combo = Combo { transport, socket: Socket::Unix, keepalive: true };
     let mut apps = [App::start("hello", combo, &[]), App::start("hello", combo, &[])];
     let addresses: Vec<String> = apps.iter().map(|a| a.endpoint.nginx_address()).collect();

@@ -2,7 +2,7 @@
 //! end to end: the `echo` and `redirect` examples behind each real server, driven over HTTP
 //! with ureq, for every (transport, TCP or Unix socket) pair; lighttpd also starting the app
 //! itself (`bin-path`, the listening socket as fd 0); and a check that the README shows
-//! exactly the snippets these configs are built from. See `support::web` for the configs.
+//! exactly the snippets these configs are built from. See `ember_fcgi_testkit::web::servers` for the configs.
 
 mod support;
 
@@ -36,9 +36,7 @@ fn caddy_redirect(combo: Combo) {
 }
 
 fn echo(kind: Kind, combo: Combo) {
-    let Some(stack) = WebStack::start(kind, &format!("{kind:?} echo {combo:?}"), "echo", combo) else {
-        return;
-    };
+    let stack = WebStack::start(kind, "echo", combo);
     check_echo(&stack.server);
 }
 
@@ -87,10 +85,7 @@ fn check_echo(server: &WebServer) {
 /// The redirect example's answers as the client sees them: each server passes `Location`
 /// on; a `Location`-only answer gets the server's own status (`Kind::location_only_status`).
 fn redirect(kind: Kind, combo: Combo) {
-    let Some(stack) = WebStack::start(kind, &format!("{kind:?} redirect {combo:?}"), "redirect", combo)
-    else {
-        return;
-    };
+    let stack = WebStack::start(kind, "redirect", combo);
     let agent = agent();
     let get = |path: &str| send(agent.get(&stack.url(path)).call());
 
@@ -122,7 +117,7 @@ fn redirect(kind: Kind, combo: Combo) {
 /// lighttpd's `bin-path`: lighttpd creates the listening Unix socket, starts echo with it as
 /// fd 0 and no `--listen` (FCGI_LISTENSOCK_FILENO), and stops it when it stops itself.
 fn lighttpd_spawns(transport: Transport) {
-    let Some(binary) = Kind::Lighttpd.find(&format!("lighttpd bin-path {transport:?}")) else { return };
+    let binary = Kind::Lighttpd.binary();
     let echo = support::example("echo");
     let program = echo.to_str().expect("UTF-8 path").to_owned();
     assert!(!program.contains(char::is_whitespace), "lighttpd splits bin-path at whitespace: {program:?}");

@@ -16,10 +16,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ember_fcgi_core::prelude::*;
-use ember_fcgi_core::wire::body::{BeginRequestBody, Role};
-use ember_fcgi_core::wire::header::{Header, RecordType};
-use ember_fcgi_core::wire::nv::{encode_pair, encoded_len};
 use ember_fcgi_core::{Buffers, Config, DefaultBuffers, serve_blocking};
+use ember_fcgi_testkit::{BEGIN_REQUEST, PARAMS, RESPONDER, STDIN, begin_body, encode_pairs, push_padded};
 
 const BODY: usize = 1 << 20;
 const STDIN_RECORD: usize = 32 * 1024;
@@ -53,25 +51,19 @@ const NGINX_PARAMS: &[(&str, &str)] = &[
     ("HTTP_CONNECTION", "keep-alive"),
 ];
 
-fn record(out: &mut Vec<u8>, ty: RecordType, id: u16, content: &[u8]) {
-    out.extend_from_slice(&Header::new(ty, id, content.len() as u16).encode());
-    out.extend_from_slice(content);
+/// One record of request 1 without padding (the inputs measured before the testkit).
+fn record(out: &mut Vec<u8>, kind: u8, content: &[u8]) {
+    push_padded(out, kind, 1, content, 0);
 }
 
 fn begin(out: &mut Vec<u8>, keep_conn: bool) {
-    let body = BeginRequestBody { role: Role::Responder, flags: u8::from(keep_conn) };
-    record(out, RecordType::BeginRequest, 1, &body.encode());
+    record(out, BEGIN_REQUEST, &begin_body(RESPONDER, u8::from(keep_conn)));
 }
 
+/// The PARAMS stream of `pairs` in one record (as nginx sends it) and its terminator.
 fn params(out: &mut Vec<u8>, pairs: &[(&str, &str)]) {
-    let mut nv = Vec::new();
-    for (n, v) in pairs {
-        let at = nv.len();
-        nv.resize(at + encoded_len(n.as_bytes(), v.as_bytes()), 0);
-        encode_pair(n.as_bytes(), v.as_bytes(), &mut nv[at..]).unwrap();
-    }
-    record(out, RecordType::Params, 1, &nv);
-    record(out, RecordType::Params, 1, b"");
+    record(out, PARAMS, &encode_pairs(pairs));
+    record(out, PARAMS, b"");
 }
 
 /// One POST with a 1 MiB body in 32 KiB STDIN records.
@@ -81,9 +73,9 @@ fn upload_script() -> Vec<u8> {
     params(&mut out, &[("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "1048576")]);
     let chunk: Vec<u8> = (0..STDIN_RECORD).map(|i| i as u8).collect();
     for _ in 0..BODY / STDIN_RECORD {
-        record(&mut out, RecordType::Stdin, 1, &chunk);
+        record(&mut out, STDIN, &chunk);
     }
-    record(&mut out, RecordType::Stdin, 1, b"");
+    record(&mut out, STDIN, b"");
     out
 }
 
@@ -94,7 +86,7 @@ fn nginx_script(n: usize) -> (Vec<u8>, Vec<usize>) {
     for _ in 0..n {
         begin(&mut out, true);
         params(&mut out, NGINX_PARAMS);
-        record(&mut out, RecordType::Stdin, 1, b"");
+        record(&mut out, STDIN, b"");
         ends.push(out.len());
     }
     (out, ends)

@@ -79,9 +79,9 @@ fn check(share_waker: bool) {
     let e = start(share_waker);
     let mut c = Client::tcp(e.fcgi_addr);
     assert_eq!(c.get("/hello", "embedded"), "hello embedded");
-    c.send(&get_values(&["FCGI_MAX_CONNS"]));
-    let r = c.record().unwrap();
-    assert_eq!(parse_nv(&r.content), vec![("FCGI_MAX_CONNS".to_string(), "8".to_string())]);
+    c.send(&get_values_bytes(&["FCGI_MAX_CONNS"]));
+    let r = c.record();
+    assert_eq!(decode_pairs(&r.content), vec![("FCGI_MAX_CONNS".to_string(), "8".to_string())]);
 
     let mut own = std::net::TcpStream::connect(e.own_addr).unwrap();
     let mut hi = [0u8; 2];
@@ -94,12 +94,12 @@ fn check(share_waker: bool) {
         assert_eq!(m.get("/hello", "m"), "hello m");
     }
     let mut ninth = Client::tcp(e.fcgi_addr);
-    assert!(ninth.closed_without_reply());
+    assert!(ninth.closed_by_server());
     assert_eq!(e.stats.snapshot().refused_over_limit, 1);
     drop(more);
 
     e.stop.shutdown();
-    assert!(c.closed_without_reply(), "shutdown closes the idle connection");
+    assert!(c.closed_by_server(), "shutdown closes the idle connection");
     assert_eq!(e.thread.join().unwrap(), 1);
     assert_eq!(e.stats.snapshot().open_connections, 0);
 }

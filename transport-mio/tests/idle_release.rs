@@ -48,7 +48,7 @@ fn an_idle_engine_is_released_and_made_again() {
     for round in 0..3 {
         std::thread::sleep(3 * AFTER);
         let n = allocations(&ALLOCS, || {
-            c.send(&request(1, true, "/sink", "", &[9; 20_000]));
+            c.send(&request_bytes(1, true, "/sink", "", &[9; 20_000]));
             assert_eq!(c.reply(1).body_str(), format!("20000 {:016x}", fnv(&[9; 20_000])), "round {round}");
             assert_eq!(c.get("/hello", "again"), "hello again");
         });
@@ -58,7 +58,7 @@ fn an_idle_engine_is_released_and_made_again() {
     std::thread::sleep(3 * AFTER);
     let s = server.stop();
     assert_eq!((s.requests, s.closed_with_error), (2 + 3 * 2, 0));
-    assert!(c.record().is_none(), "closed by the shutdown");
+    assert!(c.closed_by_server(), "closed by the shutdown");
 }
 
 #[test]

@@ -7,20 +7,25 @@ use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use common::*;
 use ember_fcgi_mio::{BindError, Limits, Listen, Server, WebServerAddrs};
+use ember_fcgi_testkit::web::TempDir;
 
-/// Set in the environment of a child that serves its fd 0 (see `fd0_child`).
+/// Set in the environment of a child that serves its fd 0 (see `serve_fd0_if_child`).
 const CHILD_ENV: &str = "EMBER_MIO_FD0_CHILD";
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ember-mio-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// The test that runs this binary again as its child calls this first: in the child it
+/// serves the inherited fd 0 until killed and never returns; in the test it does nothing.
+/// (The child runs the same test, so no helper is registered as a test of its own.)
+fn serve_fd0_if_child() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        let server =
+            Server::bind(&Listen::Inherited, TestHandler, test_limits()).expect("fd 0 is a listener");
+        server.run().expect("run");
+        std::process::exit(0);
+    }
 }
 
 #[test]
@@ -39,8 +44,8 @@ fn tcp_ipv4_and_ipv6() {
 
 #[test]
 fn unix_socket_with_mode_replacing_a_stale_file() {
-    let dir = temp_dir("unix");
-    let path = dir.join("fcgi.sock");
+    let dir = TempDir::new("mio-unix");
+    let path = dir.path().join("fcgi.sock");
     // A stale socket file: bound, then its owner went away without removing it.
     drop(UnixListener::bind(&path).unwrap());
     assert!(path.exists());
@@ -62,7 +67,6 @@ fn unix_socket_with_mode_replacing_a_stale_file() {
     // 20 clients, plus the probe `bind` made to see the socket is live.
     assert_eq!((s.accepted, s.refused_not_allowed), (21, 0));
     assert!(!path.exists(), "the socket file is removed when the server stops");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -71,8 +75,8 @@ fn web_server_addrs_refuses_other_tcp_peers() {
     let server = Server::bind(&listen, TestHandler, test_limits()).unwrap();
     let server = Running::start(server.with_web_server_addrs(WebServerAddrs::parse("10.9.9.9")));
     let mut c = server.client();
-    c.send(&request(1, true, "/hello", "x", b""));
-    assert!(c.closed_without_reply());
+    c.send(&request_bytes(1, true, "/hello", "x", b""));
+    assert!(c.closed_by_server());
     let s = server.stop();
     assert_eq!((s.refused_not_allowed, s.accepted, s.requests), (1, 0, 0));
 
@@ -90,15 +94,21 @@ fn no_inherited_socket_is_a_clear_error() {
     }
 }
 
-/// Runs this test binary again as a FastCGI app whose fd 0 is `listener`.
+/// Runs this test binary again as a FastCGI app whose fd 0 is `listener` (the child runs
+/// `inherited_fd0_tcp_and_unix_with_env_allow_list`, which serves when `CHILD_ENV` is set).
 fn spawn_child(listener: OwnedFd, web_server_addrs: Option<&str>) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "fd0_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .env_remove("FCGI_WEB_SERVER_ADDRS")
-        .stdin(Stdio::from(listener))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "--exact",
+        "inherited_fd0_tcp_and_unix_with_env_allow_list",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, "1")
+    .env_remove("FCGI_WEB_SERVER_ADDRS")
+    .stdin(Stdio::from(listener))
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
     if let Some(list) = web_server_addrs {
         cmd.env("FCGI_WEB_SERVER_ADDRS", list);
     }
@@ -111,18 +121,9 @@ fn stop_child(mut child: Child) {
     let _ = child.wait();
 }
 
-/// Not a test by itself: the server side of `inherited_fd0`, run in a child process.
-#[test]
-fn fd0_child() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    let server = Server::bind(&Listen::Inherited, TestHandler, test_limits()).expect("fd 0 is a listener");
-    server.run().expect("run");
-}
-
 #[test]
 fn inherited_fd0_tcp_and_unix_with_env_allow_list() {
+    serve_fd0_if_child();
     // TCP, peer allowed by FCGI_WEB_SERVER_ADDRS.
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = tcp.local_addr().unwrap();
@@ -137,13 +138,13 @@ fn inherited_fd0_tcp_and_unix_with_env_allow_list() {
     let addr = tcp.local_addr().unwrap();
     let child = spawn_child(OwnedFd::from(tcp), Some("192.0.2.1"));
     let mut c = Client::tcp(addr);
-    c.send(&request(1, true, "/hello", "x", b""));
-    assert!(c.closed_without_reply());
+    c.send(&request_bytes(1, true, "/hello", "x", b""));
+    assert!(c.closed_by_server());
     stop_child(child);
 
     // A Unix listening socket as fd 0.
-    let dir = temp_dir("fd0");
-    let path = dir.join("inherited.sock");
+    let dir = TempDir::new("mio-fd0");
+    let path = dir.path().join("inherited.sock");
     let unix = UnixListener::bind(&path).unwrap();
     let child = spawn_child(OwnedFd::from(unix), None);
     let mut c = Client::unix(&path);
@@ -151,5 +152,4 @@ fn inherited_fd0_tcp_and_unix_with_env_allow_list() {
     assert_eq!(c.get("/hello", "again"), "hello again");
     drop(c);
     stop_child(child);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,9 +17,9 @@ fn keep_conn_sequence_and_close_without_keep_conn() {
         assert_eq!(c.get("/hello", &i.to_string()), format!("hello {i}"));
     }
     // The same id again, then a request without KEEP_CONN: the server closes after it.
-    c.send(&request(1, false, "/hello", "last", b""));
+    c.send(&request_bytes(1, false, "/hello", "last", b""));
     assert_eq!(c.reply(1).body_str(), "hello last");
-    assert!(c.closed_without_reply(), "no KEEP_CONN: the server closes");
+    assert!(c.closed_by_server(), "no KEEP_CONN: the server closes");
     server.wait_no_connections();
     let s = server.stop();
     assert_eq!(s.requests, 51);
@@ -33,7 +33,7 @@ fn many_concurrent_connections() {
     let mut clients: Vec<Client> = (0..200).map(|_| server.client()).collect();
     for round in 0..3 {
         for (i, c) in clients.iter_mut().enumerate() {
-            c.send(&request(1, true, "/hello", &format!("{round}-{i}"), b"some body"));
+            c.send(&request_bytes(1, true, "/hello", &format!("{round}-{i}"), b"some body"));
         }
         for (i, c) in clients.iter_mut().enumerate() {
             assert_eq!(c.reply(1).body_str(), format!("hello {round}-{i}"));
@@ -50,10 +50,10 @@ fn many_concurrent_connections() {
 fn get_values_reports_max_connections() {
     let server = tcp_server(Limits { max_connections: 77, ..test_limits() });
     let mut c = server.client();
-    c.send(&get_values(&["FCGI_MAX_CONNS", "FCGI_MPXS_CONNS", "NOT_A_VARIABLE"]));
-    let r = c.record().expect("reply");
+    c.send(&get_values_bytes(&["FCGI_MAX_CONNS", "FCGI_MPXS_CONNS", "NOT_A_VARIABLE"]));
+    let r = c.record();
     assert_eq!((r.kind, r.id), (GET_VALUES_RESULT, 0));
-    let values = parse_nv(&r.content);
+    let values = decode_pairs(&r.content);
     assert!(values.contains(&("FCGI_MAX_CONNS".into(), "77".into())), "{values:?}");
     assert!(values.contains(&("FCGI_MPXS_CONNS".into(), "0".into())), "{values:?}");
     assert_eq!(values.len(), 2);
@@ -64,10 +64,10 @@ fn get_values_reports_max_connections() {
 fn stderr_errors_and_unknown_paths() {
     let server = tcp_server(test_limits());
     let mut c = server.client();
-    c.send(&request(1, true, "/stderr", "", b""));
+    c.send(&request_bytes(1, true, "/stderr", "", b""));
     let r = c.reply(1);
     assert_eq!((r.stderr.as_slice(), r.body()), (&b"a warning"[..], &b"ok"[..]));
-    c.send(&request(1, true, "/fail", "", b""));
+    c.send(&request_bytes(1, true, "/fail", "", b""));
     let r = c.reply(1);
     assert!(r.stdout.starts_with(b"Status: 500"), "{:?}", r.body_str());
     assert_eq!(r.app_status, 1);
@@ -79,12 +79,12 @@ fn abort_request_mid_body() {
     let server = tcp_server(test_limits());
     let mut c = server.client();
     // The handler waits for the body; abort it halfway.
-    let mut msg = begin(1, true);
-    msg.extend(params(1, &[("SCRIPT_NAME", "/wait"), ("CONTENT_LENGTH", "100000")]));
+    let mut msg = begin_bytes(1, true);
+    msg.extend(params_bytes(1, &[("SCRIPT_NAME", "/wait"), ("CONTENT_LENGTH", "100000")]));
     push_record(&mut msg, STDIN, 1, &[7; 1000]);
     c.send(&msg);
     std::thread::sleep(Duration::from_millis(50));
-    c.send(&abort(1));
+    c.send(&abort_bytes(1));
     let r = c.reply(1);
     assert_eq!(r.protocol_status, 0, "END_REQUEST REQUEST_COMPLETE after an abort");
     // Stale stdin for the aborted id is ignored; the connection serves the next request.
@@ -105,8 +105,8 @@ fn client_disconnects_mid_request_and_mid_response() {
     // Mid-request: params sent, body cut short, then the client is gone.
     {
         let mut c = server.client();
-        let mut msg = begin(1, true);
-        msg.extend(params(1, &[("SCRIPT_NAME", "/sink"), ("CONTENT_LENGTH", "1000000")]));
+        let mut msg = begin_bytes(1, true);
+        msg.extend(params_bytes(1, &[("SCRIPT_NAME", "/sink"), ("CONTENT_LENGTH", "1000000")]));
         push_record(&mut msg, STDIN, 1, &[1; 5000]);
         c.send(&msg);
     }
@@ -114,16 +114,16 @@ fn client_disconnects_mid_request_and_mid_response() {
     // Mid-response: ask for 32 MiB, read a little, close with unread data (a reset).
     {
         let mut c = server.client();
-        c.send(&request(1, true, "/source", &(32 << 20).to_string(), b""));
+        c.send(&request_bytes(1, true, "/source", &(32 << 20).to_string(), b""));
         let mut buf = vec![0u8; 100_000];
-        c.sock.read_exact(&mut buf).unwrap();
+        c.stream.read_exact(&mut buf).unwrap();
     }
     server.wait_no_connections();
     // Mid-head: BEGIN and half a PARAMS record.
     {
         let mut c = server.client();
-        let mut msg = begin(1, true);
-        msg.extend_from_slice(&params(1, &[("SCRIPT_NAME", "/hello")])[..12]);
+        let mut msg = begin_bytes(1, true);
+        msg.extend_from_slice(&params_bytes(1, &[("SCRIPT_NAME", "/hello")])[..12]);
         c.send(&msg);
     }
     server.wait_no_connections();
@@ -142,8 +142,8 @@ fn large_bodies_both_ways() {
     let mut c = server.client();
     const SIZE: u64 = 64 << 20;
     // In: stream 64 MiB of stdin in full records; the handler hashes it.
-    let mut msg = begin(1, true);
-    msg.extend(params(1, &[("SCRIPT_NAME", "/sink"), ("CONTENT_LENGTH", &SIZE.to_string())]));
+    let mut msg = begin_bytes(1, true);
+    msg.extend(params_bytes(1, &[("SCRIPT_NAME", "/sink"), ("CONTENT_LENGTH", &SIZE.to_string())]));
     c.send(&msg);
     let mut fnv = Fnv::new();
     let mut chunk = vec![0u8; 65528];
@@ -151,7 +151,7 @@ fn large_bodies_both_ways() {
     let mut sent = 0u64;
     while sent < SIZE {
         let n = (SIZE - sent).min(chunk.len() as u64) as usize;
-        fill_pattern(&mut chunk[..n], sent);
+        pattern(sent, &mut chunk[..n]);
         fnv.update(&chunk[..n]);
         record.clear();
         push_record(&mut record, STDIN, 1, &chunk[..n]);
@@ -164,16 +164,16 @@ fn large_bodies_both_ways() {
     assert_eq!(c.reply(1).body_str(), format!("{SIZE} {:016x}", fnv.0));
 
     // Out: 64 MiB of stdout, checked byte for byte without keeping it.
-    c.send(&request(1, true, "/source", &SIZE.to_string(), b""));
+    c.send(&request_bytes(1, true, "/source", &SIZE.to_string(), b""));
     let mut got = 0u64;
     let mut head = Vec::new();
     let mut in_body = false;
     loop {
-        let r = c.record().expect("record");
+        let r = c.record();
         match r.kind {
             STDOUT if in_body => {
                 for (k, b) in r.content.iter().enumerate() {
-                    assert_eq!(*b, pattern(got + k as u64), "byte {}", got + k as u64);
+                    assert_eq!(*b, pattern_byte(got + k as u64), "byte {}", got + k as u64);
                 }
                 got += r.content.len() as u64;
             }
@@ -182,7 +182,7 @@ fn large_bodies_both_ways() {
                 if let Some(p) = head.windows(4).position(|w| w == b"\r\n\r\n") {
                     let body = head.split_off(p + 4);
                     for (k, b) in body.iter().enumerate() {
-                        assert_eq!(*b, pattern(k as u64));
+                        assert_eq!(*b, pattern_byte(k as u64));
                     }
                     got = body.len() as u64;
                     in_body = true;
@@ -204,8 +204,8 @@ fn over_the_connection_limit_is_closed_at_once() {
     assert_eq!(a.get("/hello", "a"), "hello a");
     assert_eq!(b.get("/hello", "b"), "hello b");
     let mut extra = server.client();
-    extra.send(&request(1, true, "/hello", "extra", b""));
-    assert!(extra.closed_without_reply(), "the third connection is closed");
+    extra.send(&request_bytes(1, true, "/hello", "extra", b""));
+    assert!(extra.closed_by_server(), "the third connection is closed");
     assert_eq!(a.get("/hello", "a2"), "hello a2");
     assert_eq!(b.get("/hello", "b2"), "hello b2");
     assert_eq!(server.snapshot().refused_over_limit, 1);
@@ -242,12 +242,12 @@ fn unknown_management_record_and_garbage() {
     let mut msg = Vec::new();
     push_record(&mut msg, 42, 0, b"");
     c.send(&msg);
-    let r = c.record().unwrap();
+    let r = c.record();
     assert_eq!((r.kind, r.content[0]), (11, 42));
     assert_eq!(c.get("/hello", "1"), "hello 1");
     // A protocol error (version 2) closes the connection; the server is fine.
-    c.sock.write_all(&[2, 1, 0, 1, 0, 8, 0, 0]).unwrap();
-    assert!(c.closed_without_reply());
+    c.stream.write_all(&[2, 1, 0, 1, 0, 8, 0, 0]).unwrap();
+    assert!(c.closed_by_server());
     server.wait_no_connections();
     assert_eq!(server.client().get("/hello", "2"), "hello 2");
     assert_eq!(server.snapshot().closed_with_error, 1);
@@ -258,11 +258,11 @@ fn stalled_peers_do_not_delay_others() {
     let server = tcp_server(test_limits());
     // A peer that asks for 64 MiB and reads nothing: its output blocks on a full socket.
     let mut stalled_reader = server.client();
-    stalled_reader.send(&request(1, true, "/source", &(64 << 20).to_string(), b""));
+    stalled_reader.send(&request_bytes(1, true, "/source", &(64 << 20).to_string(), b""));
     // A peer that starts a large body and stops sending.
     let mut stalled_writer = server.client();
-    let mut msg = begin(1, true);
-    msg.extend(params(1, &[("SCRIPT_NAME", "/sink"), ("CONTENT_LENGTH", "10000000")]));
+    let mut msg = begin_bytes(1, true);
+    msg.extend(params_bytes(1, &[("SCRIPT_NAME", "/sink"), ("CONTENT_LENGTH", "10000000")]));
     push_record(&mut msg, STDIN, 1, &[9; 60000]);
     stalled_writer.send(&msg);
     std::thread::sleep(Duration::from_millis(100));
@@ -273,7 +273,7 @@ fn stalled_peers_do_not_delay_others() {
     // The stalled reader starts reading: it gets everything.
     let mut got = 0u64;
     loop {
-        let r = stalled_reader.record().unwrap();
+        let r = stalled_reader.record();
         match r.kind {
             STDOUT => got += r.content.len() as u64,
             END_REQUEST => break,
@@ -327,7 +327,7 @@ fn handler_woken_from_another_thread() {
     let server = Running::start(Server::bind(&listen, CrossThread, test_limits()).unwrap());
     let mut clients: Vec<Client> = (0..10).map(|_| server.client()).collect();
     for c in &mut clients {
-        c.send(&request(1, true, "/", "", b""));
+        c.send(&request_bytes(1, true, "/", "", b""));
     }
     for c in &mut clients {
         assert_eq!(c.reply(1).body_str(), "woken");
@@ -347,13 +347,13 @@ fn multiplexed_requests_with_larger_buffers() {
     let server = Running { addr, stats, stop, thread: Some(thread) };
 
     let mut c = server.client();
-    c.send(&get_values(&["FCGI_MPXS_CONNS", "FCGI_MAX_REQS"]));
-    let values = parse_nv(&c.record().unwrap().content);
+    c.send(&get_values_bytes(&["FCGI_MPXS_CONNS", "FCGI_MAX_REQS"]));
+    let values = decode_pairs(&c.record().content);
     assert!(values.contains(&("FCGI_MPXS_CONNS".into(), "1".into())), "{values:?}");
     // Three requests interleaved record by record.
     let ids = [3u16, 7, 9];
     let reqs: Vec<Vec<u8>> =
-        ids.iter().map(|id| request(*id, true, "/hello", &id.to_string(), b"")).collect();
+        ids.iter().map(|id| request_bytes(*id, true, "/hello", &id.to_string(), b"")).collect();
     let mut msg = Vec::new();
     for r in &reqs {
         msg.extend_from_slice(&r[..16]); // BEGIN
@@ -365,7 +365,7 @@ fn multiplexed_requests_with_larger_buffers() {
     let mut bodies = std::collections::BTreeMap::<u16, Vec<u8>>::new();
     let mut ended = 0;
     while ended < 3 {
-        let r = c.record().unwrap();
+        let r = c.record();
         match r.kind {
             STDOUT => bodies.entry(r.id).or_default().extend_from_slice(&r.content),
             END_REQUEST => ended += 1,

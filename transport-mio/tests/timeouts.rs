@@ -21,8 +21,8 @@ fn short(idle_ms: u64, head_ms: u64, shutdown_ms: u64) -> Limits {
 
 /// BEGIN and PARAMS of a `/wait` request whose body is still to come.
 fn waiting_request(body_len: usize) -> Vec<u8> {
-    let mut msg = begin(1, true);
-    msg.extend(params(1, &[("SCRIPT_NAME", "/wait"), ("CONTENT_LENGTH", &body_len.to_string())]));
+    let mut msg = begin_bytes(1, true);
+    msg.extend(params_bytes(1, &[("SCRIPT_NAME", "/wait"), ("CONTENT_LENGTH", &body_len.to_string())]));
     msg
 }
 
@@ -42,17 +42,17 @@ fn idle_connection_is_closed_busy_one_is_not() {
     // Idle: one request, then nothing.
     let mut idle = server.client();
     assert_eq!(idle.get("/hello", "1"), "hello 1");
-    assert!(idle.closed_without_reply(), "idle connection closed");
+    assert!(idle.closed_by_server(), "idle connection closed");
     assert_eq!(server.snapshot().timed_out_idle, 1);
     std::thread::sleep(Duration::from_millis(300));
     busy.send(&body(10));
     assert_eq!(busy.reply(1).body_str(), "done 10");
     // Now idle too: it goes after the timeout.
-    assert!(busy.closed_without_reply());
+    assert!(busy.closed_by_server());
     server.wait_no_connections();
     // A never-used connection is idle from the start.
     let mut silent = server.client();
-    assert!(silent.closed_without_reply());
+    assert!(silent.closed_by_server());
     server.wait_no_connections();
     let s = server.stop();
     assert_eq!((s.timed_out_idle, s.timed_out_head, s.closed_with_error), (3, 0, 0));
@@ -63,10 +63,10 @@ fn idle_connection_is_closed_busy_one_is_not() {
 fn slow_head_is_cut_off() {
     let server = tcp_server(short(10_000, 300, 5_000));
     let mut slow = server.client();
-    let mut msg = begin(1, true);
-    msg.extend_from_slice(&params(1, &[("SCRIPT_NAME", "/hello"), ("QUERY_STRING", "x")])[..20]);
+    let mut msg = begin_bytes(1, true);
+    msg.extend_from_slice(&params_bytes(1, &[("SCRIPT_NAME", "/hello"), ("QUERY_STRING", "x")])[..20]);
     slow.send(&msg);
-    assert!(slow.closed_without_reply(), "slowloris closed");
+    assert!(slow.closed_by_server(), "slowloris closed");
     server.wait_no_connections();
     assert_eq!(server.snapshot().timed_out_head, 1);
     // The head timeout does not cover the body: a slow body is fine.
@@ -93,7 +93,7 @@ fn shutdown_lets_the_request_in_flight_finish() {
     wait_until("the request runs", || server.snapshot().requests == 2);
 
     server.stop.shutdown();
-    assert!(idle.closed_without_reply(), "idle connections close at once");
+    assert!(idle.closed_by_server(), "idle connections close at once");
     wait_until("the listener is closed", || TcpStream::connect(addr).is_err());
     let thread = server.thread.take().unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -101,7 +101,7 @@ fn shutdown_lets_the_request_in_flight_finish() {
 
     busy.send(&body(1000));
     assert_eq!(busy.reply(1).body_str(), "done 1000");
-    assert!(busy.closed_without_reply(), "closed once the request is done");
+    assert!(busy.closed_by_server(), "closed once the request is done");
     thread.join().unwrap().expect("run returns Ok");
     let s = server.snapshot();
     assert_eq!((s.open_connections, s.closed_by_shutdown, s.requests_aborted), (0, 0, 0));
@@ -115,7 +115,7 @@ fn shutdown_timeout_closes_what_is_left() {
     wait_until("the request runs", || server.snapshot().requests == 1);
     let s = server.stop();
     assert_eq!((s.closed_by_shutdown, s.open_connections), (1, 0));
-    assert!(stuck.closed_without_reply());
+    assert!(stuck.closed_by_server());
 }
 
 #[test]
@@ -133,11 +133,11 @@ fn close_lingers_discarding_input_then_closes() {
     let server =
         tcp_server(Limits { close_linger: Duration::from_millis(1000), ..short(10_000, 10_000, 5_000) });
     let mut c = server.client();
-    c.send(&request(1, false, "/hello", "bye", b""));
+    c.send(&request_bytes(1, false, "/hello", "bye", b""));
     assert_eq!(c.reply(1).body_str(), "hello bye");
     // No KEEP_CONN: the server shut down its write side (EOF here) but still reads and
     // discards what the peer sends, so the peer sees no reset.
-    assert!(c.closed_without_reply());
+    assert!(c.closed_by_server());
     c.send(&[0u8; 10_000]);
     assert_eq!(server.snapshot().open_connections, 1, "lingering");
     // The peer never closes: the linger time ends it.

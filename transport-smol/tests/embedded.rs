@@ -87,3 +87,34 @@ fn serve_in_block_on_with_the_test_app() {
     thread.join().expect("thread").expect("serve returns Ok");
     assert_eq!(stats.snapshot().open_connections, 0);
 }
+
+/// The testkit's async client and the server as two tasks of one thread's executor: no
+/// thread pool, no blocking call.
+#[test]
+fn async_client_on_the_servers_executor() {
+    let app = TestApp::default();
+    let server = Server::bind(&"127.0.0.1:0".parse().unwrap(), app, test_limits()).expect("bind");
+    let addr = server.local_addr().expect("tcp");
+    let stop = server.shutdown_handle();
+    let stats = server.stats();
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let fastcgi = ex.spawn(server.serve());
+        let stream = smol::Async::<std::net::TcpStream>::connect(addr).await.expect("connect");
+        let mut c = ember_fcgi_testkit::async_client::AsyncClient::new(stream);
+        for i in 0..20 {
+            let body = vec![i as u8; 50_000];
+            assert!(c.request(true, "/echo", "", &body).await.body() == body.as_slice());
+        }
+        let last = c.request(false, "/hello", "", b"").await;
+        assert_eq!(last.body(), b"Hello, World!\n");
+        assert!(
+            c.try_record().await.expect("clean close").is_none(),
+            "closed after a request without KEEP_CONN"
+        );
+        stop.shutdown();
+        fastcgi.await.expect("serve returns Ok");
+    }));
+    let s = stats.snapshot();
+    assert_eq!((s.accepted, s.requests, s.open_connections), (1, 21, 0));
+}

@@ -16,7 +16,7 @@ fn abort_request_mid_body() {
     let mut c = Client::tcp(server.addr());
     let mut out = Vec::new();
     push_begin(&mut out, 1, true);
-    push_stream(&mut out, PARAMS, 1, &params("/wait-abort", "", 1000));
+    push_stream(&mut out, PARAMS, 1, &params_for("/wait-abort", "", "1000"));
     push_record(&mut out, PARAMS, 1, b"");
     push_record(&mut out, STDIN, 1, &[7; 10]);
     c.send(&out);
@@ -43,7 +43,7 @@ fn client_disconnects_mid_request() {
     let mut c = Client::tcp(server.addr());
     let mut out = Vec::new();
     push_begin(&mut out, 1, true);
-    push_record(&mut out, PARAMS, 1, &params("/hello", "", 0)[..10]);
+    push_record(&mut out, PARAMS, 1, &params_for("/hello", "", "")[..10]);
     c.send(&out);
     drop(c);
     server.wait_idle();
@@ -51,7 +51,7 @@ fn client_disconnects_mid_request() {
     let mut c = Client::tcp(server.addr());
     let mut out = Vec::new();
     push_begin(&mut out, 1, true);
-    push_stream(&mut out, PARAMS, 1, &params("/wait-abort", "", 1000));
+    push_stream(&mut out, PARAMS, 1, &params_for("/wait-abort", "", "1000"));
     push_record(&mut out, PARAMS, 1, b"");
     push_record(&mut out, STDIN, 1, &[1; 100]);
     c.send(&out);
@@ -124,7 +124,7 @@ fn head_timeout_closes_slow_heads_only() {
     let mut c = Client::tcp(server.addr());
     let mut out = Vec::new();
     push_begin(&mut out, 1, true);
-    push_record(&mut out, PARAMS, 1, &params("/hello", "", 0));
+    push_record(&mut out, PARAMS, 1, &params_for("/hello", "", ""));
     c.send(&out);
     assert!(c.closed_by_server());
     let s = server.wait_idle();
@@ -133,7 +133,7 @@ fn head_timeout_closes_slow_heads_only() {
     let mut c = Client::tcp(server.addr());
     let mut out = Vec::new();
     push_begin(&mut out, 1, true);
-    push_stream(&mut out, PARAMS, 1, &params("/upload", "", 4));
+    push_stream(&mut out, PARAMS, 1, &params_for("/upload", "", "4"));
     push_record(&mut out, PARAMS, 1, b"");
     c.send(&out);
     std::thread::sleep(Duration::from_millis(600));

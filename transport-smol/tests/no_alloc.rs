@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use ember_fcgi_core::prelude::*;
 use ember_fcgi_smol::{Limits, Listen, Server};
+use ember_fcgi_testkit::RequestSpec;
 
 struct Counting;
 
@@ -58,23 +59,9 @@ impl Handler for Small {
 
 /// One request with KEEP_CONN and an 11-byte body, prebuilt.
 fn request() -> Vec<u8> {
-    let mut params = Vec::new();
-    for (name, value) in [("SCRIPT_NAME", "/small"), ("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "11")] {
-        params.extend_from_slice(&[name.len() as u8, value.len() as u8]);
-        params.extend_from_slice(name.as_bytes());
-        params.extend_from_slice(value.as_bytes());
-    }
-    let mut out = Vec::new();
-    let mut record = |kind: u8, content: &[u8]| {
-        out.extend_from_slice(&[1, kind, 0, 1, 0, content.len() as u8, 0, 0]);
-        out.extend_from_slice(content);
-    };
-    record(1, &[0, 1, 1, 0, 0, 0, 0, 0]);
-    record(4, &params);
-    record(4, b"");
-    record(5, b"hello world");
-    record(5, b"");
-    out
+    let params: &[(&str, &str)] =
+        &[("SCRIPT_NAME", "/small"), ("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "11")];
+    RequestSpec { keep_conn: true, params, stdin: b"hello world", ..RequestSpec::default() }.encode()
 }
 
 /// Reads records into `buf` until END_REQUEST; returns the STDOUT bytes seen. No allocation.

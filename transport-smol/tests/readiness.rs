@@ -32,7 +32,8 @@ fn end_of_input_inside_a_body_aborts_the_request() {
     let server = Running::tcp(test_limits());
     let mut msg = Vec::new();
     push_begin(&mut msg, 1, true);
-    msg.extend(params("/upload", "", 100_000));
+    push_stream(&mut msg, PARAMS, 1, &params_for("/upload", "", "100000"));
+    push_record(&mut msg, PARAMS, 1, b"");
     push_record(&mut msg, STDIN, 1, &[7; 1000]);
     let mut c = send_and_half_close(&server, &msg);
     assert!(c.closed_by_server(), "an incomplete request gets nothing");

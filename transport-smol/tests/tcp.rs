@@ -3,15 +3,13 @@
 
 mod common;
 
-use std::net::TcpListener;
-
 use common::*;
 use ember_fcgi_smol::{Limits, Listen};
 
 #[test]
 fn ipv4_hello_and_keep_conn_sequence() {
     let server = Running::tcp(test_limits());
-    let reply = get(server.addr(), "/hello", "");
+    let reply = get_once(server.addr(), "/hello", "");
     assert_eq!((reply.status(), reply.app_status, reply.protocol_status), (200, 0, 0));
     assert_eq!(reply.body(), b"Hello, World!\n");
 
@@ -30,14 +28,10 @@ fn ipv4_hello_and_keep_conn_sequence() {
 
 #[test]
 fn ipv6_hello() {
-    let Ok(probe) = TcpListener::bind("[::1]:0") else {
-        eprintln!("skipped: no IPv6 loopback here");
-        return;
-    };
-    drop(probe);
+    ember_fcgi_testkit::tools::require_ipv6_loopback();
     let server = Running::bind(&Listen::Tcp("[::1]:0".parse().unwrap()), test_limits());
     assert!(server.addr().is_ipv6());
-    let reply = get(server.addr(), "/hello", "");
+    let reply = get_once(server.addr(), "/hello", "");
     assert_eq!(reply.body(), b"Hello, World!\n");
     server.wait_idle();
 }
@@ -164,7 +158,7 @@ fn other_requests_go_on_while_a_handler_awaits() {
     let first = waiting.record();
     assert_eq!(first.content, b"Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nstarted\n");
     for _ in 0..20 {
-        assert_eq!(get(server.addr(), "/hello", "").body(), b"Hello, World!\n");
+        assert_eq!(get_once(server.addr(), "/hello", "").body(), b"Hello, World!\n");
     }
     assert_eq!(server.app.state.finished(), 20, "the gated handler is still waiting");
     server.app.state.open_gate();

@@ -21,7 +21,7 @@ fn a_blocked_thread_does_not_stop_the_other() {
     // "started" arrives just before the handler blocks its thread in `thread::sleep`, so the
     // next connection can only be accepted and served by the other thread.
     assert_eq!(blocked.record().kind, STDOUT);
-    let other = get(server.addr(), "/thread", "");
+    let other = get_once(server.addr(), "/thread", "");
     let other_thread = other.body_str();
     let rest = blocked.reply(1);
     let blocked_thread =

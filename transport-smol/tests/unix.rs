@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use common::*;
@@ -21,6 +22,8 @@ fn unix_socket_serves_and_is_removed_after() {
         .expect("bind")
         .with_web_server_addrs(WebServerAddrs::parse("10.9.9.9"));
     assert_eq!(server.local_addr(), None);
+    let mode = std::fs::metadata(&path).expect("the socket file exists once bound").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the socket file has the mode asked for");
     let server = Running::start(server, app, 0);
 
     let mut c = Client::unix(&path);

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ember_fcgi_bench::net::{Addr, Listener, Stream};
-use ember_fcgi_bench::proto::{
-    self, BEGIN_REQUEST, Decoder, END_REQUEST, Event, FLAG_KEEP_CONN, STDIN, STDOUT,
-};
+use ember_fcgi_testkit::decode::{Decoder, Event};
+use ember_fcgi_testkit::{self as proto, BEGIN_REQUEST, END_REQUEST, KEEP_CONN, STDIN, STDOUT};
 use mio::{Events, Interest, Poll, Token};
 
 const USAGE: &str = "usage: fcgi-baseline --listen HOST:PORT|[V6]:PORT|unix:PATH";
@@ -22,7 +21,7 @@ fn response(id: u16) -> Vec<u8> {
     let mut v = Vec::new();
     proto::push_record(&mut v, STDOUT, id, BODY);
     proto::push_record(&mut v, STDOUT, id, &[]);
-    proto::push_record(&mut v, END_REQUEST, id, &proto::end_request_body(0, proto::REQUEST_COMPLETE));
+    proto::push_record(&mut v, END_REQUEST, id, &proto::end_body(0, proto::REQUEST_COMPLETE));
     v
 }
 
@@ -57,7 +56,7 @@ impl Conn {
                         } else {
                             self.send(&response(self.request_id))?;
                         }
-                        if self.begin[2] & FLAG_KEEP_CONN == 0 {
+                        if self.begin[2] & KEEP_CONN == 0 {
                             self.closing = true;
                             return Ok(());
                         }

@@ -12,8 +12,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use ember_fcgi_bench::load::request::{Request, params};
-use ember_fcgi_bench::proto::{BEGIN_REQUEST, FLAG_KEEP_CONN, PARAMS, ROLE_RESPONDER};
-use ember_fcgi_bench::proto::{begin_request_body, push_name_value, push_record};
+use ember_fcgi_testkit::nv::push_nv;
+use ember_fcgi_testkit::wire::{PARAMS, begin_bytes, push_record};
 
 const USAGE: &str =
     "usage: fcgi-idle --connect HOST:PORT --connections N --pid SERVER_PID [--warm | --mid-head BYTES] [--hold SECS]";
@@ -145,13 +145,12 @@ fn ends_with_end_request(mut bytes: &[u8]) -> bool {
 /// BEGIN_REQUEST and one PARAMS record (the usual params and a `cookie`-byte cookie),
 /// without the empty PARAMS record that would end the head.
 fn partial_head(cookie: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    push_record(&mut out, BEGIN_REQUEST, 1, &begin_request_body(ROLE_RESPONDER, FLAG_KEEP_CONN));
+    let mut out = begin_bytes(1, true);
     let mut pairs = Vec::new();
     for (name, value) in params(25, 0) {
-        push_name_value(&mut pairs, name.as_bytes(), value.as_bytes());
+        push_nv(&mut pairs, name.as_bytes(), value.as_bytes());
     }
-    push_name_value(&mut pairs, b"HTTP_COOKIE", &vec![b'c'; cookie]);
+    push_nv(&mut pairs, b"HTTP_COOKIE", &vec![b'c'; cookie]);
     push_record(&mut out, PARAMS, 1, &pairs);
     out
 }

@@ -1,6 +1,7 @@
 //! Incremental validation of one FastCGI response, fed with decoder events.
 
-use crate::proto::{END_REQUEST, Event, REQUEST_COMPLETE, STDERR, STDOUT, VERSION_1};
+use ember_fcgi_testkit::decode::Event;
+use ember_fcgi_testkit::{END_REQUEST, REQUEST_COMPLETE, STDERR, STDOUT, VERSION_1};
 
 use super::request::REQUEST_ID;
 
@@ -99,7 +100,8 @@ fn head_end(s: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{Decoder, end_request_body, push_record};
+    use ember_fcgi_testkit::decode::Decoder;
+    use ember_fcgi_testkit::{end_body, push_record};
 
     fn check(bytes: &[u8], prefix: Option<&[u8]>) -> Result<bool, &'static str> {
         let mut c = Check::new();
@@ -120,7 +122,7 @@ mod tests {
         }
         push_record(&mut v, STDERR, 1, b"ignored");
         push_record(&mut v, STDOUT, 1, b"");
-        push_record(&mut v, END_REQUEST, 1, &end_request_body(0, status));
+        push_record(&mut v, END_REQUEST, 1, &end_body(0, status));
         v
     }
 
@@ -141,7 +143,7 @@ mod tests {
         assert_eq!(check(&response(&[b"no head"], 0), None), Err("no CGI head in STDOUT"));
         assert_eq!(check(&response(&[b"A: b\n\n"], 1), None), Err("protocolStatus is not REQUEST_COMPLETE"));
         let mut v = Vec::new();
-        push_record(&mut v, END_REQUEST, 1, &end_request_body(0, 0));
+        push_record(&mut v, END_REQUEST, 1, &end_body(0, 0));
         assert_eq!(check(&v, None), Err("END_REQUEST before empty STDOUT"));
         let mut v = Vec::new();
         push_record(&mut v, STDOUT, 2, b"x");

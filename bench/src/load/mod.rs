@@ -12,9 +12,9 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::hist::Histogram;
 use crate::net::Stream;
-use crate::proto::Decoder;
 use args::Config;
 use check::Check;
+use ember_fcgi_testkit::decode::Decoder;
 use request::Request;
 
 /// Read buffer shared by all connections (the decoder keeps no references into it).

@@ -4,7 +4,7 @@
 
 use std::io::IoSlice;
 
-use crate::proto::{self, BEGIN_REQUEST, FLAG_KEEP_CONN, PARAMS, ROLE_RESPONDER, STDIN};
+use ember_fcgi_testkit::{self as proto, BEGIN_REQUEST, KEEP_CONN, PARAMS, RESPONDER, STDIN};
 
 /// STDIN content per record, as nginx sends it.
 pub const STDIN_CHUNK: usize = 32768;
@@ -60,17 +60,12 @@ impl Request {
     /// Encode BEGIN_REQUEST, one PARAMS record (split only past 64 KiB), empty PARAMS,
     /// the body in 32 KiB STDIN records and the empty STDIN record.
     pub fn build(keep_conn: bool, n_params: usize, body: u64) -> Request {
-        let flags = if keep_conn { FLAG_KEEP_CONN } else { 0 };
+        let flags = if keep_conn { KEEP_CONN } else { 0 };
         let mut head = Vec::new();
-        proto::push_record(
-            &mut head,
-            BEGIN_REQUEST,
-            REQUEST_ID,
-            &proto::begin_request_body(ROLE_RESPONDER, flags),
-        );
+        proto::push_record(&mut head, BEGIN_REQUEST, REQUEST_ID, &proto::begin_body(RESPONDER, flags));
         let mut nv = Vec::new();
         for (k, v) in params(n_params, body) {
-            proto::push_name_value(&mut nv, k.as_bytes(), v.as_bytes());
+            proto::nv::push_nv(&mut nv, k.as_bytes(), v.as_bytes());
         }
         for part in nv.chunks(proto::MAX_CONTENT & !7) {
             proto::push_record(&mut head, PARAMS, REQUEST_ID, part);
@@ -131,7 +126,7 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{Decoder, Event};
+    use ember_fcgi_testkit::decode::{Decoder, Event};
 
     /// Concatenate what `fill` yields from `pos`, walking like a writer would.
     fn flatten(r: &Request, step: u64) -> Vec<u8> {

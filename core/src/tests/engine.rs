@@ -5,7 +5,6 @@ use std::vec::Vec;
 
 use super::client::*;
 use super::handlers::*;
-use crate::wire::body::Role;
 use crate::{Buffers, Config, ConnectionError, DefaultBuffers, ProtocolError, Roles};
 
 const NGINX_PARAMS: &[(&[u8], &[u8])] = &[
@@ -46,6 +45,43 @@ fn hello_byte_for_byte() {
     let (out, result) = run(&Hello, &request(1, false, NGINX_PARAMS, b""));
     assert!(result.is_ok());
     assert_eq!(out, hello_response(1));
+}
+
+/// Input and output written out byte by byte from the spec (section 3.3 headers, 3.4
+/// name-value pairs, 4.1 GET_VALUES, 5.1 BEGIN_REQUEST, 5.5 END_REQUEST): no encoder of
+/// this crate or of the testkit is involved.
+#[test]
+fn literal_bytes_in_and_out() {
+    #[rustfmt::skip]
+    let script: &[u8] = &[
+        // GET_VALUES {FCGI_MPXS_CONNS: ""}, padded by 7.
+        1, 9, 0, 0, 0, 17, 7, 0, 15, 0, b'F', b'C', b'G', b'I', b'_', b'M', b'P', b'X', b'S', b'_',
+        b'C', b'O', b'N', b'N', b'S', 0, 0, 0, 0, 0, 0, 0,
+        // BEGIN_REQUEST id 0x0102, role 0x0009 (unknown), keep-conn.
+        1, 1, 1, 2, 0, 8, 0, 0, 0, 9, 1, 0, 0, 0, 0, 0,
+        // BEGIN_REQUEST id 1, Responder, no keep-conn; PARAMS {A: "1"} with both lengths
+        // in the 4-byte form; the empty PARAMS; the empty STDIN.
+        1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+        1, 4, 0, 1, 0, 10, 6, 0, 0x80, 0, 0, 1, 0x80, 0, 0, 1, b'A', b'1', 0, 0, 0, 0, 0, 0,
+        1, 4, 0, 1, 0, 0, 0, 0,
+        1, 5, 0, 1, 0, 0, 0, 0,
+    ];
+    let (out, result) = run(&Hello, script);
+    assert!(result.is_ok());
+    let mut expected: Vec<u8> = vec![
+        // GET_VALUES_RESULT {FCGI_MPXS_CONNS: "0"}, no padding.
+        1, 10, 0, 0, 0, 18, 0, 0, 15, 1, b'F', b'C', b'G', b'I', b'_', b'M', b'P', b'X', b'S', b'_', b'C',
+        b'O', b'N', b'N', b'S', b'0', // END_REQUEST id 0x0102: app status 0, UNKNOWN_ROLE.
+        1, 3, 1, 2, 0, 8, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0,
+    ];
+    let stdout_len = u8::try_from(HELLO_STDOUT.len()).expect("short hello");
+    expected.extend_from_slice(&[1, 6, 0, 1, 0, stdout_len, 0, 0]);
+    expected.extend_from_slice(HELLO_STDOUT);
+    expected.extend_from_slice(&[
+        1, 6, 0, 1, 0, 0, 0, 0, // the empty STDOUT
+        1, 3, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // END_REQUEST: 0, REQUEST_COMPLETE
+    ]);
+    assert_eq!(out, expected);
 }
 
 #[test]
@@ -116,8 +152,7 @@ fn echo_params_in_order_and_body() {
 
 #[test]
 fn padding_on_every_record_type_is_skipped() {
-    let mut script =
-        record(1, 1, &crate::wire::BeginRequestBody { role: Role::Responder, flags: 0 }.encode(), 255);
+    let mut script = record(1, 1, &ember_fcgi_testkit::wire::begin_body(RESPONDER, 0), 255);
     script.extend(record(9, 0, &nv(&[(b"FCGI_MPXS_CONNS", b"")]), 3));
     script.extend(record(4, 1, &nv(&[(b"A", b"1")]), 7));
     script.extend(record(4, 1, b"", 255));
@@ -126,14 +161,14 @@ fn padding_on_every_record_type_is_skipped() {
     let (out, result) = run(&Echo, &script);
     assert!(result.is_ok());
     let recs = parse(&out);
-    assert_eq!(recs[0], Rec { ty: 10, id: 0, content: nv(&[(b"FCGI_MPXS_CONNS", b"0")]) });
+    assert_eq!(recs[0], Record { kind: 10, id: 0, content: nv(&[(b"FCGI_MPXS_CONNS", b"0")]) });
     assert!(stream(&recs, 6, 1).ends_with(b"A=1\nSTDIN-LENGTH=3\nabc"));
 }
 
 #[test]
 fn max_content_and_padding_accepted() {
     let body = pattern(65535);
-    let mut script = begin(1, Role::Responder, false);
+    let mut script = begin(1, RESPONDER, false);
     script.extend(record(4, 1, b"", 0));
     script.extend(record(5, 1, &body, 255));
     script.extend(record(5, 1, b"", 0));
@@ -163,7 +198,7 @@ fn get_values_answered_before_between_and_after() {
         0,
     );
     let mut script = query.clone();
-    let mut req = begin(1, Role::Responder, true);
+    let mut req = begin(1, RESPONDER, true);
     req.extend(record(4, 1, &nv(&[(b"A", b"1")]), 0));
     req.extend(record(4, 1, b"", 0));
     req.extend(record(5, 1, b"ab", 0));
@@ -175,10 +210,10 @@ fn get_values_answered_before_between_and_after() {
     script.extend(record(9, 0, b"", 0));
     let (out, _) = run(&Echo, &script);
     let recs = parse(&out);
-    let results: Vec<&Rec> = recs.iter().filter(|r| r.ty == 10).collect();
+    let results: Vec<&Record> = recs.iter().filter(|r| r.kind == 10).collect();
     assert_eq!(results.len(), 4);
     for r in &results[..3] {
-        assert_eq!(record(r.ty, r.id, &r.content, 0), expected);
+        assert_eq!(record(r.kind, r.id, &r.content, 0), expected);
     }
     assert!(results[3].content.is_empty(), "empty query, empty result");
     assert!(stream(&recs, 6, 1).ends_with(b"STDIN-LENGTH=4\nabcd"));
@@ -219,11 +254,11 @@ fn types_the_server_never_sends_are_ignored() {
 
 #[test]
 fn unknown_role_rejected_and_connection_kept() {
-    let mut script = begin(1, Role::Other(0), true);
+    let mut script = begin(1, 0, true);
     script.extend(record(4, 1, &nv(&[(b"A", b"1")]), 0));
     script.extend(record(5, 1, b"", 0));
-    script.extend(begin(2, Role::Filter, true));
-    script.extend(begin(3, Role::Other(0xffff), true));
+    script.extend(begin(2, FILTER, true));
+    script.extend(begin(3, 0xffff, true));
     script.extend(request(1, false, &[], b""));
     let (out, result) = run(&Hello, &script);
     assert!(result.is_ok());
@@ -237,7 +272,7 @@ fn unknown_role_rejected_and_connection_kept() {
 
 #[test]
 fn unknown_role_without_keep_conn_closes() {
-    let script = begin(1, Role::Authorizer, false);
+    let script = begin(1, ember_fcgi_testkit::AUTHORIZER, false);
     let next = request(2, false, &[], b"");
     let (out, result) = run_each(&Hello, &[&script, &next]);
     assert!(result.is_ok());
@@ -246,9 +281,9 @@ fn unknown_role_without_keep_conn_closes() {
 
 #[test]
 fn second_request_without_multiplexing_gets_cant_mpx_conn() {
-    let mut script = begin(1, Role::Responder, true);
+    let mut script = begin(1, RESPONDER, true);
     script.extend(record(4, 1, &nv(&[(b"A", b"1")]), 0));
-    script.extend(begin(2, Role::Responder, true));
+    script.extend(begin(2, RESPONDER, true));
     script.extend(record(4, 2, b"", 0));
     script.extend(record(5, 2, b"zz", 0));
     script.extend(record(4, 1, b"", 0));
@@ -256,7 +291,7 @@ fn second_request_without_multiplexing_gets_cant_mpx_conn() {
     script.extend(record(5, 1, b"", 0));
     let (out, _) = run(&Echo, &script);
     let recs = parse(&out);
-    assert_eq!(recs[0], Rec { ty: 3, id: 2, content: vec![0, 0, 0, 0, 1, 0, 0, 0] });
+    assert_eq!(recs[0], Record { kind: 3, id: 2, content: vec![0, 0, 0, 0, 1, 0, 0, 0] });
     assert!(stream(&recs, 6, 1).ends_with(b"STDIN-LENGTH=2\nok"));
     assert_eq!(ends(&recs), vec![(2, 0, 1), (1, 0, 0)]);
 }
@@ -265,10 +300,10 @@ fn second_request_without_multiplexing_gets_cant_mpx_conn() {
 fn multiplexed_requests_interleave_and_overload_is_reported() {
     let mut script = Vec::new();
     for id in [5u16, 6] {
-        script.extend(begin(id, Role::Responder, true));
+        script.extend(begin(id, RESPONDER, true));
         script.extend(record(4, id, &nv(&[(b"ID", std::format!("{id}").as_bytes())]), 0));
     }
-    script.extend(begin(7, Role::Responder, true));
+    script.extend(begin(7, RESPONDER, true));
     script.extend(record(4, 6, b"", 0));
     script.extend(record(4, 5, b"", 0));
     script.extend(record(5, 6, b"six", 0));
@@ -279,7 +314,7 @@ fn multiplexed_requests_interleave_and_overload_is_reported() {
         run_with::<Buffers<64, 256, 256, 2>, _>(&Echo, &Config::default(), &script, usize::MAX);
     assert!(result.is_ok());
     let recs = parse(&out);
-    assert_eq!(recs[0], Rec { ty: 3, id: 7, content: vec![0, 0, 0, 0, 2, 0, 0, 0] });
+    assert_eq!(recs[0], Record { kind: 3, id: 7, content: vec![0, 0, 0, 0, 2, 0, 0, 0] });
     assert!(stream(&recs, 6, 5).ends_with(b"ID=5\nSTDIN-LENGTH=4\nfive"));
     assert!(stream(&recs, 6, 6).ends_with(b"ID=6\nSTDIN-LENGTH=3\nsix"));
     let mut e = ends(&recs);
@@ -317,25 +352,25 @@ fn protocol_errors_close_the_connection() {
     let cases: Vec<(Vec<u8>, ProtocolError)> = vec![
         (
             {
-                let mut b = begin(1, Role::Responder, true);
+                let mut b = begin(1, RESPONDER, true);
                 b[0] = 2;
                 b
             },
             ProtocolError::UnsupportedVersion(2),
         ),
         (record(1, 1, &[0, 1, 0, 0, 0, 0, 0], 0), ProtocolError::BeginBodyLength(7)),
-        (begin(0, Role::Responder, true), ProtocolError::BeginWithManagementId),
+        (begin(0, RESPONDER, true), ProtocolError::BeginWithManagementId),
         (
             {
-                let mut b = begin(3, Role::Responder, true);
-                b.extend(begin(3, Role::Responder, true));
+                let mut b = begin(3, RESPONDER, true);
+                b.extend(begin(3, RESPONDER, true));
                 b
             },
             ProtocolError::DuplicateBegin(3),
         ),
         (
             {
-                let mut b = begin(3, Role::Responder, true);
+                let mut b = begin(3, RESPONDER, true);
                 b.extend(record(5, 3, b"early", 0));
                 b
             },
@@ -343,7 +378,7 @@ fn protocol_errors_close_the_connection() {
         ),
         (
             {
-                let mut b = begin(3, Role::Responder, true);
+                let mut b = begin(3, RESPONDER, true);
                 b.extend(record(4, 3, &[5, 1, b'a'], 0));
                 b.extend(record(4, 3, b"", 0));
                 b
@@ -398,7 +433,7 @@ fn large_output_is_cut_into_records() {
         let recs = parse(&out);
         assert!(recs.iter().all(|r| r.content.len() <= 65535));
         assert_eq!(stream(&recs, 6, 1), pattern(n));
-        let last_two: Vec<u8> = recs[recs.len() - 2..].iter().map(|r| r.ty).collect();
+        let last_two: Vec<u8> = recs[recs.len() - 2..].iter().map(|r| r.kind).collect();
         assert_eq!(last_two, [6, 3]);
         assert!(recs[recs.len() - 2].content.is_empty());
     }
@@ -456,7 +491,7 @@ fn handler_error_before_output_becomes_500() {
 
 #[test]
 fn filter_role_reads_stdin_then_data() {
-    let mut script = begin(1, Role::Filter, false);
+    let mut script = begin(1, FILTER, false);
     script.extend(record(4, 1, &nv(&[(b"FCGI_DATA_LENGTH", b"4")]), 0));
     script.extend(record(4, 1, b"", 0));
     script.extend(record(5, 1, b"in", 0));
@@ -472,7 +507,7 @@ fn filter_role_reads_stdin_then_data() {
 
 #[test]
 fn abort_before_handler_ends_request_without_running_it() {
-    let mut script = begin(1, Role::Responder, true);
+    let mut script = begin(1, RESPONDER, true);
     script.extend(record(4, 1, &nv(&[(b"A", b"1")]), 0));
     script.extend(record(2, 1, b"", 0));
     script.extend(record(4, 1, b"", 0));
@@ -487,7 +522,7 @@ fn abort_before_handler_ends_request_without_running_it() {
 
 #[test]
 fn abort_during_stdin_is_seen_by_the_handler() {
-    let mut script = begin(1, Role::Responder, true);
+    let mut script = begin(1, RESPONDER, true);
     script.extend(record(4, 1, b"", 0));
     script.extend(record(5, 1, b"part", 0));
     script.extend(record(2, 1, b"", 0));
@@ -501,7 +536,7 @@ fn abort_during_stdin_is_seen_by_the_handler() {
 
 #[test]
 fn peer_eof_mid_request_sends_nothing() {
-    let mut script = begin(1, Role::Responder, true);
+    let mut script = begin(1, RESPONDER, true);
     script.extend(record(4, 1, b"", 0));
     script.extend(record(5, 1, b"part", 0));
     let (out, result) = run(&Echo, &script);
@@ -540,7 +575,7 @@ fn run_watched<B: crate::ConnectionBuffers + Default, H: crate::Handler + Send +
 fn data_for_a_responder_is_skipped_not_waited_for() {
     // Found by the property tests: DATA content for a Responder waited for a handler
     // read that never comes (only a Filter reads DATA), so the blocking driver spun forever.
-    let mut script = begin(1, Role::Responder, false);
+    let mut script = begin(1, RESPONDER, false);
     script.extend(record(4, 1, b"", 0));
     script.extend(record(8, 1, b"data", 0));
     script.extend(record(8, 1, b"", 0));
@@ -557,7 +592,7 @@ fn data_for_a_responder_is_skipped_not_waited_for() {
 fn filter_data_before_stdin_ended_is_a_protocol_error() {
     // The same deadlock for a Filter: its handler reads STDIN to the end before DATA, so
     // DATA content ahead of the STDIN end could never be read.
-    let mut script = begin(1, Role::Filter, false);
+    let mut script = begin(1, FILTER, false);
     script.extend(record(4, 1, b"", 0));
     script.extend(record(5, 1, b"in", 0));
     script.extend(record(8, 1, b"da", 0));
@@ -684,19 +719,6 @@ fn idle_at_boundary_and_restart() {
             .await
         }
     }
-    struct Out<'a>(&'a RefCell<Vec<u8>>);
-    impl embedded_io_async::ErrorType for Out<'_> {
-        type Error = core::convert::Infallible;
-    }
-    impl embedded_io_async::Write for Out<'_> {
-        async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-            self.0.borrow_mut().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        async fn flush(&mut self) -> Result<(), Self::Error> {
-            Ok(())
-        }
-    }
     fn poll_once<F: core::future::Future>(f: core::pin::Pin<&mut F>) -> bool {
         f.poll(&mut Context::from_waker(Waker::noop())).is_pending()
     }
@@ -712,7 +734,7 @@ fn idle_at_boundary_and_restart() {
     let mut buffers = DefaultBuffers::new();
     let mut future = core::pin::pin!(crate::serve_connection(
         Gate(&input),
-        Out(&output),
+        SharedSink(&output),
         &Echo,
         &mut buffers,
         &config,
@@ -743,7 +765,7 @@ fn idle_at_boundary_and_restart() {
         let mut buffers = DefaultBuffers::new();
         let mut future = core::pin::pin!(crate::serve_connection(
             Gate(&input),
-            Out(&output),
+            SharedSink(&output),
             &Echo,
             &mut buffers,
             &config,
@@ -762,7 +784,7 @@ fn idle_at_boundary_and_restart() {
     let mut buffers = DefaultBuffers::new();
     let mut future = core::pin::pin!(crate::serve_connection(
         Gate(&input),
-        Out(&output),
+        SharedSink(&output),
         &Hello,
         &mut buffers,
         &config,
@@ -813,19 +835,6 @@ fn discarding_reader_changes_nothing_but_the_copies() {
             .await
         }
     }
-    struct Out<'a>(&'a RefCell<Vec<u8>>);
-    impl embedded_io_async::ErrorType for Out<'_> {
-        type Error = core::convert::Infallible;
-    }
-    impl embedded_io_async::Write for Out<'_> {
-        async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-            self.0.borrow_mut().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        async fn flush(&mut self) -> Result<(), Self::Error> {
-            Ok(())
-        }
-    }
     /// Feeds each request only after the previous one was answered, as web servers do.
     fn serve<H: crate::Handler>(handler: &H, requests: &[Vec<u8>], discard: bool) -> (Vec<u8>, usize) {
         let status = crate::ConnectionStatus::new();
@@ -834,7 +843,8 @@ fn discarding_reader_changes_nothing_but_the_copies() {
         let reader = Gate { input: &input, status: discard.then_some(&status), discarded: &discarded };
         let mut buffers = Buffers::<512, 512, 2048, 1>::new();
         let config = Config::default();
-        let future = crate::serve_connection(reader, Out(&output), handler, &mut buffers, &config, &status);
+        let future =
+            crate::serve_connection(reader, SharedSink(&output), handler, &mut buffers, &config, &status);
         let mut future = core::pin::pin!(future);
         let mut cx = Context::from_waker(Waker::noop());
         let mut result = None;

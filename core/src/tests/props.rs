@@ -11,6 +11,8 @@ use std::vec::Vec;
 use embedded_io_async::{Read, Write};
 use proptest::prelude::*;
 
+use ember_fcgi_testkit::{self as tk, nv::LenForm};
+
 use super::client::*;
 use super::handlers::*;
 use crate::wire::body::{BeginRequestBody, EndRequestBody, ProtocolStatus, Role};
@@ -86,13 +88,14 @@ fn cut<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
     out
 }
 
-fn encode_all(pairs: &[(Vec<u8>, Vec<u8>)]) -> (Vec<u8>, Vec<usize>) {
+/// The pairs encoded by the independent testkit, each length in the 4-byte form where
+/// `long` (cycled) says so, else the shortest; and the offsets where pairs end.
+fn encode_all(pairs: &[(Vec<u8>, Vec<u8>)], long: &[bool]) -> (Vec<u8>, Vec<usize>) {
+    let form = |k: usize| if long[k % long.len()] { LenForm::Long } else { LenForm::Shortest };
     let mut out = Vec::new();
     let mut boundaries = vec![0];
-    for (n, v) in pairs {
-        let mut buf = vec![0u8; encoded_len(n, v)];
-        assert_eq!(encode_pair(n, v, &mut buf), Ok(buf.len()));
-        out.extend_from_slice(&buf);
+    for (k, (n, v)) in pairs.iter().enumerate() {
+        tk::nv::push_nv_as(&mut out, n, v, form(2 * k), form(2 * k + 1));
         boundaries.push(out.len());
     }
     (out, boundaries)
@@ -105,8 +108,9 @@ proptest! {
     fn nv_round_trip_in_any_chunking(
         pairs in nv_pairs(),
         sizes in proptest::collection::vec(1usize..700, 1..8),
+        long in proptest::collection::vec(any::<bool>(), 1..5),
     ) {
-        let (bytes, _) = encode_all(&pairs);
+        let (bytes, _) = encode_all(&pairs, &long);
         let mut d = NvDecoder::new();
         let mut got = Pairs::default();
         for piece in cut(&bytes, &sizes) {
@@ -124,7 +128,7 @@ proptest! {
 
     #[test]
     fn nv_prefix_is_truncated_unless_on_a_pair_boundary(pairs in nv_pairs(), at in any::<prop::sample::Index>()) {
-        let (bytes, boundaries) = encode_all(&pairs);
+        let (bytes, boundaries) = encode_all(&pairs, &[false, true]);
         let at = at.index(bytes.len() + 1);
         let mut d = NvDecoder::new();
         let mut got = Pairs::default();
@@ -156,14 +160,26 @@ proptest! {
     }
 
     #[test]
-    fn header_encode_parse_round_trip(
+    fn encode_pair_writes_the_spec_bytes(pairs in nv_pairs()) {
+        for (n, v) in &pairs {
+            let mut expected = Vec::new();
+            tk::nv::push_nv(&mut expected, n, v);
+            let mut buf = vec![0u8; encoded_len(n, v)];
+            prop_assert_eq!(buf.len(), expected.len());
+            prop_assert_eq!(encode_pair(n, v, &mut buf), Ok(buf.len()));
+            prop_assert_eq!(&buf, &expected);
+        }
+    }
+
+    #[test]
+    fn header_encode_parse_match_the_spec_bytes(
         ty in any::<u8>(), id in any::<u16>(), len in any::<u16>(), padding in any::<u8>(),
     ) {
         let mut h = Header::new(RecordType::from_u8(ty), id, len);
         h.padding_length = padding;
-        let bytes = h.encode();
-        prop_assert_eq!(bytes[7], 0);
-        prop_assert_eq!(Header::parse(&bytes), h);
+        let spec = tk::Header { version: 1, kind: ty, request_id: id, content_len: len, padding_len: padding }.encode();
+        prop_assert_eq!(h.encode(), spec);
+        prop_assert_eq!(Header::parse(&spec), h);
     }
 
     #[test]
@@ -178,8 +194,8 @@ proptest! {
     #[test]
     fn begin_body_round_trips(role in any::<u16>(), flags in any::<u8>(), reserved in any::<[u8; 5]>()) {
         let body = BeginRequestBody { role: Role::from_u16(role), flags };
-        let bytes = body.encode();
-        prop_assert_eq!(&bytes[3..], &[0u8; 5][..]);
+        let bytes = tk::wire::begin_body(role, flags);
+        prop_assert_eq!(body.encode(), bytes);
         prop_assert_eq!(BeginRequestBody::parse(&bytes), body);
         let mut wire = bytes;
         wire[3..].copy_from_slice(&reserved);
@@ -197,9 +213,10 @@ proptest! {
         ][usize::from(status)];
         let end = EndRequestBody { app_status, protocol_status };
         let rec = end.record(id);
+        prop_assert_eq!(&rec[..], &record(tk::END_REQUEST, id, &tk::wire::end_body(app_status, status), 0)[..]);
         let recs = parse(&rec);
         prop_assert_eq!(recs.len(), 1);
-        prop_assert_eq!((recs[0].ty, recs[0].id), (3, id));
+        prop_assert_eq!((recs[0].kind, recs[0].id), (3, id));
         let c = &recs[0].content;
         prop_assert_eq!(u32::from_be_bytes([c[0], c[1], c[2], c[3]]), app_status);
         prop_assert_eq!(c[4], status);
@@ -349,11 +366,11 @@ fn begins_in(input: &[u8]) -> BTreeMap<u16, usize> {
     let mut counts = BTreeMap::new();
     let mut rest = input;
     while rest.len() >= 8 {
-        let h = Header::parse(rest[..8].try_into().unwrap());
-        if h.record_type == RecordType::BeginRequest {
+        let h = tk::Header::decode(rest[..8].try_into().unwrap());
+        if h.kind == tk::BEGIN_REQUEST {
             *counts.entry(h.request_id).or_insert(0) += 1;
         }
-        let skip = (8 + usize::from(h.content_length) + usize::from(h.padding_length)).min(rest.len());
+        let skip = (8 + usize::from(h.content_len) + usize::from(h.padding_len)).min(rest.len());
         rest = &rest[skip..];
     }
     counts
@@ -363,7 +380,7 @@ fn begins_in(input: &[u8]) -> BTreeMap<u16, usize> {
 /// padding, only application record types, a sane END_REQUEST body, and per request id a
 /// sequence of responses `(STDOUT | STDERR)* END`, where each stream ends at most once, a
 /// complete response closes STDOUT and a rejection carries no stream. Returns the records.
-fn check_output(out: &[u8], input: &[u8]) -> Vec<Rec> {
+fn check_output(out: &[u8], input: &[u8]) -> Vec<Record> {
     let mut rest = out;
     while !rest.is_empty() {
         assert!(rest.len() >= 8, "truncated header in output");
@@ -383,14 +400,14 @@ fn check_output(out: &[u8], input: &[u8]) -> Vec<Rec> {
     let mut open: BTreeMap<u16, Open> = BTreeMap::new();
     let mut end_count: BTreeMap<u16, usize> = BTreeMap::new();
     for r in &recs {
-        match (r.ty, r.id) {
+        match (r.kind, r.id) {
             (10 | 11, 0) => {}
             (10 | 11, id) => panic!("management record for id {id}"),
-            (_, 0) => panic!("application record type {} with id 0", r.ty),
+            (_, 0) => panic!("application record type {} with id 0", r.kind),
             (6 | 7, id) => {
                 let o = open.entry(id).or_default();
-                let closed = if r.ty == 6 { &mut o.stdout_closed } else { &mut o.stderr_closed };
-                assert!(!*closed, "stream {} of {id} after its end", r.ty);
+                let closed = if r.kind == 6 { &mut o.stdout_closed } else { &mut o.stderr_closed };
+                assert!(!*closed, "stream {} of {id} after its end", r.kind);
                 *closed = r.content.is_empty();
                 o.streams += 1;
             }
@@ -436,11 +453,11 @@ fn content() -> impl Strategy<Value = Vec<u8>> {
         3 => proptest::collection::vec(any::<u8>(), 0..40),
         1 => Just(Vec::new()),
         // A BEGIN body: role 0..4, random flags.
-        2 => (0u16..5, any::<u8>()).prop_map(|(r, f)| BeginRequestBody { role: Role::from_u16(r), flags: f }.encode().to_vec()),
+        2 => (0u16..5, any::<u8>()).prop_map(|(r, f)| tk::wire::begin_body(r, f).to_vec()),
         // Name-value pairs, well-formed or cut short.
         2 => (proptest::collection::vec((nv_bytes_small(), nv_bytes_small()), 0..4), any::<bool>(), any::<u8>())
             .prop_map(|(pairs, truncate, at)| {
-                let (mut bytes, _) = encode_all(&pairs);
+                let (mut bytes, _) = encode_all(&pairs, &[false]);
                 if truncate && !bytes.is_empty() {
                     bytes.truncate(usize::from(at) % bytes.len());
                 }
@@ -482,12 +499,9 @@ fn encode_pieces(pieces: &[Piece]) -> Vec<u8> {
     for p in pieces {
         match p {
             Piece::Raw(b) => out.extend_from_slice(b),
-            Piece::Begin { id, role, flags } => out.extend(record(
-                1,
-                *id,
-                &BeginRequestBody { role: Role::from_u16(*role), flags: *flags }.encode(),
-                0,
-            )),
+            Piece::Begin { id, role, flags } => {
+                out.extend(record(1, *id, &ember_fcgi_testkit::wire::begin_body(*role, *flags), 0))
+            }
             Piece::Record { version, ty, id, content, padding } => {
                 let mut r = record(*ty, *id, content, *padding);
                 r[0] = *version;
@@ -627,7 +641,7 @@ fn plain(r: &Req) -> Vec<u8> {
 
 /// The records of `r` cut and padded as `r` says, with `query` after the chosen records.
 fn framed(r: &Req, query: &[u8]) -> (Vec<u8>, usize) {
-    let mut records = vec![begin(r.id, Role::Responder, r.keep_conn)];
+    let mut records = vec![begin(r.id, RESPONDER, r.keep_conn)];
     let params = nv(&pairs_ref(&r.params));
     for piece in cut(&params, &r.params_cuts) {
         records.push(record(4, r.id, piece, 0));
@@ -664,18 +678,18 @@ fn framed(r: &Req, query: &[u8]) -> (Vec<u8>, usize) {
 /// Output reduced to what must not depend on framing: the records with adjacent non-empty
 /// records of the same stream merged (a GET_VALUES reply may seal a STDOUT record early),
 /// and GET_VALUES_RESULT records taken out and counted.
-fn logical(out: &[u8]) -> (Vec<Rec>, Vec<Rec>) {
-    let mut recs: Vec<Rec> = Vec::new();
+fn logical(out: &[u8]) -> (Vec<Record>, Vec<Record>) {
+    let mut recs: Vec<Record> = Vec::new();
     let mut values = Vec::new();
     for r in parse(out) {
-        if r.ty == 10 {
+        if r.kind == 10 {
             values.push(r);
             continue;
         }
         if let Some(last) = recs.last_mut()
-            && last.ty == r.ty
+            && last.kind == r.kind
             && last.id == r.id
-            && matches!(r.ty, 6 | 7)
+            && matches!(r.kind, 6 | 7)
             && !last.content.is_empty()
             && !r.content.is_empty()
         {
@@ -689,7 +703,7 @@ fn logical(out: &[u8]) -> (Vec<Rec>, Vec<Rec>) {
 
 /// Types, ids and content lengths of the records in `out`, for failure messages.
 fn summary(out: &[u8]) -> Vec<(u8, u16, usize)> {
-    parse(out).iter().map(|r| (r.ty, r.id, r.content.len())).collect()
+    parse(out).iter().map(|r| (r.kind, r.id, r.content.len())).collect()
 }
 
 fn conversation_kind() -> impl Strategy<Value = Kind> {
@@ -755,7 +769,7 @@ proptest! {
             prop_assert_eq!(values.len(), queries, "{:?} {:?}", summary(&out), summary(&expected));
             let (alone, _) = run_watched(Kind::Hello, mem, config, vec![query.clone()], vec![usize::MAX]);
             for v in &values {
-                prop_assert_eq!(record(v.ty, v.id, &v.content, 0), alone.clone());
+                prop_assert_eq!(record(v.kind, v.id, &v.content, 0), alone.clone());
             }
         }
     }

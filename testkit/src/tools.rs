@@ -1,0 +1,84 @@
+//! External tools the end-to-end tests drive. A missing tool fails the test that needs it,
+//! in CI and outside it alike, with the command that installs it: a test that passes
+//! because it did nothing would hide exactly the regressions it exists for.
+//! `scripts/setup.sh` installs them all.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+/// Writes straight to the test process's stderr, past the test harness's output capture.
+pub fn loud(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
+}
+
+/// A tool: `$env` if set (it must exist), else the first of `fixed` that exists, else
+/// `name` on `PATH`.
+pub fn find(env: &str, fixed: &[&str], name: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).collect::<Vec<_>>())
+        .unwrap_or_default();
+    fixed.iter().map(PathBuf::from).chain(on_path).find(|p| p.is_file())
+}
+
+/// [`find`], or a test failure that says how to install it (`apt` package `package`).
+pub fn require(env: &str, fixed: &[&str], name: &str, package: &str) -> PathBuf {
+    find(env, fixed, name).unwrap_or_else(|| {
+        panic!(
+            "{name} missing (looked at ${env}, {fixed:?} and PATH): run scripts/setup.sh \
+             (or apt-get install -y {package}); this test does not pass without it"
+        )
+    })
+}
+
+pub fn nginx() -> PathBuf {
+    require("NGINX", &["/usr/sbin/nginx"], "nginx", "nginx")
+}
+
+pub fn cgi_fcgi() -> PathBuf {
+    require("CGI_FCGI", &["/usr/bin/cgi-fcgi"], "cgi-fcgi", "libfcgi-bin")
+}
+
+pub fn lighttpd() -> PathBuf {
+    require("LIGHTTPD", &["/usr/sbin/lighttpd"], "lighttpd", "lighttpd")
+}
+
+pub fn apache2() -> PathBuf {
+    require("APACHE2", &["/usr/sbin/apache2"], "apache2", "apache2")
+}
+
+pub fn caddy() -> PathBuf {
+    require("CADDY", &["/usr/bin/caddy"], "caddy", "caddy")
+}
+
+/// Fails the test unless the host has an IPv6 loopback (`::1`); tests of IPv6 listening
+/// need one rather than passing without it.
+pub fn require_ipv6_loopback() {
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        panic!(
+            "no IPv6 loopback here ({e}): enable it (sysctl net.ipv6.conf.lo.disable_ipv6=0); this test does not pass without it"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_and_missing_tools_fail() {
+        // `sh` exists on every machine these tests run on.
+        assert!(find("EMBER_TESTKIT_NO_SUCH_VAR", &[], "sh").is_some());
+        assert!(find("EMBER_TESTKIT_NO_SUCH_VAR", &["/nonexistent/x"], "no-such-tool-here").is_none());
+        let failed = std::panic::catch_unwind(|| {
+            require("EMBER_TESTKIT_NO_SUCH_VAR", &[], "no-such-tool-here", "pkg")
+        });
+        let message = *failed.expect_err("a missing tool fails").downcast::<String>().expect("message");
+        assert!(
+            message.contains("no-such-tool-here missing") && message.contains("scripts/setup.sh"),
+            "{message}"
+        );
+    }
+}
