@@ -5,6 +5,7 @@
 //! this returns in their own non-blocking type.
 
 mod allow;
+pub mod events;
 mod limits;
 mod listen;
 pub mod stats;

@@ -40,7 +40,11 @@ pub struct ParseListenError(pub String);
 
 impl fmt::Display for ParseListenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid listen address {:?}: expected HOST:PORT, [V6]:PORT, unix:PATH, fd:0, systemd or systemd:NAME", self.0)
+        write!(
+            f,
+            "invalid listen address {:?}: expected HOST:PORT, [V6]:PORT, unix:PATH, fd:0, systemd or systemd:NAME",
+            self.0
+        )
     }
 }
 
@@ -186,10 +190,12 @@ impl Listener {
         match self {
             Self::Tcp(l) => l.local_addr().map_or_else(|_| "tcp".into(), |a| a.to_string()),
             Self::Unix(_, Some(path)) => format!("unix:{}", path.display()),
-            Self::Unix(l, None) => match l.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)) {
-                Some(path) => format!("unix:{}", path.display()),
-                None => "unix:(inherited)".into(),
-            },
+            Self::Unix(l, None) => {
+                match l.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)) {
+                    Some(path) => format!("unix:{}", path.display()),
+                    None => "unix:(inherited)".into(),
+                }
+            }
         }
     }
 }

@@ -193,26 +193,81 @@ impl StatsSnapshot {
         use Kind::{Counter, Gauge};
         let f = |name, kind, help, value: u64| Field { name, kind, help, value: value as f64 };
         vec![
-            Field { name: "uptime_seconds", kind: Gauge, help: "Seconds since the server started.", value: self.uptime.as_secs_f64() },
+            Field {
+                name: "uptime_seconds",
+                kind: Gauge,
+                help: "Seconds since the server started.",
+                value: self.uptime.as_secs_f64(),
+            },
             f("connections_open", Gauge, "Connections open now.", self.open_connections),
             f("connections_max", Gauge, "Connections served at once at most.", self.max_connections),
             f("connections_accepted", Counter, "Connections accepted and served.", self.accepted),
-            f("connections_refused_over_limit", Counter, "Connections closed at once because max_connections were open.", self.refused_over_limit),
-            f("connections_refused_not_allowed", Counter, "TCP connections from peers FCGI_WEB_SERVER_ADDRS does not list.", self.refused_not_allowed),
+            f(
+                "connections_refused_over_limit",
+                Counter,
+                "Connections closed at once because max_connections were open.",
+                self.refused_over_limit,
+            ),
+            f(
+                "connections_refused_not_allowed",
+                Counter,
+                "TCP connections from peers FCGI_WEB_SERVER_ADDRS does not list.",
+                self.refused_not_allowed,
+            ),
             f("accept_errors", Counter, "Failed accept calls.", self.accept_errors),
-            f("connections_timed_out_idle", Counter, "Connections closed after idle_timeout.", self.timed_out_idle),
-            f("connections_timed_out_head", Counter, "Connections closed because params took longer than head_timeout.", self.timed_out_head),
-            f("connections_closed_by_shutdown", Counter, "Connections still busy when shutdown_timeout ran out.", self.closed_by_shutdown),
-            f("connections_closed_with_error", Counter, "Connections ended by an I/O or protocol error.", self.closed_with_error),
+            f(
+                "connections_timed_out_idle",
+                Counter,
+                "Connections closed after idle_timeout.",
+                self.timed_out_idle,
+            ),
+            f(
+                "connections_timed_out_head",
+                Counter,
+                "Connections closed because params took longer than head_timeout.",
+                self.timed_out_head,
+            ),
+            f(
+                "connections_closed_by_shutdown",
+                Counter,
+                "Connections still busy when shutdown_timeout ran out.",
+                self.closed_by_shutdown,
+            ),
+            f(
+                "connections_closed_with_error",
+                Counter,
+                "Connections ended by an I/O or protocol error.",
+                self.closed_with_error,
+            ),
             f("requests", Counter, "Requests handed to the handler.", self.requests),
             f("requests_aborted", Counter, "Requests the web server aborted.", self.requests_aborted),
             f("handler_errors", Counter, "Requests whose handler returned an error.", self.handler_errors),
-            f("handler_panics", Counter, "Connections closed because their handler panicked.", self.handler_panics),
+            f(
+                "handler_panics",
+                Counter,
+                "Connections closed because their handler panicked.",
+                self.handler_panics,
+            ),
             f("received_bytes", Counter, "Bytes read from the web servers.", self.bytes_in),
             f("sent_bytes", Counter, "Bytes written to the web servers.", self.bytes_out),
-            f("memory_budget_bytes", Gauge, "The memory ceiling: fixed plus per-connection bytes times connections_max.", self.memory_budget),
-            f("memory_in_use_bytes", Gauge, "Fixed plus per-connection bytes times connections_open.", self.memory_in_use),
-            f("memory_per_connection_bytes", Gauge, "Bytes one connection costs.", self.memory_per_connection),
+            f(
+                "memory_budget_bytes",
+                Gauge,
+                "The memory ceiling: fixed plus per-connection bytes times connections_max.",
+                self.memory_budget,
+            ),
+            f(
+                "memory_in_use_bytes",
+                Gauge,
+                "Fixed plus per-connection bytes times connections_open.",
+                self.memory_in_use,
+            ),
+            f(
+                "memory_per_connection_bytes",
+                Gauge,
+                "Bytes one connection costs.",
+                self.memory_per_connection,
+            ),
         ]
     }
 }

@@ -42,7 +42,9 @@ pub enum SystemdError {
 impl fmt::Display for SystemdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotActivated => f.write_str("LISTEN_FDS is not set: not started by systemd socket activation"),
+            Self::NotActivated => {
+                f.write_str("LISTEN_FDS is not set: not started by systemd socket activation")
+            }
             Self::OtherProcess { listen_pid } => {
                 write!(f, "LISTEN_PID={listen_pid} is another process: the sockets are not ours")
             }
@@ -51,7 +53,9 @@ impl fmt::Display for SystemdError {
                 write!(f, "no socket named {name:?} was passed by systemd (passed: {})", passed.join(", "))
             }
             Self::AllTaken => f.write_str("every socket passed by systemd is already in use"),
-            Self::NotAListener { fd, why } => write!(f, "fd {fd} from systemd is not a listening stream socket: {why}"),
+            Self::NotAListener { fd, why } => {
+                write!(f, "fd {fd} from systemd is not a listening stream socket: {why}")
+            }
         }
     }
 }
@@ -81,7 +85,8 @@ pub(crate) fn parse(
     names: Option<&str>,
 ) -> Result<Vec<SystemdSocket>, SystemdError> {
     let fds = listen_fds.ok_or(SystemdError::NotActivated)?;
-    let listen_pid = listen_pid.ok_or_else(|| SystemdError::Malformed("LISTEN_FDS without LISTEN_PID".into()))?;
+    let listen_pid =
+        listen_pid.ok_or_else(|| SystemdError::Malformed("LISTEN_FDS without LISTEN_PID".into()))?;
     let owner: u32 =
         listen_pid.parse().map_err(|_| SystemdError::Malformed(format!("LISTEN_PID={listen_pid:?}")))?;
     if owner != pid {
@@ -94,7 +99,10 @@ pub(crate) fn parse(
         .ok_or_else(|| SystemdError::Malformed(format!("LISTEN_FDS={fds:?}")))?;
     let names: Vec<&str> = names.map(|n| n.split(':').collect()).unwrap_or_default();
     if !names.is_empty() && names.len() != count as usize {
-        return Err(SystemdError::Malformed(format!("LISTEN_FDNAMES has {} names for {count} fds", names.len())));
+        return Err(SystemdError::Malformed(format!(
+            "LISTEN_FDNAMES has {} names for {count} fds",
+            names.len()
+        )));
     }
     Ok((0..count)
         .map(|i| SystemdSocket {
@@ -176,7 +184,11 @@ pub(crate) fn take(name: Option<&str>) -> Result<Listener, SystemdError> {
     passed.taken[index] = true;
     // SAFETY: as in `with_fd`; it is now marked taken, so nothing else will own it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok(if unix { Listener::Unix(UnixListener::from(owned), None) } else { Listener::Tcp(TcpListener::from(owned)) })
+    Ok(if unix {
+        Listener::Unix(UnixListener::from(owned), None)
+    } else {
+        Listener::Tcp(TcpListener::from(owned))
+    })
 }
 
 #[cfg(test)]

@@ -60,6 +60,9 @@ impl<H: Handler> Handler for Counted<H> {
         if request.aborted() {
             Counters::bump(&self.counters.requests_aborted);
         }
+        if let Err(error) = &result {
+            ember_fcgi_host::events::handler_failed(&self.counters, error, request);
+        }
         result
     }
 }
@@ -152,7 +155,7 @@ impl Entry {
         H: Handler + 'static,
         B: ConnectionBuffers + Default + 'static,
     {
-        let io = Rc::new(ConnIo::new(stream, Rc::clone(scratch)));
+        let io = Rc::new(ConnIo::new(stream, Rc::clone(scratch), Arc::clone(&handler.counters)));
         let future: ConnFuture =
             Box::pin(connection_future::<H, B>(Rc::clone(&io), Rc::clone(handler), config));
         let wake = Arc::new(ConnWaker::new(key, Arc::clone(shared)));

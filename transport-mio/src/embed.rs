@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ember_fcgi_core::{Config, ConnectionBuffers, DefaultBuffers, Handler};
-use ember_fcgi_host::{Limits, WebServerAddrs};
+use ember_fcgi_host::{Limits, WebServerAddrs, events};
 use mio::event::Event;
 use mio::{Registry, Token};
 use slab::Slab;
@@ -217,6 +217,9 @@ where
         let mut config = limits.protocol_config();
         config.max_conns = u32::try_from(max_conns).unwrap_or(u32::MAX);
         let counters = Arc::clone(stats.counters());
+        let budget = MemoryBudget::of::<H, B>(max_conns, 0);
+        counters.note_memory(budget.per_connection, max_conns, budget.fixed);
+        events::started(&acceptor.describe(), &limits, budget.per_connection, budget.total());
         Ok(Self {
             acceptor: Some(acceptor),
             local_addr,
@@ -396,10 +399,10 @@ where
                             | io::ErrorKind::ConnectionAborted
                             | io::ErrorKind::ConnectionReset
                     ) => {}
-                Err(_) => {
+                Err(e) => {
                     // Out of file descriptors or memory: the backlog keeps the peers; try
                     // again shortly (no new event may come, readiness is edge-triggered).
-                    Counters::bump(&self.counters().accept_errors);
+                    events::accept_failed(self.counters(), &e);
                     self.accept_retry_at = Some(now + ACCEPT_BACKOFF);
                     return;
                 }
@@ -410,12 +413,12 @@ where
     /// Serves an accepted connection, or closes it before reading a byte if the peer is
     /// not allowed or the server is full.
     fn admit(&mut self, registry: &Registry, mut stream: Stream, peer: Option<IpAddr>, now: Instant) {
-        if peer.is_some_and(|ip| !self.allow.allows(ip)) {
-            Counters::bump(&self.counters().refused_not_allowed);
+        if let Some(ip) = peer.filter(|ip| !self.allow.allows(*ip)) {
+            events::refused_not_allowed(self.counters(), &ip);
             return;
         }
         if self.conns.len() >= self.max_conns {
-            Counters::bump(&self.counters().refused_over_limit);
+            events::refused_over_limit(self.counters(), &stream.peer(), self.max_conns);
             return;
         }
         let vacant = self.conns.vacant_entry();
@@ -473,8 +476,8 @@ where
                     }
                 }
                 Some(Ok(())) => self.linger(key, now),
-                Some(Err(_)) => {
-                    Counters::bump(&self.counters().closed_with_error);
+                Some(Err(error)) => {
+                    events::connection_failed(self.stats.counters(), &entry.io.stream.peer(), &error);
                     self.close(key);
                 }
             },
@@ -517,10 +520,9 @@ where
 
     fn close_all(&mut self) {
         let counters = Arc::clone(self.counters());
+        let busy = self.conns.iter().filter(|(_, entry)| entry.phase == Phase::Serving).count();
+        events::closed_by_shutdown(&counters, busy as u64);
         self.conns.retain(|_, entry| {
-            if entry.phase == Phase::Serving {
-                Counters::bump(&counters.closed_by_shutdown);
-            }
             entry.release();
             Counters::drop_one(&counters.open);
             false
@@ -570,11 +572,11 @@ where
                 None => true,
                 Some(Expiry::Linger) => false,
                 Some(Expiry::Head) => {
-                    Counters::bump(&counters.timed_out_head);
+                    events::timed_out_head(&counters, &entry.io.stream.peer(), limits.head_timeout);
                     false
                 }
                 Some(Expiry::Idle) => {
-                    Counters::bump(&counters.timed_out_idle);
+                    events::timed_out_idle(&counters, &entry.io.stream.peer(), limits.idle_timeout);
                     let ok = entry.start_linger(now, limits.close_linger).is_ok();
                     if ok {
                         // Discard what is already there on the next round.
@@ -596,6 +598,7 @@ where
 
     fn begin_shutdown(&mut self, registry: &Registry, now: Instant) {
         self.shutdown_deadline = Some(now + self.limits.shutdown_timeout);
+        events::shutting_down(self.conns.len(), self.limits.shutdown_timeout);
         if let Some(mut acceptor) = self.acceptor.take() {
             acceptor.deregister(registry);
         }

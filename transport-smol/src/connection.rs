@@ -11,12 +11,13 @@ use ember_fcgi_core::{
     ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, Request, Response, StreamError,
     serve_connection,
 };
+use ember_fcgi_host::events;
 use smol::Timer;
 use smol::future;
 
 use crate::io::{ConnIo, Reader, Writer, linger};
 use crate::serve::LoopCtx;
-use crate::stats::bump;
+use crate::stats::{Counters, bump};
 use crate::watchdog::{Expired, Watchdog};
 
 /// How the serving part of a connection ended.
@@ -35,24 +36,34 @@ pub(crate) async fn connection<H: Handler, B: ConnectionBuffers + Default>(
     let closing = Cell::new(false);
     let mut timer = Timer::never();
     let mut buffers = B::default();
-    let handler =
-        Counted { handler: ctx.handler, requests: &counters.requests, aborted: &counters.requests_aborted };
+    let handler = Counted { handler: ctx.handler, counters };
     // Built in place (no named locals moved in), so the future holds one copy of each.
     let end = future::or(
         async {
-            let (reader, writer) = (Reader::new(&io, &ctx.scratch, &closing, &status), Writer::new(&io));
+            let reader = Reader::new(&io, &ctx.scratch, &closing, &status, &counters.bytes_in);
+            let writer = Writer::new(&io, &counters.bytes_out);
             End::Served(serve_connection(reader, writer, &handler, &mut buffers, &ctx.config, &status).await)
         },
         async {
             End::Expired(
-                Watchdog::new(&status, &closing, ctx.draining, &ctx.limits, counters, &mut timer).await,
+                Watchdog::new(
+                    &status,
+                    &closing,
+                    ctx.draining,
+                    &ctx.limits,
+                    counters,
+                    io.socket(),
+                    &mut timer,
+                )
+                .await,
             )
         },
     )
     .await;
     match end {
         End::Served(Ok(())) => linger(io.socket(), &mut timer, ctx.limits.close_linger).await,
-        End::Served(Err(_)) | End::Expired(Expired::Stuck) => bump(&counters.closed_with_error),
+        End::Served(Err(error)) => events::connection_failed(counters, &io.socket().peer(), &error),
+        End::Expired(Expired::Stuck) => bump(&counters.closed_with_error),
         End::Expired(Expired::Head) => {} // counted by the watchdog; dropping `io` closes at once
     }
 }
@@ -60,8 +71,7 @@ pub(crate) async fn connection<H: Handler, B: ConnectionBuffers + Default>(
 /// The application's handler, counting the requests it is given.
 struct Counted<'a, H> {
     handler: &'a H,
-    requests: &'a AtomicU64,
-    aborted: &'a AtomicU64,
+    counters: &'a Counters,
 }
 
 impl<H: Handler> Handler for Counted<'_, H> {
@@ -70,12 +80,15 @@ impl<H: Handler> Handler for Counted<'_, H> {
         request: &mut Request<'_>,
         response: &mut Response<'_>,
     ) -> Result<(), StreamError> {
-        bump(self.requests);
-        let mut cut_off = CutOff(Some(self.aborted));
+        bump(&self.counters.requests);
+        let mut cut_off = CutOff(Some(&self.counters.requests_aborted));
         let result = self.handler.handle(request, response).await;
         cut_off.0 = None;
         if response.aborted() {
-            bump(self.aborted);
+            bump(&self.counters.requests_aborted);
+        }
+        if let Err(error) = &result {
+            events::handler_failed(self.counters, error, request);
         }
         result
     }

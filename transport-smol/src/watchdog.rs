@@ -17,10 +17,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use ember_fcgi_core::ConnectionStatus;
-use ember_fcgi_host::Limits;
+use ember_fcgi_host::{Limits, events};
 use smol::Timer;
 
-use crate::stats::{Counters, bump};
+use crate::socket::Socket;
+use crate::stats::Counters;
 
 /// What the connection is doing, as far as timeouts go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub(crate) struct Watchdog<'a> {
     draining: &'a AtomicBool,
     limits: &'a Limits,
     counters: &'a Counters,
+    /// The connection's socket (its peer is logged on a timeout).
+    socket: &'a Socket,
     timer: &'a mut Timer,
     phase: Phase,
     since: Instant,
@@ -77,10 +80,12 @@ impl<'a> Watchdog<'a> {
         draining: &'a AtomicBool,
         limits: &'a Limits,
         counters: &'a Counters,
+        socket: &'a Socket,
         timer: &'a mut Timer,
     ) -> Self {
         let phase = Phase::of(status);
-        Self { status, closing, draining, limits, counters, timer, phase, since: Instant::now(), armed: None }
+        let since = Instant::now();
+        Self { status, closing, draining, limits, counters, socket, timer, phase, since, armed: None }
     }
 
     /// The instant the current phase runs out, if it can.
@@ -132,11 +137,11 @@ impl Future for Watchdog<'_> {
             }
             match this.phase {
                 Phase::Head => {
-                    bump(&this.counters.timed_out_head);
+                    events::timed_out_head(this.counters, &this.socket.peer(), this.limits.head_timeout);
                     return Poll::Ready(Expired::Head);
                 }
                 Phase::Idle if !this.closing.get() => {
-                    bump(&this.counters.timed_out_idle);
+                    events::timed_out_idle(this.counters, &this.socket.peer(), this.limits.idle_timeout);
                     this.close_gracefully(cx);
                 }
                 Phase::Idle => return Poll::Ready(Expired::Stuck),

@@ -130,16 +130,18 @@ pub fn request_path<'a>(request: &'a Request<'_>) -> Option<&'a str> {
 }
 
 impl<H: Handler> Handler for StatusPages<H> {
-    async fn handle(&self, request: &mut Request<'_>, response: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(
+        &self,
+        request: &mut Request<'_>,
+        response: &mut Response<'_>,
+    ) -> Result<(), StreamError> {
         let page = match (&self.status_path, &self.ping_path) {
             (None, None) => None,
             _ => request_path(request).and_then(|path| self.page(path)),
         };
         match page {
             None => self.inner.handle(request, response).await,
-            Some(Page::Ping) => {
-                send(response, "text/plain; charset=utf-8", &self.ping_response).await
-            }
+            Some(Page::Ping) => send(response, "text/plain; charset=utf-8", &self.ping_response).await,
             Some(Page::Status) => {
                 let format = Format::from_query(request.params().query_string());
                 let body = format.render(&self.board.snapshots());
@@ -152,7 +154,8 @@ impl<H: Handler> Handler for StatusPages<H> {
 /// `200` with `body`, its length, and `Cache-Control: no-store`.
 async fn send(response: &mut Response<'_>, content_type: &str, body: &str) -> Result<(), StreamError> {
     let length = body.len().to_string();
-    let headers = [("Content-Type", content_type), ("Content-Length", &length), ("Cache-Control", "no-store")];
+    let headers =
+        [("Content-Type", content_type), ("Content-Length", &length), ("Cache-Control", "no-store")];
     response.send_head(200, &headers).await?;
     response.write_all(body.as_bytes()).await
 }

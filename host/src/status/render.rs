@@ -66,7 +66,11 @@ fn totals(tables: &[Vec<Field>]) -> Vec<Field> {
     let mut total = first.clone();
     for table in &tables[1..] {
         for (sum, field) in total.iter_mut().zip(table) {
-            sum.value = if sum.name == "uptime_seconds" { sum.value.max(field.value) } else { sum.value + field.value };
+            sum.value = if sum.name == "uptime_seconds" {
+                sum.value.max(field.value)
+            } else {
+                sum.value + field.value
+            };
         }
     }
     total
@@ -207,6 +211,8 @@ mod tests {
         assert!(page.contains("\nember_fcgi_connections_open 2\n"), "{page}");
         assert!(page.ends_with("\n# EOF\n"));
         let two = Format::OpenMetrics.render(&[sample(), sample()]);
-        assert!(two.contains("\nember_fcgi_requests_total{loop=\"0\"} 40\nember_fcgi_requests_total{loop=\"1\"} 40\n"));
+        assert!(two.contains(
+            "\nember_fcgi_requests_total{loop=\"0\"} 40\nember_fcgi_requests_total{loop=\"1\"} 40\n"
+        ));
     }
 }
