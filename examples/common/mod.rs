@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ember_fcgi::Handler;
-use ember_fcgi::host::{Limits, Listen};
+use ember_fcgi::host::status::StatusPages;
+use ember_fcgi::host::{Limits, Listen, Listener};
 
 /// The server that runs the handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +42,35 @@ pub struct Args {
     pub listen: Listen,
     /// `--max-connections N`: overrides `Limits::max_connections` (default 1024).
     pub max_connections: Option<usize>,
+    /// `--log LEVEL` (off, error, warn, info, debug, trace; default info), `--status-path`,
+    /// `--ping-path`.
+    pub ops: Ops,
     extra: Vec<(&'static str, OsString)>,
+}
+
+/// The operator's options: log level, status and ping pages.
+#[derive(Debug)]
+pub struct Ops {
+    pub log: log::LevelFilter,
+    pub status_path: Option<String>,
+    pub ping_path: Option<String>,
+}
+
+impl Ops {
+    /// Takes the value of `--log`, `--status-path` or `--ping-path`.
+    fn set(&mut self, name: &str, value: OsString) -> Result<(), String> {
+        let value = value.into_string().map_err(|v| format!("--{name} {v:?} is not UTF-8"))?;
+        match name {
+            "log" => {
+                self.log = value.parse().map_err(|_| {
+                    format!("bad --log {value:?}: expected off, error, warn, info, debug or trace")
+                })?
+            }
+            "status-path" => self.status_path = Some(value),
+            _ => self.ping_path = Some(value),
+        }
+        Ok(())
+    }
 }
 
 impl Args {
@@ -54,7 +83,7 @@ impl Args {
 fn usage(program: &str, opts: &[Opt]) -> String {
     let mut line = format!(
         "usage: {program} [--transport mio|smol] [--listen HOST:PORT|[V6]:PORT|unix:PATH] [--max-connections N]"
-    );
+    ) + " [--log LEVEL] [--status-path PATH] [--ping-path PATH]";
     for opt in opts {
         let item = format!("--{} {}", opt.name, opt.value);
         if opt.required {
@@ -86,8 +115,9 @@ fn try_parse(opts: &[Opt]) -> Result<Option<Args>, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let mut transport = Transport::Mio;
-    let mut listen = Listen::Inherited;
+    let mut listen = Listen::from_launcher();
     let mut max_connections = None;
+    let mut ops = Ops { log: log::LevelFilter::Info, status_path: None, ping_path: None };
     let mut extra = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -111,6 +141,10 @@ fn try_parse(opts: &[Opt]) -> Result<Option<Args>, String> {
                     format!("bad --max-connections {value:?}: expected a positive integer")
                 })?);
             }
+            Long(name @ ("log" | "status-path" | "ping-path")) => {
+                let name = name.to_owned();
+                ops.set(&name, parser.value().map_err(|e| e.to_string())?)?;
+            }
             Short('h') | Long("help") => return Ok(None),
             Long(name) => match opts.iter().find(|o| o.name == name) {
                 Some(opt) => extra.push((opt.name, parser.value().map_err(|e| e.to_string())?)),
@@ -122,7 +156,7 @@ fn try_parse(opts: &[Opt]) -> Result<Option<Args>, String> {
     if let Some(missing) = opts.iter().find(|o| o.required && !extra.iter().any(|(n, _)| *n == o.name)) {
         return Err(format!("--{} {} is required", missing.name, missing.value));
     }
-    Ok(Some(Args { transport, listen, max_connections, extra }))
+    Ok(Some(Args { transport, listen, max_connections, ops, extra }))
 }
 
 /// Binds `args.listen` on `args.transport`, prints `listening on ADDR` to stderr, and runs
@@ -132,6 +166,14 @@ fn try_parse(opts: &[Opt]) -> Result<Option<Args>, String> {
 pub fn serve<H: Handler + 'static>(args: &Args, handler: H, mut limits: Limits) -> ExitCode {
     if let Some(n) = args.max_connections {
         limits.max_connections = n;
+    }
+    env_logger::Builder::new().filter_level(args.ops.log).init();
+    let mut handler = StatusPages::new(handler);
+    if let Some(path) = &args.ops.status_path {
+        handler = handler.with_status_path(path);
+    }
+    if let Some(path) = &args.ops.ping_path {
+        handler = handler.with_ping_path(path);
     }
     let result = match args.transport {
         Transport::Mio => run_mio(args, handler, limits),
@@ -146,12 +188,26 @@ pub fn serve<H: Handler + 'static>(args: &Args, handler: H, mut limits: Limits) 
     }
 }
 
+/// Binds `listen`; also says where, as `announce` prints it.
+fn bind(listen: &Listen) -> Result<(Listener, String), String> {
+    let listener = Listener::bind(listen).map_err(|e| e.to_string())?;
+    let shown = match listen {
+        Listen::Inherited => listen.to_string(),
+        _ => listener.describe(),
+    };
+    Ok((listener, shown))
+}
+
 #[cfg(feature = "mio")]
-fn run_mio<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> Result<(), String> {
-    let server = ember_fcgi::mio::Server::bind(&args.listen, handler, limits).map_err(|e| e.to_string())?;
+fn run_mio<H: Handler + 'static>(args: &Args, handler: StatusPages<H>, limits: Limits) -> Result<(), String> {
+    let (listener, shown) = bind(&args.listen)?;
+    let board = handler.board();
+    let server = ember_fcgi::mio::Server::<StatusPages<H>>::from_listener(listener, handler, limits)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    board.add(server.stats());
     let handle = server.shutdown_handle();
     on_signals(move || handle.shutdown())?;
-    announce(&args.listen, server.local_addr());
+    announce(&shown);
     server.run().map_err(|e| format!("the mio server failed: {e}"))
 }
 
@@ -161,11 +217,19 @@ fn run_mio<H: Handler>(_: &Args, _: H, _: Limits) -> Result<(), String> {
 }
 
 #[cfg(feature = "smol")]
-fn run_smol<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> Result<(), String> {
-    let server = ember_fcgi::smol::Server::bind(&args.listen, handler, limits).map_err(|e| e.to_string())?;
+fn run_smol<H: Handler + 'static>(
+    args: &Args,
+    handler: StatusPages<H>,
+    limits: Limits,
+) -> Result<(), String> {
+    let (listener, shown) = bind(&args.listen)?;
+    let board = handler.board();
+    let server = ember_fcgi::smol::Server::<StatusPages<H>>::from_listener(listener, handler, limits)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    board.add(server.stats());
     let handle = server.shutdown_handle();
     on_signals(move || handle.shutdown())?;
-    announce(&args.listen, server.local_addr());
+    announce(&shown);
     server.run().map_err(|e| format!("the smol server failed: {e}"))
 }
 
@@ -175,12 +239,10 @@ fn run_smol<H: Handler>(_: &Args, _: H, _: Limits) -> Result<(), String> {
 }
 
 /// The one line tests and scripts wait for: `listening on 127.0.0.1:40123` (the real port
-/// when port 0 was asked for), `listening on unix:/path`, or `listening on fd:0`.
-fn announce(listen: &Listen, bound: Option<std::net::SocketAddr>) {
-    let line = match (listen, bound) {
-        (Listen::Unix { .. }, _) | (_, None) => format!("listening on {listen}"),
-        (_, Some(addr)) => format!("listening on {addr}"),
-    };
+/// when port 0 was asked for; also for a socket from systemd), `listening on unix:/path`,
+/// or `listening on fd:0`.
+fn announce(shown: &str) {
+    let line = format!("listening on {shown}");
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "{line}");
     let _ = stderr.flush();
