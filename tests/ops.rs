@@ -473,6 +473,15 @@ fn logs_smol() {
     logs_a_refusal_a_timeout_and_a_handler_error(Transport::Smol);
 }
 
+/// Waits up to 5 s for `text` in the example's stderr.
+fn wait_for_log(app: &App, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !app.log().contains(text) {
+        assert!(Instant::now() < deadline, "no {text:?} in:\n{}", app.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The examples take `--log`: at `warn` a refusal is logged and startup is not; at the
 /// default `info` the startup line names the address and the memory budget.
 #[test]
@@ -487,11 +496,7 @@ fn example_log_levels() {
     let port = second.local_addr().unwrap().port();
     let wanted =
         format!("WARN  ember_fcgi] refused a connection from 127.0.0.1:{port}: max_connections (1) are open");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !app.log().contains(&wanted) {
-        assert!(Instant::now() < deadline, "no {wanted:?} in:\n{}", app.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_log(&app, &wanted);
     assert!(!app.log().contains("INFO"), "warn hides startup:\n{}", app.log());
 
     let app = App::start("hello", combo, &[]);
@@ -499,11 +504,7 @@ fn example_log_levels() {
         "INFO  ember_fcgi] serving FastCGI on {}: max_connections 1024, ",
         app.endpoint.nginx_address()
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !app.log().contains(&startup) {
-        assert!(Instant::now() < deadline, "no {startup:?} in:\n{}", app.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_log(&app, &startup);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -616,7 +617,7 @@ fn spawn_fcgi_launches_an_example(combo: Combo) {
         .args(["--transport", combo.transport.arg(), "--status-path", "/status"])
         .stdin(Stdio::null());
     let app = App::spawn("hello (spawn-fcgi)", command, dir, Some(endpoint.clone()));
-    assert!(app.log().contains("listening on fd:0"), "{}", app.log());
+    wait_for_log(&app, "listening on fd:0");
     if let Endpoint::Unix(path) = &endpoint {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path).expect("socket").permissions().mode() & 0o777;
