@@ -155,7 +155,12 @@ fn status_pages_through_nginx(combo: Combo) {
     assert!(after["connections_open"] >= 1.0, "this request's connection is open");
     assert_eq!(after["connections_max"], 1024.0);
     assert!(after["memory_per_connection_bytes"] > 12_424.0, "{after:?}");
-    assert_eq!(after["memory_budget_bytes"] > after["memory_in_use_bytes"], true);
+    let unused = after["connections_max"] - after["connections_open"];
+    assert_eq!(
+        after["memory_budget_bytes"] - after["memory_in_use_bytes"],
+        unused * after["memory_per_connection_bytes"],
+        "budget and use differ by the connections not open: {after:?}"
+    );
     assert!(after["uptime_seconds"] > 0.0);
 
     let text = send(agent.get(&stack.url("/status")).call());
@@ -628,4 +633,58 @@ fn spawn_fcgi_launches_an_example(combo: Combo) {
     let reply = send(agent().get(&nginx.url("/status")).call());
     assert_eq!(text_figures(&reply.body)["requests"], 2.0);
     nginx.assert_clean_log();
+}
+
+// ---------------------------------------------------------------------------------------
+// Several loops
+
+#[derive(Clone)]
+struct Hello;
+
+impl Handler for Hello {
+    async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+        res.send_response(200, content_type::TEXT, b"Hello, World!\n").await
+    }
+}
+
+/// Two mio loops on one listener, both registered on one board: the page shows their totals
+/// and each loop, and the OpenMetrics samples carry `loop="0"` and `loop="1"`.
+#[test]
+fn several_loops_show_each_loop() {
+    let Some(python) = prometheus_python("several loops") else { return };
+    let listener = ember_fcgi::host::Listener::bind(&"127.0.0.1:0".parse().unwrap()).expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let pages = ember_fcgi::host::status::StatusPages::new(Hello).with_status_path("/status");
+    let board = pages.board();
+    let mut loops = Vec::new();
+    for _ in 0..2 {
+        let server = ember_fcgi::mio::Server::<_>::from_listener(
+            listener.try_clone().unwrap(),
+            pages.clone(),
+            Limits::default(),
+        )
+        .expect("server");
+        board.add(server.stats());
+        loops.push((server.shutdown_handle(), std::thread::spawn(move || server.run())));
+    }
+    let page = |query: &str| {
+        let mut stream = Endpoint::Tcp(addr).connect();
+        let params = [("REQUEST_METHOD", "GET"), ("DOCUMENT_URI", "/status"), ("QUERY_STRING", query)];
+        roundtrip(&mut *stream, &fcgi::Request { params: &params, ..Default::default() }).split().1
+    };
+    for _ in 0..3 {
+        page("");
+    }
+    let json = page("json");
+    assert_eq!(json_totals(&json)["requests"], 4.0, "{json}");
+    assert_eq!(json.matches("\"uptime_seconds\"").count(), 3, "totals and two loops: {json}");
+    let samples = parse_openmetrics(&python, &page("openmetrics"));
+    let requests: Vec<_> = samples.iter().filter(|s| s.1 == "ember_fcgi_requests_total").collect();
+    assert_eq!(requests.len(), 2, "{samples:?}");
+    assert_eq!((requests[0].2.as_str(), requests[1].2.as_str()), ("loop=0", "loop=1"));
+    assert_eq!(requests[0].3 + requests[1].3, 5.0, "the loops' requests add up");
+    for (stop, thread) in loops {
+        stop.shutdown();
+        thread.join().unwrap().unwrap();
+    }
 }

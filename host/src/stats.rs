@@ -136,8 +136,10 @@ impl Stats {
     pub fn snapshot(&self) -> StatsSnapshot {
         let c = &*self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (open, per_connection, fixed) =
+            (get(&c.open), get(&c.memory_per_connection), get(&c.memory_fixed));
         StatsSnapshot {
-            open_connections: get(&c.open),
+            open_connections: open,
             accepted: get(&c.accepted),
             refused_over_limit: get(&c.refused_over_limit),
             refused_not_allowed: get(&c.refused_not_allowed),
@@ -152,11 +154,9 @@ impl Stats {
             handler_errors: get(&c.handler_errors),
             bytes_in: get(&c.bytes_in),
             bytes_out: get(&c.bytes_out),
-            memory_budget: get(&c.memory_fixed)
-                .saturating_add(get(&c.memory_per_connection).saturating_mul(get(&c.max_connections))),
-            memory_in_use: get(&c.memory_fixed)
-                .saturating_add(get(&c.memory_per_connection).saturating_mul(get(&c.open))),
-            memory_per_connection: get(&c.memory_per_connection),
+            memory_budget: fixed.saturating_add(per_connection.saturating_mul(get(&c.max_connections))),
+            memory_in_use: fixed.saturating_add(per_connection.saturating_mul(open)),
+            memory_per_connection: per_connection,
             max_connections: get(&c.max_connections),
             uptime: self.started.elapsed(),
         }
