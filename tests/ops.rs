@@ -396,33 +396,33 @@ impl Handler for BadHeader {
 fn log_server(transport: Transport) -> (SocketAddr, Box<dyn FnOnce()>) {
     let limits = Limits { max_connections: 1, head_timeout: Duration::from_millis(300), ..Limits::default() };
     let listen: Listen = "127.0.0.1:0".parse().unwrap();
-    let handler = BadHeader;
-    match transport {
+    type Run = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
+    let (addr, stop, run): (SocketAddr, Box<dyn FnOnce()>, Run) = match transport {
         Transport::Mio => {
-            let server = ember_fcgi::mio::Server::bind(&listen, handler, limits).expect("bind");
-            let (addr, stop) = (server.local_addr().unwrap(), server.shutdown_handle());
-            let thread = std::thread::spawn(move || server.run());
+            let server = ember_fcgi::mio::Server::bind(&listen, BadHeader, limits).expect("bind");
+            let handle = server.shutdown_handle();
             (
-                addr,
-                Box::new(move || {
-                    stop.shutdown();
-                    thread.join().unwrap().unwrap();
-                }),
+                server.local_addr().unwrap(),
+                Box::new(move || handle.shutdown()),
+                Box::new(move || server.run()),
             )
         }
         Transport::Smol => {
-            let server = ember_fcgi::smol::Server::bind(&listen, handler, limits).expect("bind");
-            let (addr, stop) = (server.local_addr().unwrap(), server.shutdown_handle());
-            let thread = std::thread::spawn(move || server.run());
+            let server = ember_fcgi::smol::Server::bind(&listen, BadHeader, limits).expect("bind");
+            let handle = server.shutdown_handle();
             (
-                addr,
-                Box::new(move || {
-                    stop.shutdown();
-                    thread.join().unwrap().unwrap();
-                }),
+                server.local_addr().unwrap(),
+                Box::new(move || handle.shutdown()),
+                Box::new(move || server.run()),
             )
         }
-    }
+    };
+    let thread = std::thread::spawn(run);
+    let stop = move || {
+        stop();
+        thread.join().unwrap().unwrap();
+    };
+    (addr, Box::new(stop))
 }
 
 fn logs_a_refusal_a_timeout_and_a_handler_error(transport: Transport) {
