@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the examples and tests need on a fresh Debian machine; quick when all is there.
-# nginx, cgi-fcgi (libfcgi-bin), lighttpd, apache2 and caddy for the end-to-end tests, the
+# nginx, cgi-fcgi (libfcgi-bin), lighttpd, apache2 and caddy for the end-to-end tests,
+# systemd-socket-activate, spawn-fcgi and python3-prometheus-client for tests/ops.rs, the
 # bare-metal target that proves the core is no_std, and cargo-fuzz for the fuzz smoke run.
 # The tests run each web server from a config of their own and need none of the packages'
 # services (where apt starts them, `systemctl disable --now apache2 lighttpd caddy` stops them).
@@ -14,6 +15,11 @@ command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need_apt+=(apa
 command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || need_apt+=(caddy)
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils) # script(1): a terminal for tests/cli.rs
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)   # scripts/doc-check.sh reads cargo metadata
+# tests/ops.rs: systemd's socket-activation launcher, spawn-fcgi, and Debian's python3 with
+# the prometheus_client OpenMetrics parser.
+[ -x /usr/bin/systemd-socket-activate ] || need_apt+=(systemd)
+[ -x /usr/bin/spawn-fcgi ] || need_apt+=(spawn-fcgi)
+/usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     SUDO=""

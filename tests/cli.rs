@@ -5,7 +5,6 @@
 mod support;
 
 use std::ffi::OsStr;
-use std::io::Write;
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
@@ -53,10 +52,14 @@ fn usage(name: &str) -> String {
         _ => "",
     };
     format!(
-        "usage: {name} [--transport mio|smol] [--listen ADDR]{own} [LIMITS]\n\
+        "usage: {name} [--transport mio|smol] [--listen ADDR] [--log LEVEL] [--status-path PATH] [--ping-path PATH]{own} [LIMITS]\n\
          \x20 --transport mio|smol    the server that runs the handler (default mio)\n\
-         \x20 --listen ADDR           HOST:PORT, [V6]:PORT, unix:PATH or fd:0 (the default: the listening\n\
-         \x20                         socket a launcher such as spawn-fcgi passes as fd 0)\n\
+         \x20 --listen ADDR           HOST:PORT, [V6]:PORT, unix:PATH, systemd[:NAME] or fd:0 (the default:\n\
+         \x20                         the socket systemd passed, else the listening socket a launcher such as\n\
+         \x20                         spawn-fcgi passes as fd 0)\n\
+         \x20 --log LEVEL             off, error, warn, info, debug or trace (default info)\n\
+         \x20 --status-path PATH      serve the live counters at PATH (?json, ?openmetrics)\n\
+         \x20 --ping-path PATH        answer \"pong\" at PATH\n\
          {own_line}\
          \x20 -h, --help              this text\n\
          limits (memory per busy connection, timeouts):\n\
@@ -86,7 +89,7 @@ fn bad_arguments_print_usage_and_exit_2() {
         (&["--transport"], "missing argument for option '--transport'"),
         (
             &["--listen", "not an address"],
-            "invalid listen address \"not an address\": expected HOST:PORT, [V6]:PORT, unix:PATH or fd:0",
+            "invalid listen address \"not an address\": expected HOST:PORT, [V6]:PORT, unix:PATH, fd:0, systemd or systemd:NAME",
         ),
         (&["--listen", "unix:"], "invalid listen address \"unix:\""),
         (&["--max-connections", "0"], "bad --max-connections \"0\": expected a positive integer"),
@@ -370,7 +373,11 @@ fn sigterm_is_graceful(transport: Transport) {
     let mut conn = app.endpoint.connect();
     let body = b"0123456789";
     let mut first = fcgi::record(fcgi::BEGIN_REQUEST, 1, &[0, 1, 0, 0, 0, 0, 0, 0]);
-    first.extend(fcgi::record(fcgi::PARAMS, 1, &ember_fcgi_testkit::encode_pairs(&[("CONTENT_LENGTH", "10")])));
+    first.extend(fcgi::record(
+        fcgi::PARAMS,
+        1,
+        &ember_fcgi_testkit::encode_pairs(&[("CONTENT_LENGTH", "10")]),
+    ));
     first.extend(fcgi::record(fcgi::PARAMS, 1, b""));
     first.extend(fcgi::record(fcgi::STDIN, 1, &body[..4]));
     conn.send(&first);

@@ -109,7 +109,8 @@ fn inspect_shows_the_request(transport: Transport) {
         ("CONTENT_LENGTH", &length),
         ("HTTP_USER_AGENT", "<script>"),
     ];
-    let reply = app.endpoint.connect().roundtrip(&Request { params: &params, stdin: body, ..Request::default() });
+    let reply =
+        app.endpoint.connect().roundtrip(&Request { params: &params, stdin: body, ..Request::default() });
     let (head, page) = reply.split();
     assert!(head.starts_with("Status: 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"), "{head}");
     let expected = [
@@ -134,7 +135,8 @@ fn inspect_shows_the_request(transport: Transport) {
     // A long body: counted in full, the first 4 KiB shown.
     let big = vec![b'z'; 10_000];
     let params = [("REQUEST_METHOD", "PUT"), ("CONTENT_LENGTH", "10000")];
-    let reply = app.endpoint.connect().roundtrip(&Request { params: &params, stdin: &big, ..Request::default() });
+    let reply =
+        app.endpoint.connect().roundtrip(&Request { params: &params, stdin: &big, ..Request::default() });
     let page = reply.split().1;
     assert!(page.contains("<tr><th>body</th><td><code>10000 bytes</code></td></tr>"), "{page}");
     let shown = format!("<h2>its first 4 KiB</h2>\n<pre>{}</pre>\n", "z".repeat(4096));

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ember_fcgi::Handler;
-use ember_fcgi::host::{BindError, Limits, Listen};
+use ember_fcgi::host::status::StatusPages;
+use ember_fcgi::host::{BindError, Limits, Listen, Listener};
 
 /// The server that runs the handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,9 +49,23 @@ const COMMON_OPTS: &[Opt] = &[
         name: "listen",
         value: "ADDR",
         required: false,
-        help: "HOST:PORT, [V6]:PORT, unix:PATH or fd:0 (the default: the listening\n\
-               socket a launcher such as spawn-fcgi passes as fd 0)",
+        help: "HOST:PORT, [V6]:PORT, unix:PATH, systemd[:NAME] or fd:0 (the default:\n\
+               the socket systemd passed, else the listening socket a launcher such as\n\
+               spawn-fcgi passes as fd 0)",
     },
+    Opt {
+        name: "log",
+        value: "LEVEL",
+        required: false,
+        help: "off, error, warn, info, debug or trace (default info)",
+    },
+    Opt {
+        name: "status-path",
+        value: "PATH",
+        required: false,
+        help: "serve the live counters at PATH (?json, ?openmetrics)",
+    },
+    Opt { name: "ping-path", value: "PATH", required: false, help: "answer \"pong\" at PATH" },
 ];
 
 /// Sets one field of `Limits` from an option's value, or says what is wrong with it.
@@ -169,9 +184,36 @@ pub struct Args {
     pub listen_given: bool,
     /// The limit options given, in order (applied over the example's `Limits` by `serve`).
     limits: Vec<(SetLimit, String)>,
+    /// `--log LEVEL`, `--status-path`, `--ping-path`.
+    pub ops: Ops,
     extra: Vec<(&'static str, OsString)>,
     program: &'static str,
     opts: Vec<Opt>,
+}
+
+/// The operator's options: log level, status and ping pages.
+#[derive(Debug)]
+pub struct Ops {
+    pub log: log::LevelFilter,
+    pub status_path: Option<String>,
+    pub ping_path: Option<String>,
+}
+
+impl Ops {
+    /// Takes the value of `--log`, `--status-path` or `--ping-path`.
+    fn set(&mut self, name: &str, value: OsString) -> Result<(), String> {
+        let value = value.into_string().map_err(|v| format!("--{name} {v:?} is not UTF-8"))?;
+        match name {
+            "log" => {
+                self.log = value.parse().map_err(|_| {
+                    format!("bad --log {value:?}: expected off, error, warn, info, debug or trace")
+                })?
+            }
+            "status-path" => self.status_path = Some(value),
+            _ => self.ping_path = Some(value),
+        }
+        Ok(())
+    }
 }
 
 impl Args {
@@ -239,8 +281,9 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let mut transport = Transport::Mio;
-    let mut listen = Listen::Inherited;
+    let mut listen = Listen::from_launcher();
     let mut listen_given = false;
+    let mut ops = Ops { log: log::LevelFilter::Info, status_path: None, ping_path: None };
     let mut limits: Vec<(SetLimit, String)> = Vec::new();
     let mut extra = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -258,6 +301,10 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
                 let text = value.to_str().ok_or("the listen address is not UTF-8")?;
                 listen = text.parse().map_err(|e: ember_fcgi::host::ParseListenError| e.to_string())?;
                 listen_given = true;
+            }
+            Long(name @ ("log" | "status-path" | "ping-path")) => {
+                let name = name.to_owned();
+                ops.set(&name, parser.value().map_err(|e| e.to_string())?)?;
             }
             Short('h') | Long("help") => return Ok(None),
             Long(name) if LIMIT_OPTS.iter().any(|(o, _)| o.name == name) => {
@@ -282,7 +329,7 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     if let Some(missing) = opts.iter().find(|o| o.required && !extra.iter().any(|(n, _)| *n == o.name)) {
         return Err(format!("--{} {} is required", missing.name, missing.value));
     }
-    Ok(Some(Args { transport, listen, listen_given, limits, extra, program, opts: opts.to_vec() }))
+    Ok(Some(Args { transport, listen, listen_given, limits, ops, extra, program, opts: opts.to_vec() }))
 }
 
 /// Binds `args.listen` on `args.transport`, prints `listening on ADDR` to stderr, and runs
@@ -293,6 +340,14 @@ pub fn serve<H: Handler + 'static>(args: &Args, handler: H, mut limits: Limits) 
     for (set, value) in &args.limits {
         // Checked when parsed.
         let _ = set(&mut limits, value);
+    }
+    env_logger::Builder::new().filter_level(args.ops.log).init();
+    let mut handler = StatusPages::new(handler);
+    if let Some(path) = &args.ops.status_path {
+        handler = handler.with_status_path(path);
+    }
+    if let Some(path) = &args.ops.ping_path {
+        handler = handler.with_ping_path(path);
     }
     let result = match args.transport {
         Transport::Mio => run_mio(args, handler, limits),
@@ -359,41 +414,65 @@ fn no_socket(args: &Args) -> ExitCode {
     }
 }
 
+/// Binds `listen`; also says where, as `announce` prints it.
+fn bind(listen: &Listen) -> Result<(Listener, String), BindError> {
+    let listener = Listener::bind(listen)?;
+    let shown = match listen {
+        Listen::Inherited => listen.to_string(),
+        _ => listener.describe(),
+    };
+    Ok((listener, shown))
+}
+
 #[cfg(feature = "mio")]
-fn run_mio<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> Result<(), Failure> {
-    let server = ember_fcgi::mio::Server::bind(&args.listen, handler, limits)?;
+fn run_mio<H: Handler + 'static>(
+    args: &Args,
+    handler: StatusPages<H>,
+    limits: Limits,
+) -> Result<(), Failure> {
+    let (listener, shown) = bind(&args.listen)?;
+    let board = handler.board();
+    let server = ember_fcgi::mio::Server::from_listener(listener, handler, limits)
+        .map_err(|e| BindError::Io(args.listen.clone(), e))?;
+    board.add(server.stats());
     let handle = server.shutdown_handle();
     on_signals(move || handle.shutdown())?;
-    announce(&args.listen, server.local_addr());
+    announce(&shown);
     server.run().map_err(|e| Failure::Serve(format!("the mio server failed: {e}")))
 }
 
 #[cfg(not(feature = "mio"))]
-fn run_mio<H: Handler>(_: &Args, _: H, _: Limits) -> Result<(), Failure> {
+fn run_mio<H: Handler>(_: &Args, _: StatusPages<H>, _: Limits) -> Result<(), Failure> {
     Err(Failure::Serve("this build has no mio transport (feature \"mio\" is off)".into()))
 }
 
 #[cfg(feature = "smol")]
-fn run_smol<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> Result<(), Failure> {
-    let server = ember_fcgi::smol::Server::bind(&args.listen, handler, limits)?;
+fn run_smol<H: Handler + 'static>(
+    args: &Args,
+    handler: StatusPages<H>,
+    limits: Limits,
+) -> Result<(), Failure> {
+    let (listener, shown) = bind(&args.listen)?;
+    let board = handler.board();
+    let server = ember_fcgi::smol::Server::from_listener(listener, handler, limits)
+        .map_err(|e| BindError::Io(args.listen.clone(), e))?;
+    board.add(server.stats());
     let handle = server.shutdown_handle();
     on_signals(move || handle.shutdown())?;
-    announce(&args.listen, server.local_addr());
+    announce(&shown);
     server.run().map_err(|e| Failure::Serve(format!("the smol server failed: {e}")))
 }
 
 #[cfg(not(feature = "smol"))]
-fn run_smol<H: Handler>(_: &Args, _: H, _: Limits) -> Result<(), Failure> {
+fn run_smol<H: Handler>(_: &Args, _: StatusPages<H>, _: Limits) -> Result<(), Failure> {
     Err(Failure::Serve("this build has no smol transport (feature \"smol\" is off)".into()))
 }
 
 /// The one line tests and scripts wait for: `listening on 127.0.0.1:40123` (the real port
-/// when port 0 was asked for), `listening on unix:/path`, or `listening on fd:0`.
-fn announce(listen: &Listen, bound: Option<std::net::SocketAddr>) {
-    let line = match (listen, bound) {
-        (Listen::Unix { .. }, _) | (_, None) => format!("listening on {listen}"),
-        (_, Some(addr)) => format!("listening on {addr}"),
-    };
+/// when port 0 was asked for; also for a socket from systemd), `listening on unix:/path`,
+/// or `listening on fd:0`.
+fn announce(shown: &str) {
+    let line = format!("listening on {shown}");
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "{line}");
     let _ = stderr.flush();

@@ -15,6 +15,7 @@ use ember_fcgi_core::{
     StreamError, serve_connection,
 };
 
+use crate::events;
 use crate::pool::BufferPool;
 use crate::stats::{Counters, bump};
 
@@ -145,13 +146,17 @@ impl<H: Handler> Handler for Guarded<'_, H> {
         let result = match outcome {
             Ok(result) => result,
             Err(()) => {
-                bump(&self.counters.handler_panics);
-                if response.bytes_written() > 0 {
+                let answered = response.bytes_written() == 0;
+                events::handler_panicked(self.counters, request, answered);
+                if !answered {
                     self.status.expire();
                 }
                 Err(StreamError::ConnectionClosed)
             }
         };
+        if let Err(error) = &result {
+            events::handler_failed(self.counters, error, request);
+        }
         if response.aborted() {
             bump(&self.counters.requests_aborted);
         }

@@ -1,18 +1,24 @@
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 //! What every std host of the engine needs, whatever its event loop: where to listen
-//! (TCP, a Unix socket path, or the socket a launcher passed as fd 0), who may connect
-//! (`FCGI_WEB_SERVER_ADDRS`), and the server's limits; and the machinery every server's
-//! connections share: pooled request memory, the guarded engine of one connection
-//! ([`engine`]), which timeout applies ([`Watch`]), the live counters ([`stats`]). Transports wrap the std listener
-//! this returns in their own non-blocking type.
+//! (TCP, a Unix socket path, the socket a launcher passed as fd 0, or sockets handed over by
+//! systemd), who may connect (`FCGI_WEB_SERVER_ADDRS`), and the server's limits; the
+//! machinery every server's connections share: pooled request memory, the guarded engine
+//! of one connection ([`engine`]), which timeout applies ([`Watch`]), the live counters
+//! ([`stats`]) and what they log ([`events`]); and the status and ping pages that show
+//! them ([`status`]). Transports wrap the std listener this returns in their own
+//! non-blocking type.
 
 mod allow;
 pub mod engine;
+pub mod events;
 mod limits;
 mod listen;
 mod park;
 mod pool;
 pub mod stats;
+pub mod status;
+#[allow(unsafe_code)] // adopting the fds systemd passed; each block says why it is sound
+mod systemd;
 mod watch;
 
 pub use allow::WebServerAddrs;
@@ -20,4 +26,5 @@ pub use limits::{Limits, deadline};
 pub use listen::{BindError, Listen, Listener, ParseListenError, inherited_fastcgi_socket};
 pub use park::ThreadPark;
 pub use pool::BufferPool;
+pub use systemd::{SystemdError, SystemdSocket, systemd_sockets};
 pub use watch::{Wait, Watch};

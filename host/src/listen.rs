@@ -20,6 +20,18 @@ pub enum Listen {
     Unix { path: PathBuf, mode: Option<u32> },
     /// The listening socket inherited as fd 0 (spawn-fcgi, lighttpd `bin-path`, mod_fcgid).
     Inherited,
+    /// A socket passed by systemd socket activation (`LISTEN_FDS`, from fd 3): the first one,
+    /// or the one whose `FileDescriptorName=` is given. TCP or Unix. Bind it at startup,
+    /// before starting threads: the variables are then removed from the environment.
+    Systemd(Option<String>),
+}
+
+impl Listen {
+    /// Where a launcher put this process's socket: systemd's (`LISTEN_PID` is this
+    /// process) if there is one, else fd 0 ([`Listen::Inherited`]).
+    pub fn from_launcher() -> Self {
+        if crate::systemd::activated() { Self::Systemd(None) } else { Self::Inherited }
+    }
 }
 
 /// A listen address that could not be parsed.
@@ -28,7 +40,11 @@ pub struct ParseListenError(pub String);
 
 impl fmt::Display for ParseListenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid listen address {:?}: expected HOST:PORT, [V6]:PORT, unix:PATH or fd:0", self.0)
+        write!(
+            f,
+            "invalid listen address {:?}: expected HOST:PORT, [V6]:PORT, unix:PATH, fd:0, systemd or systemd:NAME",
+            self.0
+        )
     }
 }
 
@@ -48,6 +64,12 @@ impl FromStr for Listen {
         if s == "fd:0" {
             return Ok(Self::Inherited);
         }
+        if s == "systemd" {
+            return Ok(Self::Systemd(None));
+        }
+        if let Some(name) = s.strip_prefix("systemd:") {
+            return Ok(Self::Systemd(Some(name.into())));
+        }
         if let Ok(addr) = s.parse() {
             return Ok(Self::Tcp(addr));
         }
@@ -65,6 +87,8 @@ impl fmt::Display for Listen {
             Self::Tcp(addr) => write!(f, "{addr}"),
             Self::Unix { path, .. } => write!(f, "unix:{}", path.display()),
             Self::Inherited => f.write_str("fd:0"),
+            Self::Systemd(None) => f.write_str("systemd"),
+            Self::Systemd(Some(name)) => write!(f, "systemd:{name}"),
         }
     }
 }
@@ -137,6 +161,8 @@ impl Listener {
                 Self::Unix(l, Some(path.clone()))
             }
             Listen::Inherited => inherited_fastcgi_socket().ok_or(BindError::NoInheritedSocket)?,
+            Listen::Systemd(name) => crate::systemd::take(name.as_deref())
+                .map_err(|e| BindError::Io(listen.clone(), io::Error::other(e)))?,
         };
         listener.set_nonblocking().map_err(io_err)?;
         Ok(listener)
@@ -172,7 +198,12 @@ impl Listener {
         match self {
             Self::Tcp(l) => l.local_addr().map_or_else(|_| "tcp".into(), |a| a.to_string()),
             Self::Unix(_, Some(path)) => format!("unix:{}", path.display()),
-            Self::Unix(_, None) => "unix:(inherited)".into(),
+            Self::Unix(l, None) => {
+                match l.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)) {
+                    Some(path) => format!("unix:{}", path.display()),
+                    None => "unix:(inherited)".into(),
+                }
+            }
         }
     }
 }
@@ -247,6 +278,9 @@ mod tests {
             Listen::Unix { path: "/tmp/x.sock".into(), mode: None }
         );
         assert_eq!("fd:0".parse::<Listen>().unwrap(), Listen::Inherited);
+        assert_eq!("systemd".parse::<Listen>().unwrap(), Listen::Systemd(None));
+        assert_eq!("systemd:web".parse::<Listen>().unwrap(), Listen::Systemd(Some("web".into())));
+        assert_eq!(Listen::Systemd(Some("web".into())).to_string(), "systemd:web");
         assert!("unix:".parse::<Listen>().is_err());
         assert!("nonsense".parse::<Listen>().is_err());
         assert!("localhost:9000".parse::<Listen>().is_ok());

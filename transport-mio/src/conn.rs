@@ -133,7 +133,7 @@ impl Entry {
         shared: &Arc<Shared>,
         now: Instant,
     ) -> Self {
-        let io = Rc::new(ConnIo::new(stream, Rc::clone(scratch)));
+        let io = Rc::new(ConnIo::new(stream, Rc::clone(scratch), Arc::clone(&loop_shared.counters)));
         let future = boxed_engine(&io, loop_shared);
         let wake = Arc::new(ConnWaker::new(key, Arc::clone(shared)));
         let waker = Waker::from(Arc::clone(&wake));

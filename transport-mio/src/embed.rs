@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ember_fcgi_core::Handler;
-use ember_fcgi_host::{BufferPool, Limits, Wait, WebServerAddrs, deadline};
+use ember_fcgi_host::{BufferPool, Limits, Wait, WebServerAddrs, deadline, events};
 use mio::event::Event;
 use mio::{Registry, Token};
 use slab::Slab;
@@ -213,6 +213,9 @@ impl<H: Handler + 'static> Registered<H> {
         config.max_conns = u32::try_from(max_conns).unwrap_or(u32::MAX);
         let counters = Arc::clone(stats.counters());
         let pool = BufferPool::new(limits.capacities, max_conns, Arc::clone(&counters));
+        let budget = MemoryBudget::of::<H>(&limits, max_conns, 0, None);
+        counters.note_memory(budget.per_connection, budget.request_memory, max_conns, budget.fixed);
+        events::started(&acceptor.describe(), &limits, budget.per_connection, budget.total());
         Ok(Self {
             acceptor: Some(acceptor),
             local_addr,
@@ -390,10 +393,10 @@ impl<H: Handler + 'static> Registered<H> {
                             | io::ErrorKind::ConnectionAborted
                             | io::ErrorKind::ConnectionReset
                     ) => {}
-                Err(_) => {
+                Err(e) => {
                     // Out of file descriptors or memory: the backlog keeps the peers; try
                     // again shortly (no new event may come, readiness is edge-triggered).
-                    Counters::bump(&self.counters().accept_errors);
+                    events::accept_failed(self.counters(), &e);
                     self.accept_retry_at = Some(now + ACCEPT_BACKOFF);
                     return;
                 }
@@ -404,12 +407,12 @@ impl<H: Handler + 'static> Registered<H> {
     /// Serves an accepted connection, or closes it before reading a byte if the peer is
     /// not allowed or the server is full.
     fn admit(&mut self, registry: &Registry, mut stream: Stream, peer: Option<IpAddr>, now: Instant) {
-        if peer.is_some_and(|ip| !self.allow.allows(ip)) {
-            Counters::bump(&self.counters().refused_not_allowed);
+        if let Some(ip) = peer.filter(|ip| !self.allow.allows(*ip)) {
+            events::refused_not_allowed(self.counters(), &ip);
             return;
         }
         if self.conns.len() >= self.max_conns {
-            Counters::bump(&self.counters().refused_over_limit);
+            events::refused_over_limit(self.counters(), &stream.peer(), self.max_conns);
             return;
         }
         let vacant = self.conns.vacant_entry();
@@ -462,8 +465,8 @@ impl<H: Handler + 'static> Registered<H> {
                     }
                 }
                 Some(Ok(())) => self.linger(key, now),
-                Some(Err(_)) => {
-                    Counters::bump(&self.counters().closed_with_error);
+                Some(Err(error)) => {
+                    events::connection_failed(self.stats.counters(), &entry.io.stream.peer(), &error);
                     self.close(key);
                 }
             },
@@ -508,10 +511,9 @@ impl<H: Handler + 'static> Registered<H> {
 
     fn close_all(&mut self) {
         let counters = Arc::clone(self.counters());
+        let busy = self.conns.iter().filter(|(_, entry)| entry.phase == Phase::Serving).count();
+        events::closed_by_shutdown(&counters, busy as u64);
         self.conns.retain(|_, entry| {
-            if entry.phase == Phase::Serving {
-                Counters::bump(&counters.closed_by_shutdown);
-            }
             entry.release();
             Counters::drop_one(&counters.open);
             false
@@ -561,21 +563,21 @@ impl<H: Handler + 'static> Registered<H> {
                 None | Some(Expiry::Wait(Wait::Busy)) => true,
                 Some(Expiry::Linger) => false,
                 Some(Expiry::Wait(Wait::Head)) => {
-                    Counters::bump(&counters.timed_out_head);
+                    events::timed_out_head(&counters, &entry.io.stream.peer(), limits.head_timeout);
                     false
                 }
-                Some(Expiry::Wait(stalled @ (Wait::Body | Wait::Send))) => {
-                    let counter = if stalled == Wait::Body {
-                        &counters.timed_out_body
-                    } else {
-                        &counters.timed_out_send
-                    };
-                    Counters::bump(counter);
+                Some(Expiry::Wait(Wait::Body)) => {
+                    events::timed_out_body(&counters, &entry.io.stream.peer(), limits.body_timeout);
+                    entry.time_out(now);
+                    false
+                }
+                Some(Expiry::Wait(Wait::Send)) => {
+                    events::timed_out_send(&counters, &entry.io.stream.peer(), limits.send_timeout);
                     entry.time_out(now);
                     false
                 }
                 Some(Expiry::Wait(Wait::Idle)) => {
-                    Counters::bump(&counters.timed_out_idle);
+                    events::timed_out_idle(&counters, &entry.io.stream.peer(), limits.idle_timeout);
                     let ok = entry.start_linger(now, limits.close_linger).is_ok();
                     if ok {
                         // Discard what is already there on the next round.
@@ -598,6 +600,7 @@ impl<H: Handler + 'static> Registered<H> {
     fn begin_shutdown(&mut self, registry: &Registry, now: Instant) {
         // A shutdown timeout too long to represent waits for the connections to finish.
         self.shutdown_deadline = Some(deadline(now, self.limits.shutdown_timeout).unwrap_or(now + YEAR));
+        events::shutting_down(self.conns.len(), self.limits.shutdown_timeout);
         if let Some(mut acceptor) = self.acceptor.take() {
             acceptor.deregister(registry);
         }

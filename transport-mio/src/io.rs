@@ -17,6 +17,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSliceMut, Read as _, Write as _};
 use std::net::Shutdown;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
 
 use embedded_io_async::{ErrorType, Read, Write};
@@ -24,6 +25,8 @@ use ember_fcgi_core::ConnectionStatus;
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
+
+use crate::stats::Counters;
 
 /// An accepted connection, TCP or Unix.
 #[derive(Debug)]
@@ -65,6 +68,14 @@ impl Stream {
         match self {
             Self::Tcp(s) => (&*s).write(buf),
             Self::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    /// The peer, for logs: `IP:PORT`, or `unix` (Unix peers are unnamed).
+    pub(crate) fn peer(&self) -> String {
+        match self {
+            Self::Tcp(s) => s.peer_addr().map_or_else(|_| "tcp (peer gone)".into(), |a| a.to_string()),
+            Self::Unix(_) => "unix".into(),
         }
     }
 
@@ -111,11 +122,14 @@ pub(crate) struct ConnIo {
     read_closed: Cell<bool>,
     /// The socket may take output.
     writable: Cell<bool>,
+    /// The server's counters (bytes in and out).
+    counters: Arc<Counters>,
 }
 
 impl ConnIo {
-    pub(crate) fn new(stream: Stream, scratch: Scratch) -> Self {
+    pub(crate) fn new(stream: Stream, scratch: Scratch, counters: Arc<Counters>) -> Self {
         Self {
+            counters,
             stream,
             status: ConnectionStatus::new(),
             scratch,
@@ -183,13 +197,16 @@ impl ConnIo {
     fn read_some(&self, buf: &mut [u8]) -> io::Result<(usize, usize, bool)> {
         let skip = self.status.discardable();
         if skip < MIN_DISCARD {
-            return self.stream.read(buf).map(|n| (n, n, n < buf.len()));
+            let n = self.stream.read(buf)?;
+            Counters::add(&self.counters.bytes_in, n);
+            return Ok((n, n, n < buf.len()));
         }
         let mut scratch = self.scratch.borrow_mut();
         let skip = skip.min(scratch.len());
         let n =
             self.stream.read_vectored(&mut [IoSliceMut::new(&mut scratch[..skip]), IoSliceMut::new(buf)])?;
         self.status.discard(n.min(skip));
+        Counters::add(&self.counters.bytes_in, n);
         Ok((n, n.saturating_sub(skip), n < skip + buf.len()))
     }
 }
@@ -260,6 +277,7 @@ impl Write for Writer<'_> {
                         return Poll::Pending;
                     }
                     Ok(n) => {
+                        Counters::add(&io.counters.bytes_out, n);
                         if n > 0 && n < buf.len() {
                             io.writable.set(false);
                         }

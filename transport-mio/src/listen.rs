@@ -36,6 +36,11 @@ impl Acceptor {
         Ok(Self { mio, _host: host })
     }
 
+    /// Where it listens, for logs.
+    pub(crate) fn describe(&self) -> String {
+        self._host.describe()
+    }
+
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         match &mut self.mio {
             MioListener::Tcp(l) => l.register(registry, token, Interest::READABLE),

@@ -10,6 +10,7 @@ use std::pin::Pin;
 
 use ember_fcgi_core::{ConnectionBuffers, ConnectionStatus, Handler, SliceBuffers};
 use ember_fcgi_host::engine::{EngineCtx, serve_pooled};
+use ember_fcgi_host::events;
 use smol::Timer;
 use smol::future;
 
@@ -31,6 +32,16 @@ pub(crate) type ConnTask<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 /// (each its own type, so a connection never carries slots it cannot use).
 pub(crate) fn boxed_connection<'a, H: Handler>(io: ConnIo<'a>, ctx: &'a LoopCtx<'a, H>) -> ConnTask<'a> {
     ember_fcgi_host::for_request_slots!(ctx.pool.capacities().requests, |N| boxed::<H, N>(io, ctx))
+}
+
+/// Bytes of the boxed task of one connection (no buffers: request memory is lent while busy).
+pub(crate) fn task_size<H: Handler>(ctx: &LoopCtx<'_, H>) -> usize {
+    fn size_of_output<A, B, R>(_: impl FnOnce(A, B) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+    ember_fcgi_host::for_request_slots!(ctx.pool.capacities().requests, |N| size_of_output(
+        connection::<H, N>
+    ))
 }
 
 /// One size of task; not inlined, so building a small one never reserves stack for the
@@ -57,20 +68,31 @@ where
     // Built in place (no named locals moved in), so the future holds one copy of each.
     let end = future::or(
         async {
-            let (reader, writer) = (Reader::new(&io, &ctx.scratch, &closing, &status), Writer::new(&io));
+            let reader = Reader::new(&io, &ctx.scratch, &closing, &status, &counters.bytes_in);
+            let writer = Writer::new(&io, &counters.bytes_out);
             let readable = || io.readiness().readable() || closing.get();
             End::Served(serve_pooled::<N, _, _, _>(reader, writer, readable, &status, engine).await)
         },
         async {
             End::Expired(
-                Watchdog::new(&status, &closing, ctx.draining, &ctx.limits, counters, &mut timer).await,
+                Watchdog::new(
+                    &status,
+                    &closing,
+                    ctx.draining,
+                    &ctx.limits,
+                    counters,
+                    io.socket(),
+                    &mut timer,
+                )
+                .await,
             )
         },
     )
     .await;
     match end {
         End::Served(Ok(())) => linger(io.socket(), &mut timer, ctx.limits.close_linger).await,
-        End::Served(Err(_)) | End::Expired(Expired::Stuck) => bump(&counters.closed_with_error),
+        End::Served(Err(error)) => events::connection_failed(counters, &io.socket().peer(), &error),
+        End::Expired(Expired::Stuck) => bump(&counters.closed_with_error),
         End::Expired(Expired::Head) => {} // counted by the watchdog; dropping `io` closes at once
     }
 }

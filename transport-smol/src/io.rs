@@ -100,6 +100,7 @@ impl Drop for OpenGuard<'_> {
 pub(crate) struct Reader<'a> {
     socket: &'a Socket,
     readiness: &'a Readiness,
+    bytes_in: &'a AtomicU64,
     scratch: &'a RefCell<Box<[u8]>>,
     closing: &'a Cell<bool>,
     status: &'a ConnectionStatus,
@@ -111,8 +112,9 @@ impl<'a> Reader<'a> {
         scratch: &'a RefCell<Box<[u8]>>,
         closing: &'a Cell<bool>,
         status: &'a ConnectionStatus,
+        bytes_in: &'a AtomicU64,
     ) -> Self {
-        Self { socket: io.socket(), readiness: io.readiness(), scratch, closing, status }
+        Self { socket: io.socket(), readiness: io.readiness(), bytes_in, scratch, closing, status }
     }
 
     /// One read syscall: input the engine will skip goes to the scratch buffer and is
@@ -121,13 +123,16 @@ impl<'a> Reader<'a> {
     fn read_some(&self, buf: &mut [u8]) -> io::Result<(usize, usize)> {
         let skip = self.status.discardable();
         if skip < MIN_DISCARD {
-            return self.socket.read(buf).map(|n| (n, n));
+            let n = self.socket.read(buf)?;
+            self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            return Ok((n, n));
         }
         let mut scratch = self.scratch.borrow_mut();
         let skip = skip.min(scratch.len());
         let n =
             self.socket.read_vectored(&mut [IoSliceMut::new(&mut scratch[..skip]), IoSliceMut::new(buf)])?;
         self.status.discard(n.min(skip));
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         Ok((n, n.saturating_sub(skip)))
     }
 
@@ -175,11 +180,12 @@ impl Read for Reader<'_> {
 pub(crate) struct Writer<'a> {
     socket: &'a Socket,
     readiness: &'a Readiness,
+    bytes_out: &'a AtomicU64,
 }
 
 impl<'a> Writer<'a> {
-    pub(crate) fn new(io: &'a ConnIo<'_>) -> Self {
-        Self { socket: io.socket(), readiness: io.readiness() }
+    pub(crate) fn new(io: &'a ConnIo<'_>, bytes_out: &'a AtomicU64) -> Self {
+        Self { socket: io.socket(), readiness: io.readiness(), bytes_out }
     }
 }
 
@@ -197,6 +203,10 @@ impl Write for Writer<'_> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readiness.clear_writable();
                     Poll::Pending
+                }
+                Ok(n) => {
+                    self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    Poll::Ready(Ok(n))
                 }
                 other => Poll::Ready(other),
             }

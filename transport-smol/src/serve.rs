@@ -5,7 +5,7 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -14,13 +14,14 @@ use ember_fcgi_host::{BufferPool, Limits, WebServerAddrs};
 use polling::Poller;
 use smol::Timer;
 
-use crate::connection::{ConnTask, boxed_connection};
+use crate::connection::{ConnTask, boxed_connection, task_size};
 use crate::io::{ConnIo, OpenGuard};
 use crate::listener::{ListenSocket, is_per_connection};
 use crate::pool::{Pool, Ready};
 use crate::reactor::{Embedded, LISTENER_KEY, Registered};
 use crate::shutdown::Shutdown;
 use crate::stats::{Counters, bump};
+use ember_fcgi_host::events;
 
 /// Rounds of work in one poll of the loop before it yields to its executor.
 const ROUNDS: usize = 16;
@@ -61,6 +62,14 @@ pub(crate) async fn serve_loop<H: Handler>(
     ctx.shutdown.register(ready);
     ready.set_accept();
     let spawn = |io| boxed_connection(io, ctx);
+    let per_connection = task_size(ctx);
+    let request_memory = ctx.limits.capacities.memory_bytes();
+    let fixed = crate::io::SCRATCH_BYTES;
+    ctx.counters.note_memory(per_connection, request_memory, ctx.limits.max_connections, fixed);
+    if let Some(listener) = &listening {
+        let budget = (per_connection + request_memory).saturating_mul(ctx.limits.max_connections) + fixed;
+        events::started(&listener.get().describe(), &ctx.limits, per_connection, budget);
+    }
     let mut pool = Pool::new(Arc::clone(ready));
     let mut drain: Option<Timer> = None;
     let mut backoff: Option<Timer> = None;
@@ -78,6 +87,7 @@ pub(crate) async fn serve_loop<H: Handler>(
                 listening = None; // closes the listener once every loop let go of it
                 backoff = None;
                 drain = Some(Timer::after(ctx.limits.shutdown_timeout));
+                events::shutting_down(pool.len(), ctx.limits.shutdown_timeout);
                 pool.wake_all();
             }
             if let Some(timer) = backoff.as_mut()
@@ -95,7 +105,7 @@ pub(crate) async fn serve_loop<H: Handler>(
             }
             let ran = pool.run_ready(BUDGET);
             if ran.panicked > 0 {
-                ctx.counters.handler_panics.fetch_add(ran.panicked, Ordering::Relaxed);
+                events::connection_panicked(ctx.counters, ran.panicked);
             }
             if let Some(timer) = drain.as_mut() {
                 if pool.len() == 0 {
@@ -103,7 +113,7 @@ pub(crate) async fn serve_loop<H: Handler>(
                 }
                 if Pin::new(timer).poll(cx).is_ready() {
                     let left = pool.clear() as u64;
-                    ctx.counters.closed_by_shutdown.fetch_add(left, Ordering::Relaxed);
+                    events::closed_by_shutdown(ctx.counters, left);
                     return Poll::Ready(Ok(()));
                 }
             }
@@ -140,8 +150,8 @@ fn accept_some<'a, H>(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if is_per_connection(&e) => continue,
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(e),
-            Err(_) => {
-                bump(&counters.accept_errors);
+            Err(e) => {
+                events::accept_failed(counters, &e);
                 *backoff = Some(Timer::after(ACCEPT_BACKOFF));
                 return Ok(());
             }
@@ -149,11 +159,11 @@ fn accept_some<'a, H>(
         if let Some(ip) = peer
             && !ctx.allow.allows(ip)
         {
-            bump(&counters.refused_not_allowed);
+            events::refused_not_allowed(counters, &ip);
             continue; // dropping the socket closes it
         }
         let Some(open) = OpenGuard::acquire(&counters.open, ctx.limits.max_connections) else {
-            bump(&counters.refused_over_limit);
+            events::refused_over_limit(counters, &socket.peer(), ctx.limits.max_connections);
             continue;
         };
         if socket.prepare().is_err() {

@@ -68,6 +68,14 @@ impl Socket {
         }
     }
 
+    /// The peer, for logs: `IP:PORT`, or `unix` (Unix peers are unnamed).
+    pub(crate) fn peer(&self) -> String {
+        match self {
+            Self::Tcp(s) => s.peer_addr().map_or_else(|_| "tcp (peer gone)".into(), |a| a.to_string()),
+            Self::Unix(_) => "unix".into(),
+        }
+    }
+
     /// Sends FIN: the web server sees the end of the response stream.
     pub(crate) fn shutdown_write(&self) -> io::Result<()> {
         match self {

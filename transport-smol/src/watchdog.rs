@@ -17,10 +17,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use ember_fcgi_core::ConnectionStatus;
-use ember_fcgi_host::{Limits, Wait, Watch, deadline};
+use ember_fcgi_host::{Limits, Wait, Watch, deadline, events};
 use smol::Timer;
 
-use crate::stats::{Counters, bump};
+use crate::socket::Socket;
+use crate::stats::Counters;
 
 /// Why the watchdog closes the connection at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub(crate) struct Watchdog<'a> {
     draining: &'a AtomicBool,
     limits: &'a Limits,
     counters: &'a Counters,
+    /// The connection's socket (its peer is logged on a timeout).
+    socket: &'a Socket,
     timer: &'a mut Timer,
     watch: Watch,
     armed: Option<Instant>,
@@ -55,10 +58,11 @@ impl<'a> Watchdog<'a> {
         draining: &'a AtomicBool,
         limits: &'a Limits,
         counters: &'a Counters,
+        socket: &'a Socket,
         timer: &'a mut Timer,
     ) -> Self {
         let watch = Watch::new(Instant::now());
-        Self { status, closing, draining, limits, counters, timer, watch, armed: None }
+        Self { status, closing, draining, limits, counters, socket, timer, watch, armed: None }
     }
 
     /// The instant the current wait runs out, if it can.
@@ -106,21 +110,21 @@ impl Future for Watchdog<'_> {
             }
             match this.watch.wait() {
                 Wait::Head => {
-                    bump(&this.counters.timed_out_head);
+                    events::timed_out_head(this.counters, &this.socket.peer(), this.limits.head_timeout);
                     return Poll::Ready(Expired::Head);
                 }
                 Wait::Idle if !this.closing.get() => {
-                    bump(&this.counters.timed_out_idle);
+                    events::timed_out_idle(this.counters, &this.socket.peer(), this.limits.idle_timeout);
                     this.close_gracefully(cx);
                 }
                 Wait::Idle => return Poll::Ready(Expired::Stuck),
                 stalled @ (Wait::Body | Wait::Send) => {
-                    let counter = if stalled == Wait::Body {
-                        &this.counters.timed_out_body
+                    let peer = this.socket.peer();
+                    if stalled == Wait::Body {
+                        events::timed_out_body(this.counters, &peer, this.limits.body_timeout);
                     } else {
-                        &this.counters.timed_out_send
-                    };
-                    bump(counter);
+                        events::timed_out_send(this.counters, &peer, this.limits.send_timeout);
+                    }
                     this.status.expire();
                     cx.waker().wake_by_ref();
                     return Poll::Pending;

@@ -15,8 +15,7 @@ use ember_fcgi_bench::load::request::{Request, params};
 use ember_fcgi_testkit::nv::push_nv;
 use ember_fcgi_testkit::wire::{PARAMS, begin_bytes, push_record};
 
-const USAGE: &str =
-    "usage: fcgi-idle --connect HOST:PORT --connections N --pid SERVER_PID [--warm | --mid-head BYTES] [--hold SECS]";
+const USAGE: &str = "usage: fcgi-idle --connect HOST:PORT --connections N --pid SERVER_PID [--warm | --mid-head BYTES] [--hold SECS]";
 
 fn main() {
     match run() {
@@ -62,7 +61,8 @@ fn run() -> Result<(), String> {
             }
             Long("warm") => warm = true,
             Long("mid-head") => {
-                mid_head = Some(parser.value().map_err(|e| e.to_string())?.parse().map_err(|e| e.to_string())?)
+                mid_head =
+                    Some(parser.value().map_err(|e| e.to_string())?.parse().map_err(|e| e.to_string())?)
             }
             Long("hold") => {
                 hold = parser.value().map_err(|e| e.to_string())?.parse().map_err(|e| e.to_string())?
