@@ -9,7 +9,7 @@
 //! struct Hello;
 //!
 //! impl Handler for Hello {
-//!     async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+//!     async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
 //!         res.send_response(200, content_type::TEXT, b"Hello, World!\n").await
 //!     }
 //! }

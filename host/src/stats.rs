@@ -20,6 +20,7 @@ pub struct Counters {
     pub handler_panics: AtomicU64,
     pub requests: AtomicU64,
     pub requests_aborted: AtomicU64,
+    pub handler_errors: AtomicU64,
 }
 
 impl Counters {
@@ -75,6 +76,9 @@ pub struct StatsSnapshot {
     pub requests: u64,
     /// Of those, requests the web server aborted (or whose connection failed).
     pub requests_aborted: u64,
+    /// Requests whose handler returned an error (not counting aborts): each was answered
+    /// with a 500 if nothing was written yet, and its text went to FCGI_STDERR.
+    pub handler_errors: u64,
 }
 
 impl Stats {
@@ -101,6 +105,7 @@ impl Stats {
             handler_panics: get(&c.handler_panics),
             requests: get(&c.requests),
             requests_aborted: get(&c.requests_aborted),
+            handler_errors: get(&c.handler_errors),
         }
     }
 

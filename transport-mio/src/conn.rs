@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use ember_fcgi_core::{Config, ConnectionBuffers, ConnectionError, Handler, Request, Response, StreamError};
+use ember_fcgi_core::{Config, ConnectionBuffers, ConnectionError, Handler, HandlerError, Request, Response};
 use ember_fcgi_host::Limits;
 
 use crate::io::{ConnIo, Drain, Reader, Scratch, Stream, Writer};
@@ -52,13 +52,15 @@ impl<H: Handler> Handler for Counted<H> {
         &self,
         request: &mut Request<'_>,
         response: &mut Response<'_>,
-    ) -> Result<(), StreamError> {
+    ) -> Result<(), HandlerError> {
         Counters::bump(&self.counters.requests);
         let mut cut_off = CutOff(Some(&self.counters.requests_aborted));
         let result = self.inner.handle(request, response).await;
         cut_off.0 = None;
         if request.aborted() {
             Counters::bump(&self.counters.requests_aborted);
+        } else if result.as_ref().is_err_and(|e| !e.is_abort()) {
+            Counters::bump(&self.counters.handler_errors);
         }
         result
     }

@@ -103,7 +103,7 @@ impl Default for IdleRelease {
 ///
 /// struct Hello;
 /// impl Handler for Hello {
-///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
 ///         res.send_response(200, content_type::TEXT, b"hello\n").await
 ///     }
 /// }

@@ -30,7 +30,7 @@
 //! #[derive(Clone)]
 //! struct Hello;
 //! impl Handler for Hello {
-//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
 //!         res.send_response(200, content_type::TEXT, b"Hello, World!\n").await
 //!     }
 //! }
@@ -56,7 +56,7 @@
 //!
 //! struct Hello;
 //! impl Handler for Hello {
-//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
 //!         res.send_response(200, content_type::TEXT, b"Hello, World!\n").await
 //!     }
 //! }

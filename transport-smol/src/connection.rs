@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::sync::atomic::AtomicU64;
 
 use ember_fcgi_core::{
-    ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, Request, Response, StreamError,
+    ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, HandlerError, Request, Response,
     serve_connection,
 };
 use smol::Timer;
@@ -35,8 +35,12 @@ pub(crate) async fn connection<H: Handler, B: ConnectionBuffers + Default>(
     let closing = Cell::new(false);
     let mut timer = Timer::never();
     let mut buffers = B::default();
-    let handler =
-        Counted { handler: ctx.handler, requests: &counters.requests, aborted: &counters.requests_aborted };
+    let handler = Counted {
+        handler: ctx.handler,
+        requests: &counters.requests,
+        aborted: &counters.requests_aborted,
+        errors: &counters.handler_errors,
+    };
     // Built in place (no named locals moved in), so the future holds one copy of each.
     let end = future::or(
         async {
@@ -62,6 +66,7 @@ struct Counted<'a, H> {
     handler: &'a H,
     requests: &'a AtomicU64,
     aborted: &'a AtomicU64,
+    errors: &'a AtomicU64,
 }
 
 impl<H: Handler> Handler for Counted<'_, H> {
@@ -69,13 +74,15 @@ impl<H: Handler> Handler for Counted<'_, H> {
         &self,
         request: &mut Request<'_>,
         response: &mut Response<'_>,
-    ) -> Result<(), StreamError> {
+    ) -> Result<(), HandlerError> {
         bump(self.requests);
         let mut cut_off = CutOff(Some(self.aborted));
         let result = self.handler.handle(request, response).await;
         cut_off.0 = None;
         if response.aborted() {
             bump(self.aborted);
+        } else if result.as_ref().is_err_and(|e| !e.is_abort()) {
+            bump(self.errors);
         }
         result
     }
@@ -111,7 +118,7 @@ mod tests {
     struct Nothing;
 
     impl Handler for Nothing {
-        async fn handle(&self, _: &mut Request<'_>, _: &mut Response<'_>) -> Result<(), StreamError> {
+        async fn handle(&self, _: &mut Request<'_>, _: &mut Response<'_>) -> Result<(), HandlerError> {
             Ok(())
         }
     }

@@ -39,7 +39,7 @@
 //! struct Ticks;
 //!
 //! impl Handler for Ticks {
-//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
 //!         res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
 //!         for i in 0..3u8 {
 //!             smol::Timer::after(Duration::from_millis(100)).await;

@@ -32,7 +32,7 @@ use crate::stats::Stats;
 ///
 /// struct Hello;
 /// impl Handler for Hello {
-///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
 ///         res.send_response(200, content_type::TEXT, b"hello\n").await
 ///     }
 /// }
@@ -259,7 +259,7 @@ mod tests {
             &self,
             _: &mut ember_fcgi_core::Request<'_>,
             _: &mut ember_fcgi_core::Response<'_>,
-        ) -> Result<(), ember_fcgi_core::StreamError> {
+        ) -> Result<(), ember_fcgi_core::HandlerError> {
             Ok(())
         }
     }

@@ -2,5 +2,6 @@
 
 mod client;
 mod engine;
+mod errors;
 mod handlers;
 mod props;
