@@ -3,7 +3,7 @@
 # private nginx in front of it on 127.0.0.1:8080 (or the next free port), and prints the URL
 # and a curl command. Ctrl-C stops both and removes every file it made.
 #
-#   bash scripts/demo.sh [hello|echo|redirect|dirlist|upload] [--transport mio|smol]
+#   bash scripts/demo.sh [hello|echo|redirect|dirlist|upload|notes] [--transport mio|smol]
 #                        [--port N] [--tcp] [--no-keepalive]
 #
 # nginx runs unprivileged in the foreground with everything (config, pid, logs, temp
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: bash scripts/demo.sh [hello|echo|redirect|dirlist|upload] [--transport mio|smol] [--port N] [--tcp] [--no-keepalive]" >&2
+    echo "usage: bash scripts/demo.sh [hello|echo|redirect|dirlist|upload|notes] [--transport mio|smol] [--port N] [--tcp] [--no-keepalive]" >&2
     exit 2
 }
 
@@ -23,7 +23,7 @@ socket=unix
 keepalive=1
 while [ $# -gt 0 ]; do
     case "$1" in
-        hello | echo | redirect | dirlist | upload) example=$1 ;;
+        hello | echo | redirect | dirlist | upload | notes) example=$1 ;;
         --transport)
             [ $# -ge 2 ] || usage
             transport=$2
@@ -103,6 +103,7 @@ case "$example" in
         mkdir "$tmp/uploads"
         extra=(--dir "$tmp/uploads")
         ;;
+    notes) extra=(--db "${NOTES_DB:-$tmp/notes.db}") ;;
 esac
 if [ "$socket" = unix ]; then
     listen="unix:$tmp/app.sock"
@@ -220,6 +221,7 @@ case "$example" in
     redirect) try="curl -i '$url/local'    # also /?to=https://example.com/ and /?status=301&to=https://example.com/" ;;
     dirlist) try="curl -N '$url/?path=examples'" ;;
     upload) try="curl -i --data-binary @Cargo.toml '$url/?name=Cargo.toml'    # stored in $tmp/uploads" ;;
+    notes) try="curl -i -d '{\"title\":\"hi\",\"body\":\"there\"}' '$url/notes'    # then $url/notes/1, $url/notes" ;;
     *) try="curl -i '$url/'" ;;
 esac
 keep="keep-alive (fastcgi_keep_conn on, keepalive 8)"

@@ -96,9 +96,9 @@ impl Default for IdleRelease {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use ember_fcgi_core::prelude::*;
-/// use ember_fcgi_host::{Limits, Listen};
-/// use ember_fcgi_mio::Server;
+/// use ember_fcgi::prelude::*;
+/// use ember_fcgi::host::{Limits, Listen};
+/// use ember_fcgi::mio::Server;
 /// use mio::{Events, Poll};
 ///
 /// struct Hello;

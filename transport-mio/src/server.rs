@@ -29,9 +29,9 @@ const EVENTS: usize = 1024;
 /// once running, connection futures stay on the loop's thread.
 ///
 /// ```no_run
-/// use ember_fcgi_core::prelude::*;
-/// use ember_fcgi_host::{Limits, Listen};
-/// use ember_fcgi_mio::Server;
+/// use ember_fcgi::prelude::*;
+/// use ember_fcgi::host::{Limits, Listen};
+/// use ember_fcgi::mio::Server;
 ///
 /// struct Hello;
 /// impl Handler for Hello {
@@ -70,22 +70,8 @@ impl<H, B> std::fmt::Debug for Server<H, B> {
 }
 
 impl<H: Handler + 'static> Server<H> {
-    /// Binds `listen` (TCP, a Unix socket path, or `Listen::Inherited` for the socket a
-    /// FastCGI launcher passed as fd 0) with the default connection buffers.
-    /// `FCGI_WEB_SERVER_ADDRS` is read from the environment.
-    pub fn bind(listen: &Listen, handler: H, limits: Limits) -> Result<Self, BindError> {
-        let listener = Listener::bind(listen)?;
-        Self::from_listener(listener, handler, limits).map_err(|e| BindError::Io(listen.clone(), e))
-    }
-}
-
-impl<H, B> Server<H, B>
-where
-    H: Handler + 'static,
-    B: ConnectionBuffers + Default + 'static,
-{
-    /// Serves an already bound listener (made non-blocking here). Pick the buffers with
-    /// `Server::<_, MyBuffers>::from_listener(..)`. `FCGI_WEB_SERVER_ADDRS` is read from
+    /// Serves an already bound listener (made non-blocking here). Other buffers:
+    /// `Server::from_listener(..)?.with_buffers::<MyBuffers>()`. `FCGI_WEB_SERVER_ADDRS` is read from
     /// the environment.
     pub fn from_listener(listener: Listener, handler: H, limits: Limits) -> io::Result<Self> {
         match &listener {
@@ -104,6 +90,20 @@ where
         })
     }
 
+    /// Binds `listen` (TCP, a Unix socket path, or `Listen::Inherited` for the socket a
+    /// FastCGI launcher passed as fd 0) with the default connection buffers.
+    /// `FCGI_WEB_SERVER_ADDRS` is read from the environment.
+    pub fn bind(listen: &Listen, handler: H, limits: Limits) -> Result<Self, BindError> {
+        let listener = Listener::bind(listen)?;
+        Self::from_listener(listener, handler, limits).map_err(|e| BindError::Io(listen.clone(), e))
+    }
+}
+
+impl<H, B> Server<H, B>
+where
+    H: Handler + 'static,
+    B: ConnectionBuffers + Default + 'static,
+{
     /// Replaces the TCP peer allow-list (by default `FCGI_WEB_SERVER_ADDRS`).
     pub fn with_web_server_addrs(mut self, allow: WebServerAddrs) -> Self {
         self.allow = allow;

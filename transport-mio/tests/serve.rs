@@ -337,7 +337,7 @@ fn handler_woken_from_another_thread() {
 fn multiplexed_requests_with_larger_buffers() {
     type Mux = ember_fcgi_core::Buffers<8192, 8192, 2048, 4>;
     let listener = ember_fcgi_mio::Listener::bind(&Listen::Tcp("127.0.0.1:0".parse().unwrap())).unwrap();
-    let server = Server::<_, Mux>::from_listener(listener, TestHandler, test_limits()).unwrap();
+    let server = Server::from_listener(listener, TestHandler, test_limits()).unwrap().with_buffers::<Mux>();
     let addr = server.local_addr();
     let (stats, stop) = (server.stats(), server.shutdown_handle());
     let thread = std::thread::spawn(move || server.run());

@@ -24,11 +24,11 @@ use crate::stats::Stats;
 ///
 /// Bounds: [`run`](Self::run) and [`serve`](Self::serve) need only `H: Handler` (the
 /// handler need not be `Send`); [`run_threads`](Self::run_threads) needs
-/// `H: Handler + Send + Sync + 'static`, as every thread's loop calls the one handler.
+/// `H: Handler + Sync`, as every thread's loop calls the one handler by reference.
 ///
 /// ```no_run
-/// use ember_fcgi_core::prelude::*;
-/// use ember_fcgi_smol::{Limits, Listen, Server};
+/// use ember_fcgi::prelude::*;
+/// use ember_fcgi::smol::{Limits, Listen, Server};
 ///
 /// struct Hello;
 /// impl Handler for Hello {
@@ -65,18 +65,8 @@ impl<H, B> std::fmt::Debug for Server<H, B> {
 }
 
 impl<H: Handler> Server<H> {
-    /// Binds `listen` (TCP, a Unix socket path, or `Listen::Inherited` for the socket a
-    /// FastCGI launcher passed as fd 0) with the default connection buffers.
-    /// `FCGI_WEB_SERVER_ADDRS` is read from the environment.
-    pub fn bind(listen: &Listen, handler: H, limits: Limits) -> Result<Self, BindError> {
-        let listener = Listener::bind(listen)?;
-        Self::from_listener(listener, handler, limits).map_err(|e| BindError::Io(listen.clone(), e))
-    }
-}
-
-impl<H: Handler, B: ConnectionBuffers + Default> Server<H, B> {
-    /// Serves an already bound listener (made non-blocking here). Pick the buffers with
-    /// `Server::<_, MyBuffers>::from_listener(..)`. `FCGI_WEB_SERVER_ADDRS` is read from
+    /// Serves an already bound listener (made non-blocking here). Other buffers:
+    /// `Server::from_listener(..)?.with_buffers::<MyBuffers>()`. `FCGI_WEB_SERVER_ADDRS` is read from
     /// the environment.
     pub fn from_listener(listener: Listener, handler: H, limits: Limits) -> io::Result<Self> {
         Ok(Self {
@@ -90,6 +80,16 @@ impl<H: Handler, B: ConnectionBuffers + Default> Server<H, B> {
         })
     }
 
+    /// Binds `listen` (TCP, a Unix socket path, or `Listen::Inherited` for the socket a
+    /// FastCGI launcher passed as fd 0) with the default connection buffers.
+    /// `FCGI_WEB_SERVER_ADDRS` is read from the environment.
+    pub fn bind(listen: &Listen, handler: H, limits: Limits) -> Result<Self, BindError> {
+        let listener = Listener::bind(listen)?;
+        Self::from_listener(listener, handler, limits).map_err(|e| BindError::Io(listen.clone(), e))
+    }
+}
+
+impl<H: Handler, B: ConnectionBuffers + Default> Server<H, B> {
     /// Replaces the TCP peer allow-list (by default `FCGI_WEB_SERVER_ADDRS`).
     pub fn with_web_server_addrs(mut self, allow: WebServerAddrs) -> Self {
         self.allow = allow;
@@ -154,7 +154,7 @@ impl<H: Handler, B: ConnectionBuffers + Default> Server<H, B> {
     }
 }
 
-impl<H: Handler + Send + Sync + 'static, B: ConnectionBuffers + Default> Server<H, B> {
+impl<H: Handler + Sync, B: ConnectionBuffers + Default> Server<H, B> {
     /// Serves on `threads` new threads (at least one), each running its own loop (as
     /// [`run`](Self::run) does) that accepts from the shared listener; returns when a
     /// shutdown finished on all of them, or the first error after stopping the others.
