@@ -99,12 +99,13 @@ impl Default for IdleRelease {
 /// use ember_fcgi::prelude::*;
 /// use ember_fcgi::host::{Limits, Listen};
 /// use ember_fcgi::mio::Server;
-/// use mio::{Events, Poll};
+/// use ember_fcgi::mio::mio::{Events, Poll}; // or `mio` itself, at the same version
 ///
 /// struct Hello;
 /// impl Handler for Hello {
 ///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-///         res.send_response(200, content_type::TEXT, b"hello\n").await
+///         res.send_response(200, content_type::TEXT, b"hello\n").await?;
+///         Ok(())
 ///     }
 /// }
 ///

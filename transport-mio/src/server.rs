@@ -36,7 +36,8 @@ const EVENTS: usize = 1024;
 /// struct Hello;
 /// impl Handler for Hello {
 ///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-///         res.send_response(200, content_type::TEXT, b"hello\n").await
+///         res.send_response(200, content_type::TEXT, b"hello\n").await?;
+///         Ok(())
 ///     }
 /// }
 ///

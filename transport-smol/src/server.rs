@@ -33,7 +33,8 @@ use crate::stats::Stats;
 /// struct Hello;
 /// impl Handler for Hello {
 ///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-///         res.send_response(200, content_type::TEXT, b"hello\n").await
+///         res.send_response(200, content_type::TEXT, b"hello\n").await?;
+///         Ok(())
 ///     }
 /// }
 ///
