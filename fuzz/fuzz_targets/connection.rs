@@ -69,7 +69,7 @@ impl Handler for FuzzEcho {
         }
         if self.fail {
             res.set_app_status(3);
-            return Err(StreamError::InvalidHeader);
+            return Err(StreamError::InvalidHeader.into());
         }
         Ok(())
     }
