@@ -141,6 +141,21 @@ fn measure(addr: SocketAddr) -> u64 {
     ALLOCATIONS.load(Ordering::SeqCst) - before
 }
 
+/// Runs a server on its own thread while [`measure`] runs, then stops it.
+fn measure_while(
+    addr: SocketAddr,
+    run: impl FnOnce() -> std::io::Result<()> + Send,
+    stop: impl FnOnce(),
+) -> u64 {
+    std::thread::scope(|scope| {
+        let thread = scope.spawn(run);
+        let allocations = measure(addr);
+        stop();
+        thread.join().expect("server thread").expect("run");
+        allocations
+    })
+}
+
 fn limits() -> Limits {
     let hour = Duration::from_secs(3600);
     Limits { head_timeout: hour, idle_timeout: hour, ..Limits::default() }
@@ -165,24 +180,12 @@ fn closure_handlers_and_app_errors_allocate_nothing() {
 
     let server = ember_fcgi::mio::Server::bind(&listen, handler, limits()).expect("bind");
     let (addr, stop, stats) = (server.local_addr().expect("tcp"), server.shutdown_handle(), server.stats());
-    let mio = std::thread::scope(|scope| {
-        let thread = scope.spawn(move || server.run());
-        let allocations = measure(addr);
-        stop.shutdown();
-        thread.join().expect("mio thread").expect("run");
-        allocations
-    });
+    let mio = measure_while(addr, move || server.run(), move || stop.shutdown());
     check_stats(&stats);
 
     let server = ember_fcgi::smol::Server::bind(&listen, handler, limits()).expect("bind");
     let (addr, stop, stats) = (server.local_addr().expect("tcp"), server.shutdown_handle(), server.stats());
-    let smol = std::thread::scope(|scope| {
-        let thread = scope.spawn(move || server.run());
-        let allocations = measure(addr);
-        stop.shutdown();
-        thread.join().expect("smol thread").expect("run");
-        allocations
-    });
+    let smol = measure_while(addr, move || server.run(), move || stop.shutdown());
     check_stats(&stats);
     eprintln!("allocations in 2000 requests (half failing): mio {mio}, smol {smol}");
     assert_eq!((mio, smol), (0, 0));
