@@ -16,7 +16,7 @@
 //! The file-system calls run on the `blocking` crate's thread pool (`blocking::unblock`,
 //! which wakes the handler when they are done), so the loop never waits for the disk and
 //! the handler is the same code on mio and smol: the directory is read in batches of 64
-//! entries, each batch written and flushed before the next is read.
+//! entries, and each entry's record is flushed on its own as it is written.
 //!
 //! ```text
 //! cargo run --release --example dirlist -- --root . --listen 127.0.0.1:9000 [--transport smol]
@@ -99,14 +99,12 @@ fn record(dir: &Path, name: &std::ffi::OsStr) -> Option<String> {
 }
 
 /// The records of the next `BATCH` entries of `entries`; `None` at the end. Blocking.
-fn next_batch(dir: &Path, entries: &mut ReadDir) -> io::Result<Option<String>> {
-    let mut lines = String::new();
+fn next_batch(dir: &Path, entries: &mut ReadDir) -> io::Result<Option<Vec<String>>> {
+    let mut lines = Vec::new();
     let mut seen = 0;
     for entry in entries.by_ref().take(BATCH) {
         seen += 1;
-        if let Some(line) = record(dir, &entry?.file_name()) {
-            lines += &line;
-        }
+        lines.extend(record(dir, &entry?.file_name()));
     }
     Ok((seen > 0).then_some(lines))
 }
@@ -136,8 +134,10 @@ impl Handler for DirList {
             // After the head the status cannot change: an error ends the listing, logged.
             let batch = batch.map_err(|e| format!("dirlist: listing {} stopped: {e}", dir.display()))?;
             let Some(batch) = batch else { return Ok(()) };
-            res.write_all(batch.as_bytes()).await?;
-            res.flush().await?;
+            for line in batch {
+                res.write_all(line.as_bytes()).await?;
+                res.flush().await?;
+            }
         }
     }
 }
