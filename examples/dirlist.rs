@@ -13,9 +13,10 @@
 //! root (so a symlink cannot lead out either, 403). A missing path or one that is not a
 //! directory is 404.
 //!
-//! On the smol transport the handler awaits async file-system calls (`smol::fs`, which runs
-//! them on a thread pool) for the directory and for each entry, so other requests go on
-//! meanwhile; on mio, whose one thread runs every handler, it uses blocking `std::fs`.
+//! The file-system calls run on the `blocking` crate's thread pool (`blocking::unblock`,
+//! which wakes the handler when they are done), so the loop never waits for the disk and
+//! the handler is the same code on mio and smol: the directory is read in batches of 64
+//! entries, and each entry's record is flushed on its own as it is written.
 //!
 //! ```text
 //! cargo run --release --example dirlist -- --root . --listen 127.0.0.1:9000 [--transport smol]
@@ -23,20 +24,21 @@
 
 mod common;
 
-use std::fs::Metadata;
+use std::fs::ReadDir;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
-use common::Transport;
+use blocking::unblock;
 use ember_fcgi::host::Limits;
 use ember_fcgi::prelude::*;
-use smol::stream::StreamExt;
+
+/// Entries read per trip to the thread pool.
+const BATCH: usize = 64;
 
 struct DirList {
     /// Canonical.
     root: PathBuf,
-    transport: Transport,
 }
 
 /// Why a path cannot be listed.
@@ -46,10 +48,10 @@ enum Refusal {
 }
 
 impl DirList {
-    /// `ROOT/relative`, or a refusal; never a path outside the root.
-    async fn resolve(&self, relative: &Path) -> Result<PathBuf, Refusal> {
+    /// `ROOT/relative`, or a refusal; never a path outside the root. Blocking.
+    fn resolve(root: &Path, relative: &Path) -> Result<PathBuf, Refusal> {
         // Lexical check first, so `../..` learns nothing about what exists outside.
-        let mut joined = self.root.clone();
+        let mut joined = root.to_owned();
         let mut depth = 0usize;
         for component in relative.components() {
             match component {
@@ -65,111 +67,77 @@ impl DirList {
                 Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
             }
         }
-        let canonical = match self.transport {
-            Transport::Smol => smol::fs::canonicalize(&joined).await,
-            Transport::Mio => std::fs::canonicalize(&joined),
-        };
-        let canonical = canonical.map_err(|_| Refusal::NotFound)?;
-        if !canonical.starts_with(&self.root) {
+        let canonical = std::fs::canonicalize(&joined).map_err(|_| Refusal::NotFound)?;
+        if !canonical.starts_with(root) {
             return Err(Refusal::Forbidden); // a symlink pointing out of the root
         }
-        if !self.metadata(&canonical).await.is_ok_and(|m| m.is_dir()) {
+        if !std::fs::metadata(&canonical).is_ok_and(|m| m.is_dir()) {
             return Err(Refusal::NotFound);
         }
         Ok(canonical)
     }
-
-    /// Metadata following symlinks.
-    async fn metadata(&self, path: &Path) -> io::Result<Metadata> {
-        match self.transport {
-            Transport::Smol => smol::fs::metadata(path).await,
-            Transport::Mio => std::fs::metadata(path),
-        }
-    }
-
-    /// The NDJSON line of one entry, or `None` to skip it.
-    async fn record(&self, dir: &Path, name: &std::ffi::OsStr) -> Option<String> {
-        let meta = self.metadata(&dir.join(name)).await.ok()?;
-        let kind = if meta.is_dir() {
-            "dir"
-        } else if meta.is_file() {
-            "file"
-        } else {
-            return None;
-        };
-        let mut line = String::from("{\"name\":");
-        common::json_string(&mut line, &name.to_string_lossy());
-        line += &format!(",\"type\":\"{kind}\",\"size\":{}", meta.len());
-        if let Ok(mtime) = meta.modified() {
-            line += &format!(",\"mtime\":{}", common::unix_millis(mtime));
-        }
-        line += "}\n";
-        Some(line)
-    }
-
-    /// Streams the records of `dir`, flushing after each.
-    async fn list(&self, dir: &Path, res: &mut Response<'_>) -> Result<(), StreamError> {
-        match self.transport {
-            Transport::Smol => {
-                let mut entries = match smol::fs::read_dir(dir).await {
-                    Ok(entries) => entries,
-                    Err(e) => return failed(res, dir, e).await,
-                };
-                res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
-                while let Some(entry) = entries.next().await {
-                    let entry = match entry {
-                        Ok(entry) => entry,
-                        Err(e) => return log_error(res, dir, e).await,
-                    };
-                    if let Some(line) = self.record(dir, &entry.file_name()).await {
-                        res.write_all(line.as_bytes()).await?;
-                        res.flush().await?;
-                    }
-                }
-            }
-            Transport::Mio => {
-                let entries = match std::fs::read_dir(dir) {
-                    Ok(entries) => entries,
-                    Err(e) => return failed(res, dir, e).await,
-                };
-                res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
-                for entry in entries {
-                    let entry = match entry {
-                        Ok(entry) => entry,
-                        Err(e) => return log_error(res, dir, e).await,
-                    };
-                    if let Some(line) = self.record(dir, &entry.file_name()).await {
-                        res.write_all(line.as_bytes()).await?;
-                        res.flush().await?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
-/// The directory could not be opened: 500, and the reason to the web server's error log.
-async fn failed(res: &mut Response<'_>, dir: &Path, e: io::Error) -> Result<(), StreamError> {
-    let message = format!("dirlist: cannot read {}: {e}\n", dir.display());
-    res.stderr().write_all(message.as_bytes()).await?;
-    res.send_response(500, content_type::TEXT, b"cannot read the directory\n").await
+/// The NDJSON line of one entry, or `None` to skip it. Blocking.
+fn record(dir: &Path, name: &std::ffi::OsStr) -> Option<String> {
+    let meta = std::fs::metadata(dir.join(name)).ok()?;
+    let kind = if meta.is_dir() {
+        "dir"
+    } else if meta.is_file() {
+        "file"
+    } else {
+        return None;
+    };
+    let mut line = String::from("{\"name\":");
+    common::json_string(&mut line, &name.to_string_lossy());
+    line += &format!(",\"type\":\"{kind}\",\"size\":{}", meta.len());
+    if let Ok(mtime) = meta.modified() {
+        line += &format!(",\"mtime\":{}", common::unix_millis(mtime));
+    }
+    line += "}\n";
+    Some(line)
 }
 
-/// Listing broke off after the head was sent: the status cannot change, so log it.
-async fn log_error(res: &mut Response<'_>, dir: &Path, e: io::Error) -> Result<(), StreamError> {
-    let message = format!("dirlist: listing {} stopped: {e}\n", dir.display());
-    res.stderr().write_all(message.as_bytes()).await
+/// The records of the next `BATCH` entries of `entries`; `None` at the end. Blocking.
+fn next_batch(dir: &Path, entries: &mut ReadDir) -> io::Result<Option<Vec<String>>> {
+    let mut lines = Vec::new();
+    let mut seen = 0;
+    for entry in entries.by_ref().take(BATCH) {
+        seen += 1;
+        lines.extend(record(dir, &entry?.file_name()));
+    }
+    Ok((seen > 0).then_some(lines))
 }
 
 impl Handler for DirList {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let path = common::query_param(req.params().query_string(), "path").unwrap_or_default();
         let relative = PathBuf::from(common::os_string(path));
-        match self.resolve(&relative).await {
-            Ok(dir) => self.list(&dir, res).await,
-            Err(Refusal::Forbidden) => res.send_response(403, content_type::TEXT, b"forbidden\n").await,
-            Err(Refusal::NotFound) => res.send_response(404, content_type::TEXT, b"not found\n").await,
+        let root = self.root.clone();
+        let dir = match unblock(move || DirList::resolve(&root, &relative)).await {
+            Ok(dir) => dir,
+            Err(Refusal::Forbidden) => {
+                return Ok(res.send_response(403, content_type::TEXT, b"forbidden\n").await?);
+            }
+            Err(Refusal::NotFound) => {
+                return Ok(res.send_response(404, content_type::TEXT, b"not found\n").await?);
+            }
+        };
+        // An error before the head is a 500 (the library answers it and logs the text).
+        let (mut entries, mut dir) = unblock(move || std::fs::read_dir(&dir).map(|entries| (entries, dir)))
+            .await
+            .map_err(|e| format!("dirlist: cannot read the directory: {e}"))?;
+        res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
+        loop {
+            let (batch, back) = unblock(move || (next_batch(&dir, &mut entries), (entries, dir))).await;
+            (entries, dir) = back;
+            // After the head the status cannot change: an error ends the listing, logged.
+            let batch = batch.map_err(|e| format!("dirlist: listing {} stopped: {e}", dir.display()))?;
+            let Some(batch) = batch else { return Ok(()) };
+            for line in batch {
+                res.write_all(line.as_bytes()).await?;
+                res.flush().await?;
+            }
         }
     }
 }
@@ -194,5 +162,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    common::serve(&args, DirList { root, transport: args.transport }, Limits::default())
+    common::serve(&args, DirList { root }, Limits::default())
 }

@@ -52,7 +52,7 @@ async fn digest<R: Read<Error = StreamError>>(
 }
 
 impl Handler for Echo {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let mut buf = vec![0u8; 16 * 1024];
         let (stdin_length, stdin_sha) = digest(req, &mut buf).await?;
         // The web server sends FCGI_DATA after FCGI_STDIN has ended.
@@ -75,7 +75,8 @@ impl Handler for Echo {
         if let Some((data_length, data_sha)) = data {
             tail += &format!("DATA-LENGTH={data_length}\nDATA-SHA256={data_sha}\n");
         }
-        res.write_all(tail.as_bytes()).await
+        res.write_all(tail.as_bytes()).await?;
+        Ok(())
     }
 }
 

@@ -14,8 +14,9 @@ use ember_fcgi::prelude::*;
 struct Hello;
 
 impl Handler for Hello {
-    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
-        res.send_response(200, "text/plain", b"Hello, World!\n").await
+    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+        res.send_response(200, "text/plain", b"Hello, World!\n").await?;
+        Ok(())
     }
 }
 

@@ -86,7 +86,7 @@ const STYLE: &str = "body{font-family:sans-serif;max-width:60em;margin:2em auto;
     form{margin:.6em 0}input,textarea{margin-right:.4em}";
 
 impl Handler for Inspect {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let (body_length, body) = read_body(req).await?;
         let params = req.params();
         let method = params.request_method().unwrap_or("?");
@@ -131,7 +131,7 @@ impl Handler for Inspect {
             row(&mut page, &String::from_utf8_lossy(name), value);
         }
         page += "</table>\n</body></html>\n";
-        res.send_response(200, content_type::HTML, page.as_bytes()).await
+        Ok(res.send_response(200, content_type::HTML, page.as_bytes()).await?)
     }
 }
 

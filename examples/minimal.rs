@@ -6,10 +6,10 @@ use ember_fcgi::prelude::*;
 struct Hello;
 
 impl Handler for Hello {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let uri = req.params().request_uri().unwrap_or("/");
         let body = format!("Hello from ember-fcgi! You asked for {uri}\n");
-        res.send_response(200, content_type::TEXT, body.as_bytes()).await
+        Ok(res.send_response(200, content_type::TEXT, body.as_bytes()).await?)
     }
 }
 

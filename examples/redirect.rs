@@ -37,7 +37,7 @@ fn request_path(params: &Params<'_>) -> String {
 }
 
 impl Handler for Redirect {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let params = req.params();
         let query = params.query_string();
         let to = common::query_param(query, "to").map(|to| String::from_utf8_lossy(&to).into_owned());
@@ -53,17 +53,18 @@ impl Handler for Redirect {
             (None, _) if path == "/target" => {
                 let from = params.request_uri().unwrap_or("?");
                 let body = format!("reached /target (request URI {from})\n");
-                return res.send_response(200, content_type::TEXT, body.as_bytes()).await;
+                return Ok(res.send_response(200, content_type::TEXT, body.as_bytes()).await?);
             }
-            (None, _) => return res.send_response(404, content_type::TEXT, b"not found\n").await,
+            (None, _) => return Ok(res.send_response(404, content_type::TEXT, b"not found\n").await?),
         };
         match result {
             // Nothing was written: the helpers validate before writing.
             Err(StreamError::InvalidHeader) => {
-                res.send_response(400, content_type::TEXT, b"bad redirect target or status\n").await
+                res.send_response(400, content_type::TEXT, b"bad redirect target or status\n").await?
             }
-            other => other,
+            other => other?,
         }
+        Ok(())
     }
 }
 

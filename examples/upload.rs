@@ -12,8 +12,9 @@
 //! `CONTENT_LENGTH` or an aborted request leaves nothing behind). An existing file of the
 //! same name is replaced.
 //!
-//! On the smol transport the file is written with `smol::fs` (async, on a thread pool); on
-//! mio with blocking `std::fs`.
+//! The file is written through the `blocking` crate's thread pool (`blocking::Unblock`),
+//! which wakes the handler when each write is done: the loop never waits for the disk, and
+//! the handler is the same code on mio and smol.
 //!
 //! ```text
 //! cargo run --release --example upload -- --dir /tmp/uploads --listen 127.0.0.1:9000
@@ -22,60 +23,21 @@
 
 mod common;
 
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use common::Transport;
+use blocking::{Unblock, unblock};
 use ember_fcgi::host::Limits;
 use ember_fcgi::prelude::*;
+use futures_lite::AsyncWriteExt;
 use sha2::{Digest, Sha256};
-use smol::io::AsyncWriteExt;
 
 struct Upload {
     dir: PathBuf,
-    transport: Transport,
     counter: AtomicU64,
-}
-
-/// The destination file, written through the transport's kind of file I/O.
-enum File {
-    Std(std::fs::File),
-    Smol(smol::fs::File),
-}
-
-impl File {
-    async fn create(transport: Transport, path: &Path) -> io::Result<Self> {
-        Ok(match transport {
-            Transport::Smol => Self::Smol(smol::fs::File::create(path).await?),
-            Transport::Mio => Self::Std(std::fs::File::create(path)?),
-        })
-    }
-
-    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Self::Std(file) => file.write_all(bytes),
-            Self::Smol(file) => file.write_all(bytes).await,
-        }
-    }
-
-    /// Hands everything written to the OS (async-fs buffers writes on its thread pool).
-    async fn finish(self) -> io::Result<()> {
-        match self {
-            Self::Std(_) => Ok(()),
-            Self::Smol(mut file) => file.flush().await,
-        }
-    }
-}
-
-/// What went wrong while storing the body.
-enum Failure {
-    /// Reading the request failed (truncated or aborted): the core answers.
-    Request(StreamError),
-    /// The file system failed: we answer 500.
-    Disk(io::Error),
 }
 
 /// Keeps `[A-Za-z0-9._-]` of the last path component, drops leading dots, caps the length.
@@ -91,66 +53,71 @@ fn sanitize(raw: &[u8]) -> Option<String> {
 }
 
 impl Upload {
-    /// Streams the body into `part`, returning its size and SHA-256.
-    async fn store(&self, req: &mut Request<'_>, part: &Path) -> Result<(u64, String), Failure> {
-        let mut file = File::create(self.transport, part).await.map_err(Failure::Disk)?;
+    /// Streams the body into `part`, returning its size and SHA-256. A disk error says
+    /// which file failed.
+    async fn store(&self, req: &mut Request<'_>, part: &Path) -> Result<(u64, String), HandlerError> {
+        let path = part.to_owned();
+        let file =
+            unblock(move || std::fs::File::create(path)).await.map_err(|e| disk("creating", part, e))?;
+        let mut file = Unblock::with_capacity(64 * 1024, file);
         let mut buf = vec![0u8; 64 * 1024];
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         loop {
-            let n = req.read(&mut buf).await.map_err(Failure::Request)?;
+            let n = req.read(&mut buf).await?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
             size += n as u64;
-            file.write_all(&buf[..n]).await.map_err(Failure::Disk)?;
+            file.write_all(&buf[..n]).await.map_err(|e| disk("writing", part, e))?;
         }
-        file.finish().await.map_err(Failure::Disk)?;
+        file.flush().await.map_err(|e| disk("writing", part, e))?;
         Ok((size, common::hex(&hasher.finalize())))
-    }
-
-    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        match self.transport {
-            Transport::Smol => smol::fs::rename(from, to).await,
-            Transport::Mio => std::fs::rename(from, to),
-        }
     }
 }
 
+/// A file-system error with what was being done to which file (for the web server's log).
+fn disk(doing: &str, path: &Path, e: io::Error) -> HandlerError {
+    HandlerError::from(format!("upload: {doing} {}: {e}", path.display()))
+}
+
 impl Handler for Upload {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         if !matches!(req.params().request_method(), Some("POST" | "PUT")) {
             res.send_head(405, &[("Allow", "POST, PUT"), ("Content-Type", content_type::TEXT)]).await?;
-            return res.write_all(b"POST or PUT the file as the request body\n").await;
+            res.write_all(b"POST or PUT the file as the request body\n").await?;
+            return Ok(());
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = common::query_param(req.params().query_string(), "name")
             .and_then(|raw| sanitize(&raw))
             .unwrap_or_else(|| format!("upload-{}-{n}.bin", common::unix_millis(SystemTime::now())));
         let part = self.dir.join(format!(".{name}.{n}.part"));
+        let target = self.dir.join(&name);
         let stored = match self.store(req, &part).await {
-            Ok((size, sha)) => self.rename(&part, &self.dir.join(&name)).await.map(|()| (size, sha)),
-            Err(Failure::Disk(e)) => Err(e),
-            Err(Failure::Request(e)) => {
-                let _ = std::fs::remove_file(&part);
+            Ok(stored) => {
+                let from = part.clone();
+                unblock(move || std::fs::rename(from, target))
+                    .await
+                    .map(|()| stored)
+                    .map_err(|e| disk("renaming", &part, e))
+            }
+            Err(e) => Err(e),
+        };
+        let (size, sha) = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                // A short or aborted body, or a disk error: leave nothing behind.
+                let _ = unblock(move || std::fs::remove_file(part)).await;
                 return Err(e);
             }
         };
-        match stored {
-            Ok((size, sha)) => {
-                let mut body = String::from("{\"name\":");
-                common::json_string(&mut body, &name);
-                body += &format!(",\"size\":{size},\"sha256\":\"{sha}\"}}\n");
-                res.send_response(201, content_type::JSON, body.as_bytes()).await
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&part);
-                let message = format!("upload: storing {name}: {e}\n");
-                res.stderr().write_all(message.as_bytes()).await?;
-                res.send_response(500, content_type::TEXT, b"cannot store the file\n").await
-            }
-        }
+        let mut body = String::from("{\"name\":");
+        common::json_string(&mut body, &name);
+        body += &format!(",\"size\":{size},\"sha256\":\"{sha}\"}}\n");
+        res.send_response(201, content_type::JSON, body.as_bytes()).await?;
+        Ok(())
     }
 }
 
@@ -167,6 +134,6 @@ fn main() -> ExitCode {
         eprintln!("upload: --dir {} is not a directory", dir.display());
         return ExitCode::from(2);
     }
-    let handler = Upload { dir, transport: args.transport, counter: AtomicU64::new(0) };
+    let handler = Upload { dir, counter: AtomicU64::new(0) };
     common::serve(&args, handler, Limits::default())
 }

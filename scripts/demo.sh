@@ -5,7 +5,7 @@
 # inspect, answers a page that shows the request (method, path, query, form fields, params)
 # with forms to send more.
 #
-#   bash scripts/demo.sh [inspect|hello|echo|redirect|dirlist|upload] [--transport mio|smol]
+#   bash scripts/demo.sh [inspect|hello|echo|redirect|dirlist|upload|notes] [--transport mio|smol]
 #                        [--port N] [--tcp] [--no-keepalive]
 #
 # nginx runs unprivileged in the foreground with everything (config, pid, logs, temp
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: bash scripts/demo.sh [inspect|hello|echo|redirect|dirlist|upload] [--transport mio|smol] [--port N] [--tcp] [--no-keepalive]" >&2
+    echo "usage: bash scripts/demo.sh [inspect|hello|echo|redirect|dirlist|upload|notes] [--transport mio|smol] [--port N] [--tcp] [--no-keepalive]" >&2
     exit 2
 }
 
@@ -25,7 +25,7 @@ socket=unix
 keepalive=1
 while [ $# -gt 0 ]; do
     case "$1" in
-        inspect | hello | echo | redirect | dirlist | upload) example=$1 ;;
+        inspect | hello | echo | redirect | dirlist | upload | notes) example=$1 ;;
         --transport)
             [ $# -ge 2 ] || usage
             transport=$2
@@ -109,6 +109,7 @@ case "$example" in
         mkdir "$tmp/uploads"
         extra=(--dir "$tmp/uploads")
         ;;
+    notes) extra=(--db "${NOTES_DB:-$tmp/notes.db}") ;;
 esac
 if [ "$socket" = unix ]; then
     listen="unix:$tmp/app.sock"
@@ -227,6 +228,7 @@ case "$example" in
     redirect) try="curl -i '$url/local'    # also /?to=https://example.com/ and /?status=301&to=https://example.com/" ;;
     dirlist) try="curl -N '$url/?path=examples'" ;;
     upload) try="curl -i --data-binary @Cargo.toml '$url/?name=Cargo.toml'    # stored in $tmp/uploads" ;;
+    notes) try="curl -i -d '{\"title\":\"hi\",\"body\":\"there\"}' '$url/notes'    # then $url/notes/1, $url/notes" ;;
     *) try="curl -i '$url/'" ;;
 esac
 keep="keep-alive (fastcgi_keep_conn on, keepalive 8)"

@@ -9,8 +9,9 @@
 //! struct Hello;
 //!
 //! impl Handler for Hello {
-//!     async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
-//!         res.send_response(200, content_type::TEXT, b"Hello, World!\n").await
+//!     async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+//!         res.send_response(200, content_type::TEXT, b"Hello, World!\n").await?;
+//!         Ok(())
 //!     }
 //! }
 //!
@@ -20,6 +21,11 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! A handler can also be a closure ([`handler_fn`]); its errors flow with `?` (see
+//! [`HandlerError`]); blocking work (files, SQLite) runs on a thread pool such as the
+//! `blocking` crate's, awaited, on either server; the `http` module (feature
+//! `http`) bridges to the `http` crate's types. The README has a section on each.
 
 pub use ember_fcgi_core::*;
 /// Listen addresses, the inherited FastCGI socket, `FCGI_WEB_SERVER_ADDRS` and limits.
@@ -30,6 +36,9 @@ pub use ember_fcgi_mio as mio;
 /// The smol executor server.
 #[cfg(feature = "smol")]
 pub use ember_fcgi_smol as smol;
+
+#[cfg(feature = "http")]
+pub mod http;
 
 /// Compiles the README's Rust examples as doc tests, so the README stays true.
 #[doc = include_str!("../README.md")]

@@ -386,8 +386,8 @@ fn expect_line(line: &str) {
 struct BadHeader;
 
 impl Handler for BadHeader {
-    async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
-        res.send_head(200, &[("Bad Header", "x")]).await
+    async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+        Ok(res.send_head(200, &[("Bad Header", "x")]).await?)
     }
 }
 
@@ -639,8 +639,8 @@ fn spawn_fcgi_launches_an_example(combo: Combo) {
 struct Hello;
 
 impl Handler for Hello {
-    async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
-        res.send_response(200, content_type::TEXT, b"Hello, World!\n").await
+    async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+        Ok(res.send_response(200, content_type::TEXT, b"Hello, World!\n").await?)
     }
 }
 

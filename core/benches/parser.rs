@@ -153,7 +153,7 @@ impl embedded_io_async::Write for Count<'_> {
 struct Discard(Cell<usize>);
 
 impl Handler for Discard {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let mut buf = [0u8; 8192];
         let mut total = 0usize;
         loop {
@@ -164,16 +164,18 @@ impl Handler for Discard {
             total += n;
         }
         self.0.set(total);
-        res.write_all(&[total as u8]).await
+        res.write_all(&[total as u8]).await?;
+        Ok(())
     }
 }
 
 struct Hello;
 
 impl Handler for Hello {
-    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         res.send_head(200, &[("Content-Type", "text/plain")]).await?;
-        res.write_all(b"Hello, World!\n").await
+        res.write_all(b"Hello, World!\n").await?;
+        Ok(())
     }
 }
 

@@ -99,8 +99,8 @@ fn is_token(name: &str) -> bool {
 const HEAD_NOW_HEADERS: usize = 6;
 
 /// Whether `value` can go into a header line (no CR, LF or NUL).
-fn is_field_value(value: &str) -> bool {
-    !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+fn is_field_value(value: &[u8]) -> bool {
+    !value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0))
 }
 
 /// Whether `location` is a URI with a scheme (RFC 3986 §3.1): a client redirect.
@@ -143,7 +143,34 @@ impl Response<'_> {
     /// Writes the CGI head: `Status: NNN Reason`, each header, and the empty line.
     /// `InvalidHeader` (nothing written) for a status outside 100..=999 or a bad header.
     pub async fn send_head(&mut self, status: u16, headers: &[(&str, &str)]) -> Result<(), StreamError> {
-        if !(100..=999).contains(&status) || !headers.iter().all(|(n, v)| is_token(n) && is_field_value(v)) {
+        self.head(status, headers).await
+    }
+
+    /// [`send_head`](Self::send_head) with header values as bytes (HTTP allows non-UTF-8
+    /// values, e.g. `http::HeaderValue`); a value with CR, LF or NUL is still `InvalidHeader`.
+    ///
+    /// ```
+    /// # use ember_fcgi_core::prelude::*;
+    /// # async fn f(res: &mut Response<'_>) -> Result<(), StreamError> {
+    /// res.send_head_bytes(200, &[("Content-Disposition", b"attachment; filename=\"caf\xe9.txt\"")]).await?;
+    /// assert_eq!(
+    ///     res.send_head_bytes(200, &[("X-Evil", b"a\r\nSet-Cookie: x")]).await,
+    ///     Err(StreamError::InvalidHeader)
+    /// );
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_head_bytes(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), StreamError> {
+        self.head(status, headers).await
+    }
+
+    async fn head<V: AsRef<[u8]>>(&mut self, status: u16, headers: &[(&str, V)]) -> Result<(), StreamError> {
+        if !(100..=999).contains(&status)
+            || !headers.iter().all(|(n, v)| is_token(n) && is_field_value(v.as_ref()))
+        {
             return Err(StreamError::InvalidHeader);
         }
         let digits =
@@ -157,7 +184,7 @@ impl Response<'_> {
         self.write_all(reason_phrase(status).as_bytes()).await?;
         self.write_all(b"\r\n").await?;
         for (name, value) in headers {
-            self.write_header(name, value).await?;
+            self.write_header(name, value.as_ref()).await?;
         }
         self.write_all(b"\r\n").await
     }
@@ -165,7 +192,13 @@ impl Response<'_> {
     /// The whole head in one step if the output buffer has room for it now (the common
     /// case; saves a call per piece). Not async, so its slices never live in the future.
     /// `body` (possibly empty) follows the head in the same step.
-    fn head_now(&mut self, digits: &[u8; 3], status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
+    fn head_now<V: AsRef<[u8]>>(
+        &mut self,
+        digits: &[u8; 3],
+        status: u16,
+        headers: &[(&str, V)],
+        body: &[u8],
+    ) -> bool {
         if headers.len() > HEAD_NOW_HEADERS {
             return false;
         }
@@ -173,7 +206,7 @@ impl Response<'_> {
         parts[..5].copy_from_slice(&[b"Status: ", digits, b" ", reason_phrase(status).as_bytes(), b"\r\n"]);
         let mut n = 5;
         for (name, value) in headers {
-            parts[n..n + 4].copy_from_slice(&[name.as_bytes(), b": ", value.as_bytes(), b"\r\n"]);
+            parts[n..n + 4].copy_from_slice(&[name.as_bytes(), b": ", value.as_ref(), b"\r\n"]);
             n += 4;
         }
         parts[n] = b"\r\n";
@@ -181,10 +214,10 @@ impl Response<'_> {
         self.write_now(&parts[..n + 2])
     }
 
-    async fn write_header(&mut self, name: &str, value: &str) -> Result<(), StreamError> {
+    async fn write_header(&mut self, name: &str, value: &[u8]) -> Result<(), StreamError> {
         self.write_all(name.as_bytes()).await?;
         self.write_all(b": ").await?;
-        self.write_all(value.as_bytes()).await?;
+        self.write_all(value).await?;
         self.write_all(b"\r\n").await
     }
 
@@ -200,7 +233,7 @@ impl Response<'_> {
         let headers = [("Content-Type", content_type), ("Content-Length", length)];
         // Head and body in one step when they fit the output buffer now.
         if (100..=999).contains(&status)
-            && headers.iter().all(|(n, v)| is_token(n) && is_field_value(v))
+            && headers.iter().all(|(n, v)| is_token(n) && is_field_value(v.as_bytes()))
             && self.head_now(
                 &[b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8],
                 status,
@@ -256,10 +289,10 @@ impl Response<'_> {
     /// `Location` line, which the web server resolves); an absolute URI gives a client
     /// redirect (the web server answers 302). Anything else is `InvalidHeader`.
     pub async fn send_redirect(&mut self, location: &str) -> Result<(), StreamError> {
-        if !is_field_value(location) || !(is_local_path(location) || has_scheme(location)) {
+        if !is_field_value(location.as_bytes()) || !(is_local_path(location) || has_scheme(location)) {
             return Err(StreamError::InvalidHeader);
         }
-        self.write_header("Location", location).await?;
+        self.write_header("Location", location.as_bytes()).await?;
         self.write_all(b"\r\n").await
     }
 
@@ -270,7 +303,7 @@ impl Response<'_> {
         status: u16,
         location: &str,
     ) -> Result<(), StreamError> {
-        if !(300..=399).contains(&status) || !is_field_value(location) || !has_scheme(location) {
+        if !(300..=399).contains(&status) || !is_field_value(location.as_bytes()) || !has_scheme(location) {
             return Err(StreamError::InvalidHeader);
         }
         self.send_head(status, &[("Location", location), ("Content-Type", content_type::TEXT)]).await?;
@@ -308,7 +341,11 @@ mod test {
                 && !is_token("a:b")
         );
         assert!(
-            is_field_value("text/plain") && !is_field_value("a\r\nSet-Cookie: x") && !is_field_value("a\nb")
+            is_field_value(b"text/plain")
+                && is_field_value(b"caf\xe9")
+                && !is_field_value(b"a\r\nSet-Cookie: x")
+                && !is_field_value(b"a\nb")
+                && !is_field_value(b"a\0b")
         );
         assert!(
             has_scheme("https://example.com/")

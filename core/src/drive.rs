@@ -17,8 +17,9 @@ use embedded_io_async::{Read, Write};
 use crate::buffers::ConnectionBuffers;
 use crate::config::Config;
 use crate::conn::{ConnState, ConnectionStatus, IoMode};
-use crate::error::{ConnectionError, StreamError};
+use crate::error::ConnectionError;
 use crate::handler::{Conn, Handler, Request, Response};
+use crate::handler_error::HandlerError;
 use crate::params::Arena;
 
 /// Rounds of the join in one poll before it yields to the executor.
@@ -262,7 +263,7 @@ async fn slot_task<H: Handler>(
             let outcome = if request.aborted() {
                 Ok(())
             } else if overflowed {
-                response.write_all(PARAMS_TOO_LARGE).await
+                response.write_all(PARAMS_TOO_LARGE).await.map_err(HandlerError::from)
             } else {
                 let mut handling = pin!(handler.handle(&mut request, &mut response));
                 poll_fn(|cx| {
@@ -274,11 +275,15 @@ async fn slot_task<H: Handler>(
             };
             drop(request);
             if let Err(error) = outcome
-                && error != StreamError::Aborted
+                && !error.is_abort()
             {
                 if response.bytes_written() == 0 {
                     let _ = response.write_all(INTERNAL_ERROR_HEAD).await;
                 }
+                // The reason goes to the web server's error log.
+                let mut stderr = response.stderr();
+                let _ = stderr.write_all(error.message().as_bytes()).await;
+                let _ = stderr.write_all(b"\n").await;
                 if state.borrow().view(i).app_status == 0 {
                     response.set_app_status(1);
                 }

@@ -12,11 +12,14 @@ use embedded_io_async::{ErrorType, Read, Write};
 
 use crate::conn::{ConnState, InStream, OutStream, SlotView};
 use crate::error::StreamError;
+use crate::handler_error::HandlerError;
 use crate::params::{Arena, Params};
 use crate::wire::Role;
 
-/// Serves one request. Return `Ok(())` when the response is complete; an `Err` ends the
-/// request with app status 1 (unless set) and, if nothing was written yet, a CGI 500.
+/// Serves one request. Return `Ok(())` when the response is complete. An `Err` (any error
+/// type converts into [`HandlerError`] with `?`) ends the request with app status 1 and its
+/// text on FCGI_STDERR, answered with a CGI 500 if nothing was written yet; an abort by the
+/// web server is not logged. A closure or `async fn` is a handler through [`handler_fn`](crate::handler_fn).
 ///
 /// ```
 /// use ember_fcgi_core::prelude::*;
@@ -24,17 +27,21 @@ use crate::wire::Role;
 /// struct Hello;
 ///
 /// impl Handler for Hello {
-///     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+///     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
 ///         let name = req.params().get_str("QUERY_STRING").unwrap_or("");
 ///         res.send_head(200, &[("Content-Type", "text/plain")]).await?;
 ///         res.write_all(b"Hello ").await?;
-///         res.write_all(name.as_bytes()).await
+///         res.write_all(name.as_bytes()).await?;
+///         Ok(())
 ///     }
 /// }
 /// ```
 pub trait Handler {
-    async fn handle(&self, request: &mut Request<'_>, response: &mut Response<'_>)
-    -> Result<(), StreamError>;
+    async fn handle(
+        &self,
+        request: &mut Request<'_>,
+        response: &mut Response<'_>,
+    ) -> Result<(), HandlerError>;
 }
 
 impl<H: Handler + ?Sized> Handler for &H {
@@ -42,7 +49,7 @@ impl<H: Handler + ?Sized> Handler for &H {
         &self,
         request: &mut Request<'_>,
         response: &mut Response<'_>,
-    ) -> Result<(), StreamError> {
+    ) -> Result<(), HandlerError> {
         (**self).handle(request, response).await
     }
 }

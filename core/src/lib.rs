@@ -33,6 +33,8 @@ mod conn;
 mod drive;
 mod error;
 mod handler;
+mod handler_error;
+mod handler_fn;
 mod params;
 pub mod wire;
 
@@ -46,6 +48,8 @@ pub use conn::{ConnectionStatus, MIN_INPUT, MIN_OUTPUT};
 pub use drive::{Park, Spin, serve_blocking, serve_connection};
 pub use error::{ConnectionError, ProtocolError, StreamError};
 pub use handler::{DataReader, Handler, Request, Response, Stderr};
+pub use handler_error::{HANDLER_ERROR_CAPACITY, HandlerError};
+pub use handler_fn::{FnHandler, handler_fn};
 pub use params::{ArenaBytes, Params, ParamsIter};
 pub use wire::Role;
 pub use {embedded_io, embedded_io_async};
@@ -54,7 +58,7 @@ pub use {embedded_io, embedded_io_async};
 /// give `read`, `write_all` and `flush`.
 pub mod prelude {
     pub use crate::cgi::content_type;
-    pub use crate::{Handler, Request, Response, StreamError};
+    pub use crate::{Handler, HandlerError, Request, Response, StreamError, handler_fn};
     pub use embedded_io_async::{Read, Write};
 }
 

@@ -36,7 +36,7 @@ struct FuzzEcho {
 }
 
 impl Handler for FuzzEcho {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         if self.stderr {
             res.stderr().write_all(b"starting").await?;
         }
@@ -69,7 +69,7 @@ impl Handler for FuzzEcho {
         }
         if self.fail {
             res.set_app_status(3);
-            return Err(StreamError::InvalidHeader);
+            return Err(StreamError::InvalidHeader.into());
         }
         Ok(())
     }

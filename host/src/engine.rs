@@ -11,8 +11,8 @@ use std::task::Poll;
 
 use embedded_io_async::{Read, Write};
 use ember_fcgi_core::{
-    Config, ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, Request, Response, SliceBuffers,
-    StreamError, serve_connection,
+    Config, ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, HandlerError, Request, Response,
+    SliceBuffers, serve_connection,
 };
 
 use crate::events;
@@ -129,7 +129,7 @@ impl<H: Handler> Handler for Guarded<'_, H> {
         &self,
         request: &mut Request<'_>,
         response: &mut Response<'_>,
-    ) -> Result<(), StreamError> {
+    ) -> Result<(), HandlerError> {
         bump(&self.counters.requests);
         let mut cut_off = CutOff(Some(&self.counters.requests_aborted));
         let outcome = {
@@ -151,7 +151,7 @@ impl<H: Handler> Handler for Guarded<'_, H> {
                 if !answered {
                     self.status.expire();
                 }
-                Err(StreamError::ConnectionClosed)
+                Err(HandlerError::from("the handler panicked"))
             }
         };
         if let Err(error) = &result {

@@ -11,7 +11,7 @@
 use std::fmt::Display;
 use std::time::Duration;
 
-use ember_fcgi_core::{ConnectionError, Request, StreamError};
+use ember_fcgi_core::{ConnectionError, HandlerError, Request};
 
 use crate::limits::Limits;
 use crate::stats::Counters;
@@ -86,17 +86,17 @@ pub fn connection_failed<E: Display>(counters: &Counters, peer: &dyn Display, er
 /// A handler returned an error: counted and logged at `warn` with the request's method,
 /// URI and client, unless the web server aborted the request or the connection failed
 /// (`debug`: nothing to fix in the application).
-pub fn handler_failed(counters: &Counters, error: &StreamError, request: &Request<'_>) {
+pub fn handler_failed(counters: &Counters, error: &HandlerError, request: &Request<'_>) {
     let params = request.params();
     let (method, uri) = (params.request_method().unwrap_or("-"), params.request_uri().unwrap_or("-"));
     let client = params.remote_addr().unwrap_or("-");
-    match error {
-        StreamError::Aborted | StreamError::ConnectionClosed => {
-            log::debug!(target: TARGET, "handler for {method} {uri} (client {client}) stopped: {error}");
+    match error.is_abort() || request.aborted() {
+        true => {
+            log::debug!(target: TARGET, "handler for {method} {uri} (client {client}) stopped: {}", error.message());
         }
-        _ => {
+        false => {
             Counters::bump(&counters.handler_errors);
-            log::warn!(target: TARGET, "handler error for {method} {uri} (client {client}): {error}");
+            log::warn!(target: TARGET, "handler error for {method} {uri} (client {client}): {}", error.message());
         }
     }
 }

@@ -75,7 +75,7 @@ mod tests {
     struct Waits(std::sync::Arc<AtomicBool>);
 
     impl Handler for Waits {
-        async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+        async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
             let flag = std::sync::Arc::clone(&self.0);
             let mut started = false;
             std::future::poll_fn(|cx| {
@@ -94,7 +94,7 @@ mod tests {
                 Poll::Pending
             })
             .await;
-            res.write_all(b"done").await
+            Ok(res.write_all(b"done").await?)
         }
     }
 

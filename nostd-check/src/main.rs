@@ -16,7 +16,7 @@ use ember_fcgi_core::{Buffers, Config, embedded_io, serve_blocking};
 struct Count;
 
 impl Handler for Count {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let mut buf = [0u8; 64];
         let mut total: u32 = 0;
         loop {
@@ -28,7 +28,8 @@ impl Handler for Count {
         }
         let method = req.params().request_method().unwrap_or("?");
         res.send_head(200, &[("Content-Type", content_type::TEXT), ("X-Method", method)]).await?;
-        res.write_all(&total.to_be_bytes()).await
+        res.write_all(&total.to_be_bytes()).await?;
+        Ok(())
     }
 }
 

@@ -84,7 +84,7 @@ pub struct App {
 }
 
 impl Handler for App {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         self.state.started.fetch_add(1, Ordering::SeqCst);
         let result = self.route(req, res).await;
         match result {
@@ -97,7 +97,7 @@ impl Handler for App {
             _ => {}
         }
         self.state.finished.fetch_add(1, Ordering::SeqCst);
-        result
+        Ok(result?)
     }
 }
 

@@ -97,15 +97,16 @@ impl Default for IdleRelease {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use ember_fcgi_core::prelude::*;
-/// use ember_fcgi_host::{Limits, Listen};
-/// use ember_fcgi_mio::Server;
-/// use mio::{Events, Poll};
+/// use ember_fcgi::prelude::*;
+/// use ember_fcgi::host::{Limits, Listen};
+/// use ember_fcgi::mio::Server;
+/// use ember_fcgi::mio::mio::{Events, Poll}; // or `mio` itself, at the same version
 ///
 /// struct Hello;
 /// impl Handler for Hello {
-///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
-///         res.send_response(200, content_type::TEXT, b"hello\n").await
+///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+///         res.send_response(200, content_type::TEXT, b"hello\n").await?;
+///         Ok(())
 ///     }
 /// }
 ///

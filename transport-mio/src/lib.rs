@@ -25,14 +25,15 @@
 //! loop accepts from the shared queue, and a busy loop leaves new connections to the others.
 //!
 //! ```no_run
-//! use ember_fcgi_core::prelude::*;
-//! use ember_fcgi_mio::{Limits, Listener, Server};
+//! use ember_fcgi::prelude::*;
+//! use ember_fcgi::mio::{Limits, Listener, Server};
 //!
 //! #[derive(Clone)]
 //! struct Hello;
 //! impl Handler for Hello {
-//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
-//!         res.send_response(200, content_type::TEXT, b"Hello, World!\n").await
+//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+//!         res.send_response(200, content_type::TEXT, b"Hello, World!\n").await?;
+//!         Ok(())
 //!     }
 //! }
 //!
@@ -40,7 +41,7 @@
 //! let listener = Listener::bind(&"127.0.0.1:9000".parse()?)?;
 //! let threads: Vec<_> = (0..std::thread::available_parallelism()?.get())
 //!     .map(|_| {
-//!         let server = Server::<Hello>::from_listener(listener.try_clone()?, Hello, Limits::default())?;
+//!         let server = Server::from_listener(listener.try_clone()?, Hello, Limits::default())?;
 //!         Ok(std::thread::spawn(move || server.run()))
 //!     })
 //!     .collect::<std::io::Result<_>>()?;
@@ -52,13 +53,14 @@
 //! ```
 //!
 //! ```no_run
-//! use ember_fcgi_core::prelude::*;
-//! use ember_fcgi_mio::{Limits, Listen, Server};
+//! use ember_fcgi::prelude::*;
+//! use ember_fcgi::mio::{Limits, Listen, Server};
 //!
 //! struct Hello;
 //! impl Handler for Hello {
-//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
-//!         res.send_response(200, content_type::TEXT, b"Hello, World!\n").await
+//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+//!         res.send_response(200, content_type::TEXT, b"Hello, World!\n").await?;
+//!         Ok(())
 //!     }
 //! }
 //!

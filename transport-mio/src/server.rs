@@ -29,14 +29,15 @@ const EVENTS: usize = 1024;
 /// once running, connection futures stay on the loop's thread.
 ///
 /// ```no_run
-/// use ember_fcgi_core::prelude::*;
-/// use ember_fcgi_host::{Limits, Listen};
-/// use ember_fcgi_mio::Server;
+/// use ember_fcgi::prelude::*;
+/// use ember_fcgi::host::{Limits, Listen};
+/// use ember_fcgi::mio::Server;
 ///
 /// struct Hello;
 /// impl Handler for Hello {
-///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
-///         res.send_response(200, content_type::TEXT, b"hello\n").await
+///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+///         res.send_response(200, content_type::TEXT, b"hello\n").await?;
+///         Ok(())
 ///     }
 /// }
 ///
@@ -95,7 +96,9 @@ impl<H: Handler + 'static> Server<H> {
             release: IdleRelease::default(),
         })
     }
+}
 
+impl<H: Handler + 'static> Server<H> {
     /// Replaces the TCP peer allow-list (by default `FCGI_WEB_SERVER_ADDRS`).
     pub fn with_web_server_addrs(mut self, allow: WebServerAddrs) -> Self {
         self.allow = allow;

@@ -294,7 +294,7 @@ impl ember_fcgi_core::Handler for CrossThread {
         &self,
         _req: &mut ember_fcgi_core::Request<'_>,
         res: &mut ember_fcgi_core::Response<'_>,
-    ) -> Result<(), ember_fcgi_core::StreamError> {
+    ) -> Result<(), ember_fcgi_core::HandlerError> {
         use std::sync::{Arc, Mutex};
         use std::task::{Poll, Waker};
         let state: Arc<Mutex<(bool, Option<Waker>)>> = Arc::default();
@@ -317,7 +317,7 @@ impl ember_fcgi_core::Handler for CrossThread {
             }
         })
         .await;
-        ember_fcgi_core::embedded_io_async::Write::write_all(res, b"Status: 200 OK\r\n\r\nwoken").await
+        Ok(ember_fcgi_core::embedded_io_async::Write::write_all(res, b"Status: 200 OK\r\n\r\nwoken").await?)
     }
 }
 

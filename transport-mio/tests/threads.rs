@@ -17,7 +17,7 @@ struct WhichThread {
 }
 
 impl Handler for WhichThread {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         res.send_head(200, &[("Content-Type", "text/plain")]).await?;
         if req.params().get("SCRIPT_NAME") == Some(b"/block") {
             res.write_all(b"started\n").await?;
@@ -29,7 +29,8 @@ impl Handler for WhichThread {
             }
         }
         let name = std::thread::current().name().unwrap_or("?").to_owned();
-        res.write_all(name.as_bytes()).await
+        res.write_all(name.as_bytes()).await?;
+        Ok(())
     }
 }
 

@@ -19,10 +19,11 @@ use ember_fcgi_smol::{Limits, Listen, Server};
 struct Ticks(Rc<Cell<u64>>);
 
 impl Handler for Ticks {
-    async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         smol::Timer::after(Duration::from_millis(5)).await; // any async work may happen here
         let body = format!("{} ticks\n", self.0.get());
-        res.send_response(200, content_type::TEXT, body.as_bytes()).await
+        res.send_response(200, content_type::TEXT, body.as_bytes()).await?;
+        Ok(())
     }
 }
 

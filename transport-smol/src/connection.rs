@@ -102,7 +102,7 @@ mod tests {
     use std::os::unix::net::UnixStream;
     use std::sync::atomic::AtomicU64;
 
-    use ember_fcgi_core::{Request, Response, StreamError};
+    use ember_fcgi_core::{HandlerError, Request, Response};
     use ember_fcgi_host::{BufferPool, Limits, WebServerAddrs};
     use polling::Poller;
 
@@ -115,7 +115,7 @@ mod tests {
     struct Nothing;
 
     impl Handler for Nothing {
-        async fn handle(&self, _: &mut Request<'_>, _: &mut Response<'_>) -> Result<(), StreamError> {
+        async fn handle(&self, _: &mut Request<'_>, _: &mut Response<'_>) -> Result<(), HandlerError> {
             Ok(())
         }
     }

@@ -11,7 +11,7 @@
 //! Three ways to run it:
 //! - [`Server::run`]: on this thread. Needs only `H: Handler` (not `Send`).
 //! - [`Server::run_threads`]: one loop per thread, all accepting from the shared listener.
-//!   Needs `H: Handler + Send + Sync + 'static`. Connection tasks are `!Send` (the core
+//!   Needs `H: Handler + Sync`. Connection tasks are `!Send` (the core
 //!   driver keeps `RefCell` state, and async-fn-in-trait futures are not `Send`), so each
 //!   stays on the thread that accepted it: no work stealing.
 //! - [`Server::serve`]: a `!Send` future for a `smol::LocalExecutor` (or `smol::block_on`),
@@ -32,15 +32,15 @@
 //! answered), so skipping costs one vectored read per record, not one read per 4 KiB.
 //!
 //! ```no_run
-//! use ember_fcgi_core::prelude::*;
-//! use ember_fcgi_smol::{Limits, Listen, Server};
+//! use ember_fcgi::prelude::*;
+//! use ember_fcgi::smol::{Limits, Listen, Server};
 //! use std::time::Duration;
 //!
 //! /// Streams three lines, one every 100 ms, while other requests go on.
 //! struct Ticks;
 //!
 //! impl Handler for Ticks {
-//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+//!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
 //!         res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
 //!         for i in 0..3u8 {
 //!             smol::Timer::after(Duration::from_millis(100)).await;

@@ -24,16 +24,17 @@ use crate::stats::Stats;
 ///
 /// Bounds: [`run`](Self::run) and [`serve`](Self::serve) need only `H: Handler` (the
 /// handler need not be `Send`); [`run_threads`](Self::run_threads) needs
-/// `H: Handler + Send + Sync + 'static`, as every thread's loop calls the one handler.
+/// `H: Handler + Sync`, as every thread's loop calls the one handler by reference.
 ///
 /// ```no_run
-/// use ember_fcgi_core::prelude::*;
-/// use ember_fcgi_smol::{Limits, Listen, Server};
+/// use ember_fcgi::prelude::*;
+/// use ember_fcgi::smol::{Limits, Listen, Server};
 ///
 /// struct Hello;
 /// impl Handler for Hello {
-///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
-///         res.send_response(200, content_type::TEXT, b"hello\n").await
+///     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+///         res.send_response(200, content_type::TEXT, b"hello\n").await?;
+///         Ok(())
 ///     }
 /// }
 ///
@@ -65,8 +66,8 @@ impl<H> std::fmt::Debug for Server<H> {
 
 impl<H: Handler> Server<H> {
     /// Binds `listen` (TCP, a Unix socket path, or `Listen::Inherited` for the socket a
-    /// FastCGI launcher passed as fd 0) with the default connection buffers.
-    /// `FCGI_WEB_SERVER_ADDRS` is read from the environment.
+    /// FastCGI launcher passed as fd 0). `FCGI_WEB_SERVER_ADDRS` is read from the
+    /// environment.
     pub fn bind(listen: &Listen, handler: H, limits: Limits) -> Result<Self, BindError> {
         let listener = Listener::bind(listen)?;
         Self::from_listener(listener, handler, limits).map_err(|e| BindError::Io(listen.clone(), e))
@@ -85,7 +86,9 @@ impl<H: Handler> Server<H> {
             stats: Stats::default(),
         })
     }
+}
 
+impl<H: Handler> Server<H> {
     /// Replaces the TCP peer allow-list (by default `FCGI_WEB_SERVER_ADDRS`).
     pub fn with_web_server_addrs(mut self, allow: WebServerAddrs) -> Self {
         self.allow = allow;
@@ -136,7 +139,7 @@ impl<H: Handler> Server<H> {
     }
 }
 
-impl<H: Handler + Send + Sync + 'static> Server<H> {
+impl<H: Handler + Sync> Server<H> {
     /// Serves on `threads` new threads (at least one), each running its own loop (as
     /// [`run`](Self::run) does) that accepts from the shared listener; returns when a
     /// shutdown finished on all of them, or the first error after stopping the others.
@@ -242,7 +245,7 @@ mod tests {
             &self,
             _: &mut ember_fcgi_core::Request<'_>,
             _: &mut ember_fcgi_core::Response<'_>,
-        ) -> Result<(), ember_fcgi_core::StreamError> {
+        ) -> Result<(), ember_fcgi_core::HandlerError> {
             Ok(())
         }
     }

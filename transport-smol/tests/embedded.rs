@@ -18,11 +18,12 @@ struct Local {
 }
 
 impl Handler for Local {
-    async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         self.hits.set(self.hits.get() + 1);
         smol::Timer::after(Duration::from_millis(1)).await;
         let body = format!("hit {} tick {}\n", self.hits.get(), self.ticks.get());
-        res.send_response(200, content_type::TEXT, body.as_bytes()).await
+        res.send_response(200, content_type::TEXT, body.as_bytes()).await?;
+        Ok(())
     }
 }
 

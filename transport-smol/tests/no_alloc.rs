@@ -48,12 +48,13 @@ static GLOBAL: Counting = Counting;
 struct Small;
 
 impl Handler for Small {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let mut body = [0u8; 64];
         let n = req.read_to_end(&mut body).await?;
         res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
         res.write_all(b"got ").await?;
-        res.write_all(&body[..n]).await
+        res.write_all(&body[..n]).await?;
+        Ok(())
     }
 }
 

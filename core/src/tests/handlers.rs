@@ -4,15 +4,16 @@ use std::vec::Vec;
 
 use embedded_io_async::{Read, Write};
 
-use crate::{Handler, Request, Response, StreamError};
+use crate::{Handler, HandlerError, Request, Response, StreamError};
 
 /// Answers `Status: 200 OK`, `Content-Type: text/plain`, `Hello, World!\n`.
 pub struct Hello;
 
 impl Handler for Hello {
-    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         res.send_head(200, &[("Content-Type", "text/plain")]).await?;
-        res.write_all(b"Hello, World!\n").await
+        res.write_all(b"Hello, World!\n").await?;
+        Ok(())
     }
 }
 
@@ -23,7 +24,7 @@ pub const HELLO_STDOUT: &[u8] = b"Status: 200 OK\r\nContent-Type: text/plain\r\n
 pub struct Echo;
 
 impl Handler for Echo {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         res.send_head(200, &[("Content-Type", "text/plain")]).await?;
         let params: Vec<(Vec<u8>, Vec<u8>)> =
             req.params().iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
@@ -72,7 +73,7 @@ pub fn pattern(n: usize) -> Vec<u8> {
 }
 
 impl Handler for Big {
-    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let data = pattern(self.n);
         for piece in data.chunks(self.chunk) {
             res.write_all(piece).await?;
@@ -85,7 +86,7 @@ impl Handler for Big {
 pub struct WithStderr;
 
 impl Handler for WithStderr {
-    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         res.stderr().write_all(b"warn").await?;
         res.write_all(b"Status: 200 OK\r\n\r\n").await?;
         res.set_app_status(7);
@@ -97,11 +98,12 @@ impl Handler for WithStderr {
 pub struct BodyCheck;
 
 impl Handler for BodyCheck {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let mut buf = [0u8; 8];
         let outcome = req.read_to_end(&mut buf).await;
         let line = std::format!("{outcome:?}");
-        res.write_all(line.as_bytes()).await
+        res.write_all(line.as_bytes()).await?;
+        Ok(())
     }
 }
 
@@ -109,7 +111,7 @@ impl Handler for BodyCheck {
 pub struct Fails;
 
 impl Handler for Fails {
-    async fn handle(&self, _req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), StreamError> {
-        Err(StreamError::InvalidHeader)
+    async fn handle(&self, _req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), HandlerError> {
+        Err(StreamError::InvalidHeader.into())
     }
 }

@@ -131,7 +131,11 @@ impl Seen {
 struct Sleeper<'a>(&'a Seen);
 
 impl Handler for Sleeper<'_> {
-    async fn handle(&self, req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(
+        &self,
+        req: &mut Request<'_>,
+        _res: &mut Response<'_>,
+    ) -> Result<(), crate::HandlerError> {
         req.gone().await;
         self.0.gone.set(self.0.gone.get() + 1);
         self.0.aborted.set(req.aborted());
@@ -143,7 +147,7 @@ impl Handler for Sleeper<'_> {
 struct LateReader<'a>(&'a Seen);
 
 impl Handler for LateReader<'_> {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), crate::HandlerError> {
         self.0.wait_gate().await;
         let mut buf = [0u8; 100];
         loop {
@@ -152,11 +156,11 @@ impl Handler for LateReader<'_> {
                 Ok(n) => self.0.body.borrow_mut().extend_from_slice(&buf[..n]),
                 Err(e) => {
                     self.0.errors.borrow_mut().push(e);
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
         }
-        res.write_all(b"ok").await
+        Ok(res.write_all(b"ok").await?)
     }
 }
 
@@ -164,13 +168,13 @@ impl Handler for LateReader<'_> {
 struct FirstSleeps<'a>(&'a Seen);
 
 impl Handler for FirstSleeps<'_> {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), crate::HandlerError> {
         if req.request_id() == 1 {
             self.0.wait_gate().await;
             req.discard_body();
-            return res.write_all(b"late").await;
+            return Ok(res.write_all(b"late").await?);
         }
-        res.write_all(b"hi").await
+        Ok(res.write_all(b"hi").await?)
     }
 }
 
@@ -350,11 +354,15 @@ fn a_second_request_completes_while_the_first_sleeps_on_its_body() {
 fn a_discarded_body_is_skipped_and_the_connection_goes_on() {
     struct Discards;
     impl Handler for Discards {
-        async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+        async fn handle(
+            &self,
+            req: &mut Request<'_>,
+            res: &mut Response<'_>,
+        ) -> Result<(), crate::HandlerError> {
             req.discard_body();
             let mut buf = [0u8; 8];
             assert_eq!(req.read(&mut buf).await, Ok(0));
-            res.write_all(b"x").await
+            Ok(res.write_all(b"x").await?)
         }
     }
     let wire = Wire::default();
@@ -389,7 +397,11 @@ fn a_short_data_stream_reads_as_truncated() {
     let seen = Seen::default();
     struct Filter<'a>(&'a Seen);
     impl Handler for Filter<'_> {
-        async fn handle(&self, req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), StreamError> {
+        async fn handle(
+            &self,
+            req: &mut Request<'_>,
+            _res: &mut Response<'_>,
+        ) -> Result<(), crate::HandlerError> {
             let mut buf = [0u8; 64];
             while req.read(&mut buf).await? > 0 {}
             let mut data = req.data();
@@ -399,7 +411,7 @@ fn a_short_data_stream_reads_as_truncated() {
                     Ok(_) => {}
                     Err(e) => {
                         self.0.errors.borrow_mut().push(e);
-                        return Err(e);
+                        return Err(e.into());
                     }
                 }
             }
@@ -517,7 +529,7 @@ struct Mixed<'a> {
 }
 
 impl Handler for Mixed<'_> {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), crate::HandlerError> {
         let i = usize::from(req.request_id()) - 1;
         let mut body = Vec::new();
         let mut buf = [0u8; 37];
@@ -546,7 +558,7 @@ impl Handler for Mixed<'_> {
                 self.bodies.borrow_mut()[i] = Some(body.clone());
             }
         }
-        res.write_all(std::format!("{}", body.len()).as_bytes()).await
+        Ok(res.write_all(std::format!("{}", body.len()).as_bytes()).await?)
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod client;
 mod engine;
+mod errors;
 mod handlers;
 mod hostage;
 mod props;

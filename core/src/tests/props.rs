@@ -19,7 +19,7 @@ use crate::wire::body::{BeginRequestBody, EndRequestBody, ProtocolStatus, Role};
 use crate::wire::header::{Header, RecordType};
 use crate::wire::nv::{NvDecoder, NvSink, encode_pair, encoded_len};
 use crate::{
-    Buffers, Config, ConnectionError, DefaultBuffers, Handler, Request, Response, Roles, StreamError,
+    Buffers, Config, ConnectionError, DefaultBuffers, Handler, HandlerError, Request, Response, Roles,
 };
 
 /// How long one engine run may take before it counts as a hang (runs take milliseconds).
@@ -284,7 +284,7 @@ enum Mem {
 struct StreamEcho;
 
 impl Handler for StreamEcho {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         res.write_all(b"Status: 200 OK\r\n\r\n").await?;
         let mut buf = [0u8; 37];
         let mut reads = 0u32;
@@ -310,7 +310,8 @@ impl Handler for StreamEcho {
             }
         }
         res.stderr().write_all(b"done").await?;
-        res.flush().await
+        res.flush().await?;
+        Ok(())
     }
 }
 

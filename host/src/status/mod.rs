@@ -12,7 +12,7 @@
 //! use ember_fcgi_host::status::StatusPages;
 //! # struct App;
 //! # impl Handler for App {
-//! #     async fn handle(&self, _: &mut Request<'_>, _: &mut Response<'_>) -> Result<(), StreamError> { Ok(()) }
+//! #     async fn handle(&self, _: &mut Request<'_>, _: &mut Response<'_>) -> Result<(), HandlerError> { Ok(()) }
 //! # }
 //! # fn stats_of_the_server() -> ember_fcgi_host::stats::Stats { Default::default() }
 //! let pages = StatusPages::new(App).with_status_path("/status").with_ping_path("/ping");
@@ -26,7 +26,7 @@ mod render;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use ember_fcgi_core::embedded_io_async::Write as _;
-use ember_fcgi_core::{Handler, Request, Response, StreamError};
+use ember_fcgi_core::{Handler, HandlerError, Request, Response, StreamError};
 
 pub use render::{Format, METRIC_PREFIX};
 
@@ -134,18 +134,18 @@ impl<H: Handler> Handler for StatusPages<H> {
         &self,
         request: &mut Request<'_>,
         response: &mut Response<'_>,
-    ) -> Result<(), StreamError> {
+    ) -> Result<(), HandlerError> {
         let page = match (&self.status_path, &self.ping_path) {
             (None, None) => None,
             _ => request_path(request).and_then(|path| self.page(path)),
         };
         match page {
             None => self.inner.handle(request, response).await,
-            Some(Page::Ping) => send(response, "text/plain; charset=utf-8", &self.ping_response).await,
+            Some(Page::Ping) => Ok(send(response, "text/plain; charset=utf-8", &self.ping_response).await?),
             Some(Page::Status) => {
                 let format = Format::from_query(request.params().query_string());
                 let body = format.render(&self.board.snapshots());
-                send(response, format.content_type(), &body).await
+                Ok(send(response, format.content_type(), &body).await?)
             }
         }
     }

@@ -28,7 +28,7 @@ use ember_fcgi_mio::{Server, ShutdownHandle, Stats, StatsSnapshot};
 pub struct TestHandler;
 
 impl Handler for TestHandler {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let params = req.params();
         let script = params.script_name().unwrap_or("");
         let query = params.query_string();
@@ -37,7 +37,7 @@ impl Handler for TestHandler {
         if script == "/hello" {
             let text = fmt_into(&mut line, format_args!("hello {query}"));
             res.send_head(200, &[("Content-Type", "text/plain")]).await?;
-            return res.write_all(text).await;
+            return Ok(res.write_all(text).await?);
         }
         let script = match script {
             "/sink" => "/sink",
@@ -66,7 +66,7 @@ impl Handler for TestHandler {
                     fmt_into(&mut line, format_args!("done {total}"))
                 };
                 res.send_head(200, &[("Content-Type", "text/plain")]).await?;
-                res.write_all(text).await
+                Ok(res.write_all(text).await?)
             }
             "/source" => {
                 let total = number;
@@ -84,12 +84,12 @@ impl Handler for TestHandler {
             "/stderr" => {
                 res.stderr().write_all(b"a warning").await?;
                 res.send_head(200, &[]).await?;
-                res.write_all(b"ok").await
+                Ok(res.write_all(b"ok").await?)
             }
-            "/fail" => Err(StreamError::InvalidHeader),
+            "/fail" => Err(StreamError::InvalidHeader.into()),
             _ => {
                 res.send_head(404, &[]).await?;
-                res.write_all(b"not found").await
+                Ok(res.write_all(b"not found").await?)
             }
         }
     }

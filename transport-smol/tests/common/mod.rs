@@ -74,14 +74,14 @@ pub struct TestApp {
 }
 
 impl Handler for TestApp {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         self.state.started.fetch_add(1, Ordering::SeqCst);
         let result = self.route(req, res).await;
         if result == Err(StreamError::Aborted) {
             self.state.aborted.fetch_add(1, Ordering::SeqCst);
         }
         self.state.finished.fetch_add(1, Ordering::SeqCst);
-        result
+        Ok(result?)
     }
 }
 
