@@ -1,0 +1,83 @@
+//! The FastCGI firmware: embassy-net on the LAN9118, `CONNS` sockets accepting on port
+//! 9000, each serving the echo handler through ember-fcgi-embassy.
+#![no_std]
+#![no_main]
+
+use ember_fcgi_core::{Buffers, Config};
+use ember_fcgi_embassy::{Limits, Slot, serve};
+use ember_fcgi_firmware::board::{self, PORT};
+use ember_fcgi_firmware::echo::Echo;
+use ember_fcgi_firmware::lan9118::Lan9118;
+use ember_fcgi_firmware::log;
+use embassy_executor::Spawner;
+use embassy_net::{Runner, Stack, StackResources};
+use static_cell::{ConstStaticCell, StaticCell};
+
+/// Concurrent connections (sockets accepting on the port).
+const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 2 };
+
+/// The smallest configuration that serves nginx's requests: 1 KiB of params (nginx's
+/// usual params take 0.5 to 1 KiB; more gets 431), small I/O buffers, 1 KiB TCP windows.
+#[cfg(not(feature = "params-8k"))]
+mod sizes {
+    pub type Fcgi = ember_fcgi_core::Buffers<256, 256, 1024, 1>;
+    pub const RX: usize = 1024;
+    pub const TX: usize = 1024;
+}
+
+/// A typical nginx deployment: up to 8 KiB of params, 2 KiB TCP windows.
+#[cfg(feature = "params-8k")]
+mod sizes {
+    pub type Fcgi = ember_fcgi_core::Buffers<512, 512, 8192, 1>;
+    pub const RX: usize = 2048;
+    pub const TX: usize = 2048;
+}
+
+type ConnSlot = Slot<{ sizes::RX }, { sizes::TX }, sizes::Fcgi>;
+
+static SLOTS: [ConstStaticCell<ConnSlot>; CONNS] =
+    [const { ConstStaticCell::new(Slot::new(Buffers::new())) }; CONNS];
+static RESOURCES: StaticCell<StackResources<CONNS>> = StaticCell::new();
+static CONFIG: Config = {
+    let mut config = Config::new();
+    config.max_conns = CONNS as u32;
+    config
+};
+static LIMITS: Limits = Limits::new();
+
+#[embassy_executor::task]
+async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::task(pool_size = CONNS)]
+async fn conn_task(stack: Stack<'static>, slot: &'static mut ConnSlot) -> ! {
+    serve(stack, PORT, slot, &Echo, &CONFIG, &LIMITS).await
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    let nic = match board::init() {
+        Ok(nic) => nic,
+        Err(e) => board::fail(&e),
+    };
+    let mac = nic.mac();
+    let (stack, runner) = embassy_net::new(nic, board::net_config(), RESOURCES.init(StackResources::new()), board::SEED);
+    match net_task(runner) {
+        Ok(token) => spawner.spawn(token),
+        Err(e) => board::fail(&e),
+    }
+    for slot in &SLOTS {
+        match conn_task(stack, slot.take()) {
+            Ok(token) => spawner.spawn(token),
+            Err(e) => board::fail(&e),
+        }
+    }
+    log!(
+        "ember-fcgi firmware: mac {:02x?}, FastCGI on {}:{} with {} connections",
+        mac,
+        board::ADDRESS,
+        PORT,
+        CONNS
+    );
+}
