@@ -21,9 +21,11 @@
 mod io;
 mod limits;
 mod serve;
+mod stats;
 
 pub use io::IoError;
 pub use limits::Limits;
 pub use serve::{Slot, serve, serve_accepted};
+pub use stats::{Stats, StatsSnapshot};
 
 pub use ember_fcgi_core::Handler;

@@ -9,6 +9,7 @@ use ember_fcgi_core::{
 
 use crate::io::{IoError, SocketWriter, TimedReader};
 use crate::limits::Limits;
+use crate::stats::Stats;
 
 /// All memory of one connection: the socket's receive and send buffers (`RX`, `TX`
 /// bytes) and the FastCGI buffers `B` (a [`Buffers`](ember_fcgi_core::Buffers)). Put one
@@ -33,7 +34,8 @@ impl<const RX: usize, const TX: usize, B> core::fmt::Debug for Slot<RX, TX, B> {
 }
 
 /// Accepts connections on `port` with the slot's socket and serves each with `handler`,
-/// one at a time, forever. Run one per slot for concurrent connections on one port.
+/// one at a time, forever, counting them in `stats`. Run one per slot for concurrent
+/// connections on one port.
 pub async fn serve<H, B, const RX: usize, const TX: usize>(
     stack: Stack<'_>,
     port: u16,
@@ -41,6 +43,7 @@ pub async fn serve<H, B, const RX: usize, const TX: usize>(
     handler: &H,
     config: &Config,
     limits: &Limits,
+    stats: &Stats,
 ) -> !
 where
     H: Handler,
@@ -54,9 +57,9 @@ where
             Timer::after_millis(10).await;
             continue;
         }
-        // The outcome is the caller's to log through `serve_accepted`; here the socket
-        // is closed either way and accepts again.
-        let _ = serve_accepted(&mut socket, handler, &mut slot.buffers, config, limits).await;
+        stats.accepted();
+        let result = serve_accepted(&mut socket, handler, &mut slot.buffers, config, limits).await;
+        stats.ended(&result);
     }
 }
 

@@ -3,17 +3,26 @@
 //! through a few hundred bytes of stack).
 
 use ember_fcgi_core::prelude::*;
+use ember_fcgi_embassy::Stats;
 
-/// Echoes the request body; `X-Method`, `X-Query`, `X-Params` describe the head.
+/// Echoes the request body; `X-Method`, `X-Query`, `X-Params` describe the head,
+/// `X-Keep-Conn` says whether the web server keeps the connection, and `X-Accepted`
+/// counts the connections accepted so far (so a test sees keep-alive at work).
 #[derive(Debug)]
-pub struct Echo;
+pub struct Echo {
+    /// The counters of the port this handler serves.
+    pub stats: &'static Stats,
+}
 
 impl Handler for Echo {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
         let params = req.params();
-        let mut digits = [0u8; 10];
+        let (mut digits, mut accepted) = ([0u8; 10], [0u8; 10]);
         let count = decimal(params.len(), &mut digits);
+        let accepted = decimal(self.stats.snapshot().accepted as usize, &mut accepted);
         let headers = [
+            ("X-Keep-Conn", if req.keep_conn() { "1" } else { "0" }),
+            ("X-Accepted", accepted),
             ("Content-Type", "application/octet-stream"),
             ("X-Method", params.request_method().unwrap_or("")),
             ("X-Query", params.query_string()),

@@ -108,7 +108,12 @@ impl Regs {
     }
 
     /// Spins until `done` holds of the register at `offset`.
-    fn wait(self, offset: usize, done: impl Fn(u32) -> bool, what: &'static str) -> Result<u32, Lan9118Error> {
+    fn wait(
+        self,
+        offset: usize,
+        done: impl Fn(u32) -> bool,
+        what: &'static str,
+    ) -> Result<u32, Lan9118Error> {
         for _ in 0..SPIN_LIMIT {
             let v = self.read(offset);
             if done(v) {

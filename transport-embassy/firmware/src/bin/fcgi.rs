@@ -3,15 +3,15 @@
 #![no_std]
 #![no_main]
 
+use embassy_executor::Spawner;
+use embassy_net::{Runner, Stack, StackResources};
 use ember_fcgi_core::{Buffers, Config};
-use ember_fcgi_embassy::{Limits, Slot, serve};
+use ember_fcgi_embassy::{Limits, Slot, Stats, serve};
 use ember_fcgi_firmware::board::{self, PORT};
 use ember_fcgi_firmware::echo::Echo;
 use ember_fcgi_firmware::lan9118::Lan9118;
 use ember_fcgi_firmware::log;
-use embassy_executor::Spawner;
-use embassy_net::{Runner, Stack, StackResources};
-use static_cell::{ConstStaticCell, StaticCell};
+use static_cell::StaticCell;
 
 /// Concurrent connections (sockets accepting on the port).
 const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 2 };
@@ -35,8 +35,8 @@ mod sizes {
 
 type ConnSlot = Slot<{ sizes::RX }, { sizes::TX }, sizes::Fcgi>;
 
-static SLOTS: [ConstStaticCell<ConnSlot>; CONNS] =
-    [const { ConstStaticCell::new(Slot::new(Buffers::new())) }; CONNS];
+// Filled at boot, so the slots live in .bss, not as a flash image in .data.
+static SLOTS: [StaticCell<ConnSlot>; CONNS] = [const { StaticCell::new() }; CONNS];
 static RESOURCES: StaticCell<StackResources<CONNS>> = StaticCell::new();
 static CONFIG: Config = {
     let mut config = Config::new();
@@ -44,6 +44,8 @@ static CONFIG: Config = {
     config
 };
 static LIMITS: Limits = Limits::new();
+static STATS: Stats = Stats::new();
+static HANDLER: Echo = Echo { stats: &STATS };
 
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
@@ -52,7 +54,7 @@ async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
 
 #[embassy_executor::task(pool_size = CONNS)]
 async fn conn_task(stack: Stack<'static>, slot: &'static mut ConnSlot) -> ! {
-    serve(stack, PORT, slot, &Echo, &CONFIG, &LIMITS).await
+    serve(stack, PORT, slot, &HANDLER, &CONFIG, &LIMITS, &STATS).await
 }
 
 #[embassy_executor::main]
@@ -62,13 +64,14 @@ async fn main(spawner: Spawner) {
         Err(e) => board::fail(&e),
     };
     let mac = nic.mac();
-    let (stack, runner) = embassy_net::new(nic, board::net_config(), RESOURCES.init(StackResources::new()), board::SEED);
+    let (stack, runner) =
+        embassy_net::new(nic, board::net_config(), RESOURCES.init(StackResources::new()), board::SEED);
     match net_task(runner) {
         Ok(token) => spawner.spawn(token),
         Err(e) => board::fail(&e),
     }
     for slot in &SLOTS {
-        match conn_task(stack, slot.take()) {
+        match conn_task(stack, slot.init_with(|| Slot::new(Buffers::new()))) {
             Ok(token) => spawner.spawn(token),
             Err(e) => board::fail(&e),
         }

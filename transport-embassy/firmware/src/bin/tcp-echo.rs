@@ -3,13 +3,13 @@
 #![no_std]
 #![no_main]
 
-use ember_fcgi_firmware::board::{self, PORT};
-use ember_fcgi_firmware::lan9118::Lan9118;
-use ember_fcgi_firmware::log;
 use embassy_executor::Spawner;
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{Runner, Stack, StackResources};
 use embedded_io_async::Write;
+use ember_fcgi_firmware::board::{self, PORT};
+use ember_fcgi_firmware::lan9118::Lan9118;
+use ember_fcgi_firmware::log;
 use static_cell::{ConstStaticCell, StaticCell};
 
 const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 2 };
@@ -59,7 +59,8 @@ async fn main(spawner: Spawner) {
         Ok(nic) => nic,
         Err(e) => board::fail(&e),
     };
-    let (stack, runner) = embassy_net::new(nic, board::net_config(), RESOURCES.init(StackResources::new()), board::SEED);
+    let (stack, runner) =
+        embassy_net::new(nic, board::net_config(), RESOURCES.init(StackResources::new()), board::SEED);
     match net_task(runner) {
         Ok(token) => spawner.spawn(token),
         Err(e) => board::fail(&e),
