@@ -31,7 +31,12 @@ pub struct StatsSnapshot {
 impl Stats {
     /// All zero.
     pub const fn new() -> Self {
-        Self { accepted: AtomicU32::new(0), closed: AtomicU32::new(0), timed_out: AtomicU32::new(0), failed: AtomicU32::new(0) }
+        Self {
+            accepted: AtomicU32::new(0),
+            closed: AtomicU32::new(0),
+            timed_out: AtomicU32::new(0),
+            failed: AtomicU32::new(0),
+        }
     }
 
     /// The counters now.

@@ -9,11 +9,11 @@
 #[path = "../../../firmware/src/echo.rs"]
 mod echo;
 
-use ember_fcgi_core::{Buffers, Config};
-use ember_fcgi_embassy::{Limits, Slot, Stats, serve};
 use embassy_executor::Spawner;
 use embassy_net::{Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
+use ember_fcgi_core::{Buffers, Config};
+use ember_fcgi_embassy::{Limits, Slot, Stats, serve};
 use static_cell::StaticCell;
 
 use echo::Echo;
@@ -42,8 +42,13 @@ struct Args {
 
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
-    let mut args =
-        Args { tap: "tap0".into(), address: Ipv4Address::new(10, 77, 0, 2), prefix: 24, gateway: None, port: 9000 };
+    let mut args = Args {
+        tap: "tap0".into(),
+        address: Ipv4Address::new(10, 77, 0, 2),
+        prefix: 24,
+        gateway: None,
+        port: 9000,
+    };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
@@ -90,6 +95,9 @@ fn start(spawner: Spawner) -> Result<(), Box<dyn std::error::Error>> {
     for slot in &SLOTS {
         spawner.spawn(conn_task(stack, args.port, slot.init_with(|| Slot::new(Buffers::new())))?);
     }
-    println!("tap-server: FastCGI on {}:{} over {} with {CONNS} connections", args.address, args.port, args.tap);
+    println!(
+        "tap-server: FastCGI on {}:{} over {} with {CONNS} connections",
+        args.address, args.port, args.tap
+    );
     Ok(())
 }

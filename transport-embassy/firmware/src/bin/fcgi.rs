@@ -13,8 +13,10 @@ use ember_fcgi_firmware::lan9118::Lan9118;
 use ember_fcgi_firmware::log;
 use static_cell::StaticCell;
 
-/// Concurrent connections (sockets accepting on the port).
-const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 2 };
+/// Sockets accepting on the port: two for nginx's kept-alive connections (two
+/// concurrent clients), and one more that is listening whenever a connection is closing
+/// (embassy-net has no backlog: a SYN that finds no listening socket is reset).
+const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 3 };
 
 /// The smallest configuration that serves nginx's requests: 1 KiB of params (nginx's
 /// usual params take 0.5 to 1 KiB; more gets 431), small I/O buffers, 1 KiB TCP windows.

@@ -12,7 +12,7 @@ use ember_fcgi_firmware::lan9118::Lan9118;
 use ember_fcgi_firmware::log;
 use static_cell::{ConstStaticCell, StaticCell};
 
-const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 2 };
+const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 3 };
 const RX: usize = if cfg!(feature = "params-8k") { 2048 } else { 1024 };
 const TX: usize = RX;
 
