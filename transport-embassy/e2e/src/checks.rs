@@ -60,7 +60,10 @@ pub fn exercise(nginx: &Nginx, expect: &Expect) -> Report {
     assert_eq!(header(&response, "X-Keep-Conn"), "1");
     let params: usize = header(&response, "X-Params").parse().expect("X-Params");
     assert!(params >= 18, "nginx sends at least its 18 fastcgi_params, got {params}");
-    assert!(body(response).is_empty());
+    assert_eq!(
+        body(response),
+        b"STDIN-LENGTH=0\nSTDIN-SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+    );
 
     // Keep-alive: sequential requests reuse one connection, nothing new is accepted.
     let counts: Vec<u32> =
@@ -77,7 +80,7 @@ pub fn exercise(nginx: &Nginx, expect: &Expect) -> Report {
         .collect();
     assert!(counts.windows(2).all(|w| w[1] == w[0] + 1), "expected one connection per request: {counts:?}");
 
-    // A POST body comes back byte for byte.
+    // A POST body arrives whole: its length and SHA-256 as the server computed them.
     let sent: Vec<u8> = (0..expect.post_bytes).map(|i| (i * 31 % 251) as u8).collect();
     let start = Instant::now();
     let response = agent
@@ -87,10 +90,14 @@ pub fn exercise(nginx: &Nginx, expect: &Expect) -> Report {
         .unwrap_or_else(|e| panic!("POST {} bytes: {e}", sent.len()));
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "X-Method"), "POST");
-    let echoed = body(response);
+    let answer = String::from_utf8(body(response)).expect("text answer");
     let post_seconds = start.elapsed().as_secs_f64();
-    assert_eq!(echoed.len(), sent.len(), "echoed body length");
-    assert_eq!(Sha256::digest(&echoed), Sha256::digest(&sent), "echoed body SHA-256");
+    let sha: String = Sha256::digest(&sent).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        answer,
+        format!("STDIN-LENGTH={}\nSTDIN-SHA256={sha}\n", sent.len()),
+        "body length and SHA-256"
+    );
 
     // Two clients at once, each on its own nginx connection and so its own socket.
     std::thread::scope(|scope| {

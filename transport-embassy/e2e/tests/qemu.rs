@@ -1,6 +1,6 @@
 //! The firmware on an emulated Cortex-M4 (QEMU mps2-an386, LAN9118, 64 KiB of RAM),
 //! reached through QEMU's user network (a forwarded loopback port), behind a real nginx:
-//! GETs with params, keep-alive and not, a POST echoed and checked by SHA-256, two
+//! GETs with params, keep-alive and not, a POST checked by SHA-256, two
 //! concurrent clients, and a 431 for params over the firmware's 1 KiB store.
 
 use std::net::TcpListener;
@@ -65,7 +65,7 @@ fn nginx_to_firmware_under_qemu() {
         std::fs::read_to_string(log.path()).unwrap_or_default()
     );
     println!(
-        "qemu: {:.0} requests/s (sequential, keep-alive), 64 KiB POST echoed in {:.2} s",
+        "qemu: {:.0} requests/s (sequential, keep-alive), 64 KiB POST hashed in {:.2} s",
         report.requests_per_second, report.post_seconds
     );
 }

@@ -1,11 +1,12 @@
 //! The firmware's handler: answers with the request's method, query string and number of
-//! params as headers, and echoes the body back, streaming (so a body of any size passes
-//! through a few hundred bytes of stack).
+//! params as headers, and the length and SHA-256 of the body (hashed as it streams in, so
+//! a body of any size passes through a few hundred bytes of stack).
 
 use ember_fcgi_core::prelude::*;
 use ember_fcgi_embassy::Stats;
+use sha2::{Digest, Sha256};
 
-/// Echoes the request body; `X-Method`, `X-Query`, `X-Params` describe the head,
+/// Answers `STDIN-LENGTH=n` and `STDIN-SHA256=hex` lines for the body; `X-Method`, `X-Query`, `X-Params` describe the head,
 /// `X-Keep-Conn` says whether the web server keeps the connection, and `X-Accepted`
 /// counts the connections accepted so far (so a test sees keep-alive at work).
 #[derive(Debug)]
@@ -23,20 +24,44 @@ impl Handler for Echo {
         let headers = [
             ("X-Keep-Conn", if req.keep_conn() { "1" } else { "0" }),
             ("X-Accepted", accepted),
-            ("Content-Type", "application/octet-stream"),
+            ("Content-Type", "text/plain"),
             ("X-Method", params.request_method().unwrap_or("")),
             ("X-Query", params.query_string()),
             ("X-Params", count),
         ];
         res.send_head(200, &headers).await?;
+        // The whole body is read before the answer: nginx does not read a response while
+        // it still sends the request body, so echoing a large body back would stall.
+        let mut sha = Sha256::new();
+        let mut length = 0usize;
         let mut buf = [0u8; 256];
         loop {
             match req.read(&mut buf).await? {
-                0 => return Ok(()),
-                n => res.write_all(&buf[..n]).await?,
+                0 => break,
+                n => {
+                    sha.update(&buf[..n]);
+                    length += n;
+                }
             }
         }
+        let mut digits = [0u8; 10];
+        res.write_all(b"STDIN-LENGTH=").await?;
+        res.write_all(decimal(length, &mut digits).as_bytes()).await?;
+        res.write_all(b"\nSTDIN-SHA256=").await?;
+        res.write_all(&hex(&sha.finalize().into())).await?;
+        res.write_all(b"\n").await
     }
+}
+
+/// Lower-case hex of a SHA-256 digest.
+pub fn hex(digest: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, byte) in digest.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(byte >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(byte & 15)];
+    }
+    out
 }
 
 /// `n` in decimal, written at the end of `buf`.

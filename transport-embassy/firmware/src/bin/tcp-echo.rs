@@ -1,5 +1,7 @@
 //! The baseline for FastCGI's share of flash: the same board, stack, sockets and buffer
-//! sizes as `fcgi`, serving a plain TCP echo on port 9000 instead of FastCGI.
+//! sizes as `fcgi`, serving a plain TCP echo on port 9000 instead of FastCGI. Like the
+//! FastCGI handler it hashes what it receives (and sends the SHA-256 when the peer
+//! closes its side), so the difference between the two images is FastCGI alone.
 #![no_std]
 #![no_main]
 
@@ -8,8 +10,10 @@ use embassy_net::tcp::TcpSocket;
 use embassy_net::{Runner, Stack, StackResources};
 use embedded_io_async::Write;
 use ember_fcgi_firmware::board::{self, PORT};
+use ember_fcgi_firmware::echo::hex;
 use ember_fcgi_firmware::lan9118::Lan9118;
 use ember_fcgi_firmware::log;
+use sha2::{Digest, Sha256};
 use static_cell::{ConstStaticCell, StaticCell};
 
 const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 3 };
@@ -38,10 +42,16 @@ async fn echo_task(stack: Stack<'static>, buffers: &'static mut SocketBuffers) -
         if socket.accept(PORT).await.is_err() {
             continue;
         }
+        let mut sha = Sha256::new();
         loop {
             match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) => {
+                    let _ = socket.write_all(&hex(&sha.finalize().into())).await;
+                    break;
+                }
+                Err(_) => break,
                 Ok(n) => {
+                    sha.update(&chunk[..n]);
                     if socket.write_all(&chunk[..n]).await.is_err() {
                         break;
                     }
