@@ -49,8 +49,20 @@ fn accepted(response: &ureq::Response) -> u32 {
     header(response, "X-Accepted").parse().expect("X-Accepted is a number")
 }
 
+/// Prints nginx's error.log if a check fails, for the failure's cause.
+struct ShowErrorsOnPanic<'a>(&'a Nginx);
+
+impl Drop for ShowErrorsOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- nginx error.log ----\n{}", self.0.errors().join("\n"));
+        }
+    }
+}
+
 /// Runs every check; panics on the first wrong answer.
 pub fn exercise(nginx: &Nginx, expect: &Expect) -> Report {
+    let _show = ShowErrorsOnPanic(nginx);
     let agent = agent();
 
     // GET with params: the query string, method and keep-conn flag arrive.

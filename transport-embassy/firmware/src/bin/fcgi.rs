@@ -14,12 +14,13 @@ use ember_fcgi_firmware::log;
 use static_cell::StaticCell;
 
 /// Sockets accepting on the port: two for nginx's kept-alive connections (two
-/// concurrent clients), and one more that is listening whenever a connection is closing
+/// concurrent clients), and two more so that one is listening while others close
 /// (embassy-net has no backlog: a SYN that finds no listening socket is reset).
-const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 3 };
+const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 4 };
 
 /// The smallest configuration that serves nginx's requests: 1 KiB of params (nginx's
-/// usual params take 0.5 to 1 KiB; more gets 431), small I/O buffers, 1 KiB TCP windows.
+/// usual params take 0.5 to 1 KiB; more gets 431), 256-byte I/O buffers, 1 KiB TCP windows (512-byte windows save 1 KiB per connection but stall
+/// behind QEMU's user network under two concurrent clients).
 #[cfg(not(feature = "params-8k"))]
 mod sizes {
     pub type Fcgi = ember_fcgi_core::Buffers<256, 256, 1024, 1>;
