@@ -6,8 +6,10 @@
 //! embassy-net has no listener: each [`Slot`] is one socket with its own receive and send
 //! buffers and its own FastCGI [`Buffers`](ember_fcgi_core::Buffers), and [`serve`]
 //! accepts on the port, serves the connection, and accepts again. Run N of them
-//! (N tasks, or one `join`) for N concurrent connections on one port; a connection
-//! beyond N waits in the peer's SYN retries until a slot is free.
+//! (N tasks, or one `join`) for N concurrent connections on one port. There is no
+//! backlog: a connection that finds every socket busy (or still closing its last
+//! connection) is reset, so give the firmware more sockets than the web server keeps
+//! open (nginx: the clients served at once, plus one or two while others close).
 //!
 //! Timeouts use embassy-time ([`Limits`]): a connection with no request is closed after
 //! `idle_timeout`, a request whose params have not all arrived after `head_timeout`

@@ -29,24 +29,43 @@ fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build()
 }
 
-fn header(response: &ureq::Response, name: &str) -> String {
-    response.header(name).unwrap_or_else(|| panic!("no {name} header")).to_owned()
+/// A whole answer: nginx's status, the handler's `X-*` headers, and the body (always read
+/// to its end, so nginx never sees a client leave early and drops the upstream connection).
+struct Answer {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
 }
 
-fn body(response: ureq::Response) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    response.into_reader().read_to_end(&mut bytes).expect("read body");
-    bytes
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        let found = self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name));
+        &found.unwrap_or_else(|| panic!("no {name} header")).1
+    }
+
+    fn accepted(&self) -> u32 {
+        self.header("X-Accepted").parse().expect("X-Accepted is a number")
+    }
 }
 
-fn get(agent: &ureq::Agent, url: &str) -> ureq::Response {
+fn answer(response: ureq::Response) -> Answer {
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter(|n| n.to_ascii_lowercase().starts_with("x-"))
+        .map(|n| {
+            let value = response.header(&n).unwrap_or_default().to_owned();
+            (n, value)
+        })
+        .collect();
+    let mut body = Vec::new();
+    response.into_reader().read_to_end(&mut body).expect("read body");
+    Answer { headers, body }
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> Answer {
     let response = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     assert_eq!(response.status(), 200, "GET {url}");
-    response
-}
-
-fn accepted(response: &ureq::Response) -> u32 {
-    header(response, "X-Accepted").parse().expect("X-Accepted is a number")
+    answer(response)
 }
 
 /// Prints nginx's error.log if a check fails, for the failure's cause.
@@ -67,27 +86,27 @@ pub fn exercise(nginx: &Nginx, expect: &Expect) -> Report {
 
     // GET with params: the query string, method and keep-conn flag arrive.
     let response = get(&agent, &nginx.url("/ka/item?id=42&name=ember%20fcgi"));
-    assert_eq!(header(&response, "X-Query"), "id=42&name=ember%20fcgi");
-    assert_eq!(header(&response, "X-Method"), "GET");
-    assert_eq!(header(&response, "X-Keep-Conn"), "1");
-    let params: usize = header(&response, "X-Params").parse().expect("X-Params");
+    assert_eq!(response.header("X-Query"), "id=42&name=ember%20fcgi");
+    assert_eq!(response.header("X-Method"), "GET");
+    assert_eq!(response.header("X-Keep-Conn"), "1");
+    let params: usize = response.header("X-Params").parse().expect("X-Params");
     assert!(params >= 18, "nginx sends at least its 18 fastcgi_params, got {params}");
     assert_eq!(
-        body(response),
+        response.body,
         b"STDIN-LENGTH=0\nSTDIN-SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
     );
 
     // Keep-alive: sequential requests reuse one connection, nothing new is accepted.
     let counts: Vec<u32> =
-        (0..10).map(|i| accepted(&get(&agent, &nginx.url(&format!("/ka/seq?{i}"))))).collect();
+        (0..10).map(|i| get(&agent, &nginx.url(&format!("/ka/seq?{i}"))).accepted()).collect();
     assert!(counts.windows(2).all(|w| w[0] == w[1]), "keep-alive connections were not reused: {counts:?}");
 
     // Without keep-alive: one connection per request, each closed after its response.
     let counts: Vec<u32> = (0..3)
         .map(|i| {
             let response = get(&agent, &nginx.url(&format!("/close/once?{i}")));
-            assert_eq!(header(&response, "X-Keep-Conn"), "0");
-            accepted(&response)
+            assert_eq!(response.header("X-Keep-Conn"), "0");
+            response.accepted()
         })
         .collect();
     assert!(counts.windows(2).all(|w| w[1] == w[0] + 1), "expected one connection per request: {counts:?}");
@@ -101,15 +120,12 @@ pub fn exercise(nginx: &Nginx, expect: &Expect) -> Report {
         .send_bytes(&sent)
         .unwrap_or_else(|e| panic!("POST {} bytes: {e}", sent.len()));
     assert_eq!(response.status(), 200);
-    assert_eq!(header(&response, "X-Method"), "POST");
-    let answer = String::from_utf8(body(response)).expect("text answer");
+    let response = answer(response);
+    assert_eq!(response.header("X-Method"), "POST");
+    let text = String::from_utf8(response.body).expect("text answer");
     let post_seconds = start.elapsed().as_secs_f64();
     let sha: String = Sha256::digest(&sent).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(
-        answer,
-        format!("STDIN-LENGTH={}\nSTDIN-SHA256={sha}\n", sent.len()),
-        "body length and SHA-256"
-    );
+    assert_eq!(text, format!("STDIN-LENGTH={}\nSTDIN-SHA256={sha}\n", sent.len()), "body length and SHA-256");
 
     // Two clients at once, each on its own nginx connection and so its own socket.
     std::thread::scope(|scope| {
@@ -119,7 +135,7 @@ pub fn exercise(nginx: &Nginx, expect: &Expect) -> Report {
                 for i in 0..20 {
                     let query = format!("client={client}&i={i}");
                     let response = get(&agent, &nginx.url(&format!("/ka/both?{query}")));
-                    assert_eq!(header(&response, "X-Query"), query);
+                    assert_eq!(response.header("X-Query"), query);
                 }
             });
         }

@@ -33,6 +33,17 @@ fn firmware() -> PathBuf {
     target.join("thumbv7em-none-eabihf/release/fcgi")
 }
 
+/// Prints the firmware's console (semihosting) if the test fails.
+struct ShowOnPanic<'a>(&'a std::path::Path);
+
+impl Drop for ShowOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- firmware console ----\n{}", std::fs::read_to_string(self.0).unwrap_or_default());
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs qemu-system-arm, nginx and the thumbv7em target: run scripts/test-embassy.sh"]
 fn nginx_to_firmware_under_qemu() {
@@ -41,12 +52,21 @@ fn nginx_to_firmware_under_qemu() {
     let firmware = firmware();
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut command = Command::new(qemu);
+    // EMBER_QEMU_PCAP=FILE records the firmware's Ethernet traffic, for debugging.
+    if let Some(pcap) = std::env::var_os("EMBER_QEMU_PCAP") {
+        let mut object = std::ffi::OsString::from("filter-dump,id=dump,netdev=net0,file=");
+        object.push(pcap);
+        command.arg("-object").arg(object);
+    }
     let mut machine = KillOnDrop(
-        Command::new(qemu)
+        command
             .args(["-machine", "mps2-an386", "-display", "none", "-monitor", "none", "-serial", "null"])
             .args(["-semihosting-config", "enable=on,target=native"])
             .arg("-nic")
-            .arg(format!("user,model=lan9118,restrict=on,hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:9000"))
+            .arg(format!(
+                "user,id=net0,model=lan9118,restrict=on,hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:9000"
+            ))
             .arg("-kernel")
             .arg(&firmware)
             .stdin(Stdio::null())
@@ -56,6 +76,7 @@ fn nginx_to_firmware_under_qemu() {
             .expect("spawn qemu-system-arm"),
     );
     wait_for_line(&mut machine, log.path(), "ember-fcgi firmware:", Duration::from_secs(30));
+    let _console = ShowOnPanic(log.path());
     let nginx = Nginx::start(&nginx, &format!("127.0.0.1:{port}"));
     let report =
         exercise(&nginx, &Expect { post_bytes: 64 * 1024, oversized_header: 2000, timed_requests: 200 });

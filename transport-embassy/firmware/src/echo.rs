@@ -34,7 +34,7 @@ impl Handler for Echo {
         // it still sends the request body, so echoing a large body back would stall.
         let mut sha = Sha256::new();
         let mut length = 0usize;
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; 64];
         loop {
             match req.read(&mut buf).await? {
                 0 => break,

@@ -19,13 +19,13 @@ use static_cell::StaticCell;
 const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 4 };
 
 /// The smallest configuration that serves nginx's requests: 1 KiB of params (nginx's
-/// usual params take 0.5 to 1 KiB; more gets 431), 256-byte I/O buffers, 1 KiB TCP windows (512-byte windows save 1 KiB per connection but stall
-/// behind QEMU's user network under two concurrent clients).
+/// usual params take 0.5 to 1 KiB; more gets 431), 128-byte I/O buffers (the output
+/// minimum), 512-byte TCP windows.
 #[cfg(not(feature = "params-8k"))]
 mod sizes {
-    pub type Fcgi = ember_fcgi_core::Buffers<256, 256, 1024, 1>;
-    pub const RX: usize = 1024;
-    pub const TX: usize = 1024;
+    pub type Fcgi = ember_fcgi_core::Buffers<128, 128, 1024, 1>;
+    pub const RX: usize = 512;
+    pub const TX: usize = 512;
 }
 
 /// A typical nginx deployment: up to 8 KiB of params, 2 KiB TCP windows.
