@@ -64,9 +64,9 @@ where
 }
 
 /// Serves one accepted connection until it ends, then closes the socket: after `Ok(())`
-/// (the web server closed, or a request without keep-conn is answered) with a FIN and a
-/// drain of at most `close_linger`; after an error (a reset, a timeout, a protocol error)
-/// with a reset. The socket is closed when this returns and may accept again.
+/// (the web server closed, or a request without keep-conn is answered) or a timeout with
+/// a FIN and a drain of at most `close_linger`; after a reset or a protocol error with a
+/// reset. The socket is closed when this returns and may accept again.
 pub async fn serve_accepted<H, B>(
     socket: &mut TcpSocket<'_>,
     handler: &H,
@@ -84,7 +84,9 @@ where
         let reader = TimedReader::new(reader, &status, limits);
         serve_connection(reader, SocketWriter(writer), handler, buffers, config, &status).await
     };
-    if result.is_ok() {
+    // A timeout closes like the end of a connection: the peer did nothing wrong that a
+    // reset should report, and a web server sees a FIN on an idle connection at once.
+    if matches!(result, Ok(()) | Err(ConnectionError::Read(IoError::TimedOut))) {
         close_gracefully(socket, limits).await;
     } else {
         socket.abort();

@@ -3,7 +3,8 @@
 //! a network namespace of its own.
 //!
 //! ```text
-//! tap-server --tap tap0 --address 10.77.0.2 --prefix 24 --port 9000
+//! tap-server --tap tap0 --address 10.77.0.2 --prefix 24 --port 9000 \
+//!     [--idle-ms N] [--head-ms N] [--check-ms N]
 //! ```
 
 #[path = "../../../firmware/src/echo.rs"]
@@ -12,6 +13,7 @@ mod echo;
 use embassy_executor::Spawner;
 use embassy_net::{Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
+use embassy_time::Duration;
 use ember_fcgi_core::{Buffers, Config};
 use ember_fcgi_embassy::{Limits, Slot, Stats, serve};
 use static_cell::StaticCell;
@@ -28,7 +30,7 @@ static CONFIG: Config = {
     config.max_conns = CONNS as u32;
     config
 };
-static LIMITS: Limits = Limits::new();
+static LIMITS: StaticCell<Limits> = StaticCell::new();
 static STATS: Stats = Stats::new();
 static HANDLER: Echo = Echo { stats: &STATS };
 
@@ -38,6 +40,7 @@ struct Args {
     prefix: u8,
     gateway: Option<Ipv4Address>,
     port: u16,
+    limits: Limits,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -48,6 +51,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         prefix: 24,
         gateway: None,
         port: 9000,
+        limits: Limits::new(),
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -57,6 +61,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("prefix") => args.prefix = parser.value()?.parse()?,
             Long("gateway") => args.gateway = Some(parser.value()?.parse()?),
             Long("port") => args.port = parser.value()?.parse()?,
+            Long("idle-ms") => args.limits.idle_timeout = Duration::from_millis(parser.value()?.parse()?),
+            Long("head-ms") => args.limits.head_timeout = Duration::from_millis(parser.value()?.parse()?),
+            Long("check-ms") => args.limits.check_interval = Duration::from_millis(parser.value()?.parse()?),
             _ => return Err(arg.unexpected()),
         }
     }
@@ -69,8 +76,13 @@ async fn net_task(mut runner: Runner<'static, TunTapDevice>) -> ! {
 }
 
 #[embassy_executor::task(pool_size = CONNS)]
-async fn conn_task(stack: Stack<'static>, port: u16, slot: &'static mut ConnSlot) -> ! {
-    serve(stack, port, slot, &HANDLER, &CONFIG, &LIMITS, &STATS).await
+async fn conn_task(
+    stack: Stack<'static>,
+    port: u16,
+    slot: &'static mut ConnSlot,
+    limits: &'static Limits,
+) -> ! {
+    serve(stack, port, slot, &HANDLER, &CONFIG, limits, &STATS).await
 }
 
 #[embassy_executor::main]
@@ -92,8 +104,9 @@ fn start(spawner: Spawner) -> Result<(), Box<dyn std::error::Error>> {
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
     let (stack, runner) = embassy_net::new(device, config, RESOURCES.init(StackResources::new()), seed);
     spawner.spawn(net_task(runner)?);
+    let limits = LIMITS.init(args.limits);
     for slot in &SLOTS {
-        spawner.spawn(conn_task(stack, args.port, slot.init_with(|| Slot::new(Buffers::new())))?);
+        spawner.spawn(conn_task(stack, args.port, slot.init_with(|| Slot::new(Buffers::new())), limits)?);
     }
     println!(
         "tap-server: FastCGI on {}:{} over {} with {CONNS} connections",
