@@ -16,7 +16,13 @@ use ember_fcgi_firmware::log;
 use sha2::{Digest, Sha256};
 use static_cell::{ConstStaticCell, StaticCell};
 
-const CONNS: usize = if cfg!(feature = "one-conn") { 1 } else { 4 };
+const CONNS: usize = if cfg!(feature = "one-conn") {
+    1
+} else if cfg!(feature = "params-8k") {
+    3
+} else {
+    4
+};
 const RX: usize = if cfg!(feature = "params-8k") { 2048 } else { 512 };
 const TX: usize = RX;
 
