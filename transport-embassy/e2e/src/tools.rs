@@ -53,6 +53,26 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Starts `command` with its output in a temporary file and waits until it prints
+/// `ready` (see [`wait_for_line`]); the process is killed when the result is dropped.
+pub fn start_logged(
+    command: &mut std::process::Command,
+    ready: &str,
+    timeout: std::time::Duration,
+) -> (KillOnDrop, tempfile::NamedTempFile) {
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut child = KillOnDrop(
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(log.reopen().expect("log"))
+            .stderr(log.reopen().expect("log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", command.get_program())),
+    );
+    wait_for_line(&mut child, log.path(), ready, timeout);
+    (child, log)
+}
+
 /// Waits until `path` contains `needle`; panics after `timeout` or if `child` exits,
 /// with the file's text.
 pub fn wait_for_line(

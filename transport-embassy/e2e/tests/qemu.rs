@@ -5,12 +5,12 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use ember_fcgi_embassy_e2e::checks::{Expect, exercise};
 use ember_fcgi_embassy_e2e::nginx::Nginx;
-use ember_fcgi_embassy_e2e::tools::{KillOnDrop, require, wait_for_line};
+use ember_fcgi_embassy_e2e::tools::{require, start_logged};
 
 /// `$EMBER_FIRMWARE`, or the `fcgi` firmware built now (release, thumbv7em-none-eabihf).
 fn firmware() -> PathBuf {
@@ -51,7 +51,6 @@ fn nginx_to_firmware_under_qemu() {
     let nginx = require("NGINX", &["/usr/sbin/nginx"], "nginx");
     let firmware = firmware();
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-    let log = tempfile::NamedTempFile::new().expect("log file");
     let mut command = Command::new(qemu);
     // EMBER_QEMU_PCAP=FILE records the firmware's Ethernet traffic, for debugging.
     if let Some(pcap) = std::env::var_os("EMBER_QEMU_PCAP") {
@@ -59,23 +58,14 @@ fn nginx_to_firmware_under_qemu() {
         object.push(pcap);
         command.arg("-object").arg(object);
     }
-    let mut machine = KillOnDrop(
-        command
-            .args(["-machine", "mps2-an386", "-display", "none", "-monitor", "none", "-serial", "null"])
-            .args(["-semihosting-config", "enable=on,target=native"])
-            .arg("-nic")
-            .arg(format!(
-                "user,id=net0,model=lan9118,restrict=on,hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:9000"
-            ))
-            .arg("-kernel")
-            .arg(&firmware)
-            .stdin(Stdio::null())
-            .stdout(log.reopen().expect("log"))
-            .stderr(log.reopen().expect("log"))
-            .spawn()
-            .expect("spawn qemu-system-arm"),
-    );
-    wait_for_line(&mut machine, log.path(), "ember-fcgi firmware:", Duration::from_secs(30));
+    command
+        .args(["-machine", "mps2-an386", "-display", "none", "-monitor", "none", "-serial", "null"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .arg("-nic")
+        .arg(format!("user,id=net0,model=lan9118,restrict=on,hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:9000"))
+        .arg("-kernel")
+        .arg(&firmware);
+    let (mut machine, log) = start_logged(&mut command, "ember-fcgi firmware:", Duration::from_secs(30));
     let _console = ShowOnPanic(log.path());
     let nginx = Nginx::start(&nginx, &format!("127.0.0.1:{port}"));
     let report =

@@ -5,13 +5,13 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ember_fcgi_embassy_e2e::checks::{Expect, exercise};
 use ember_fcgi_embassy_e2e::netns::NetNs;
 use ember_fcgi_embassy_e2e::nginx::Nginx;
-use ember_fcgi_embassy_e2e::tools::{KillOnDrop, require, require_root, wait_for_line};
+use ember_fcgi_embassy_e2e::tools::{require, require_root, start_logged};
 
 const SERVER: &str = "10.77.0.2:9000";
 
@@ -23,18 +23,13 @@ fn with_tap_server<T: Send>(tag: &str, args: &[&str], f: impl FnOnce() -> T + Se
     ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "tap0"]);
     ns.ip(&["link", "set", "tap0", "up"]);
     ns.run(|| {
-        let log = tempfile::NamedTempFile::new().expect("log file");
-        let mut server = KillOnDrop(
+        let (mut server, _log) = start_logged(
             Command::new(env!("CARGO_BIN_EXE_tap-server"))
                 .args(["--tap", "tap0", "--address", "10.77.0.2", "--prefix", "24", "--port", "9000"])
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(log.reopen().expect("log"))
-                .stderr(log.reopen().expect("log"))
-                .spawn()
-                .expect("spawn tap-server"),
+                .args(args),
+            "FastCGI on 10.77.0.2:9000",
+            Duration::from_secs(10),
         );
-        wait_for_line(&mut server, log.path(), "FastCGI on 10.77.0.2:9000", Duration::from_secs(10));
         let value = f();
         assert!(server.0.try_wait().expect("try_wait").is_none(), "tap-server exited");
         value
