@@ -52,6 +52,10 @@ where
     loop {
         let mut socket = TcpSocket::new(stack, &mut slot.rx, &mut slot.tx);
         socket.set_timeout(limits.tcp_timeout);
+        // The driver hands over whole records and flushes at the end of a response, so
+        // Nagle's algorithm would only hold the last small segment (END_REQUEST) back until
+        // the web server acknowledges the previous one.
+        socket.set_nagle_enabled(false);
         if socket.accept(port).await.is_err() {
             // Only a reset during the handshake or a bad port get here; do not spin.
             Timer::after_millis(10).await;

@@ -1,15 +1,19 @@
 //! The MPS2 AN386 board as QEMU models it: a 25 MHz Cortex-M4, a LAN9118 at
-//! 0x4020_0000, semihosting for the console; and the network setup for QEMU's user-mode
+//! 0x4020_0000 on interrupt 13, semihosting for the console; and the network setup for QEMU's user-mode
 //! network (guest 10.0.2.15/24, gateway 10.0.2.2).
 
+use cortex_m::interrupt::InterruptNumber;
+use cortex_m::peripheral::NVIC;
 use cortex_m_rt::exception;
 use embassy_net::{Ipv4Address, Ipv4Cidr, StaticConfigV4};
 
-use crate::lan9118::{Lan9118, Lan9118Error, poll_rx};
+use crate::lan9118::{Lan9118, Lan9118Error, on_interrupt};
 use crate::systick;
 
 /// The LAN9118's register window on the MPS2 boards.
 pub const LAN9118_BASE: usize = 0x4020_0000;
+/// The LAN9118's interrupt line on the MPS2 boards.
+pub const LAN9118_IRQ: u16 = 13;
 /// Core clock of the MPS2 FPGA images.
 pub const CORE_HZ: u32 = 25_000_000;
 /// The firmware's address on QEMU's user network, and the port it serves.
@@ -25,6 +29,9 @@ pub fn init() -> Result<Lan9118, Lan9118Error> {
     // SAFETY: LAN9118_BASE is the controller on this board, and only this driver uses it.
     let nic = unsafe { Lan9118::new(LAN9118_BASE)? };
     systick::start(peripherals.SYST, CORE_HZ);
+    // SAFETY: no critical section is open (we are in the executor's first poll, before any
+    // task that could hold one), and `DefaultHandler` below handles this interrupt.
+    unsafe { NVIC::unmask(EthernetIrq) };
     Ok(nic)
 }
 
@@ -41,10 +48,29 @@ pub fn net_config() -> embassy_net::Config {
 /// entropy source, so it is fixed: fine for a test rig, not for the internet.
 pub const SEED: u64 = 0x5eed_f00d_cafe_0001;
 
+/// The Ethernet interrupt, as the NVIC knows it.
+#[derive(Clone, Copy)]
+struct EthernetIrq;
+
+// SAFETY: 13 is a valid external interrupt of the board (the LAN9118's line).
+unsafe impl InterruptNumber for EthernetIrq {
+    fn number(self) -> u16 {
+        LAN9118_IRQ
+    }
+}
+
 #[exception]
 fn SysTick() {
     systick::on_tick();
-    poll_rx(LAN9118_BASE);
+}
+
+/// Every external interrupt without a handler of its own lands here (no device crate
+/// names them); only the Ethernet line is enabled.
+#[exception]
+unsafe fn DefaultHandler(irqn: i16) {
+    if irqn == LAN9118_IRQ as i16 {
+        on_interrupt(LAN9118_BASE);
+    }
 }
 
 /// Prints a line on the host's console (QEMU semihosting).

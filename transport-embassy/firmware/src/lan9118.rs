@@ -4,8 +4,8 @@
 //! CRC included) and read from the RX data FIFO; a frame is sent by writing two command
 //! words and its data to the TX data FIFO. MAC registers sit behind an indirect CSR port.
 //!
-//! Nothing here raises the controller's interrupt: the board's tick calls [`poll_rx`],
-//! which wakes the stack when a frame is waiting.
+//! The controller raises its interrupt line when a frame is waiting (the RX status FIFO
+//! level interrupt); the board routes it to [`on_interrupt`], which wakes the stack.
 
 use core::task::Context;
 
@@ -19,7 +19,11 @@ mod reg {
     pub const RX_STATUS_FIFO: usize = 0x40;
     pub const TX_STATUS_FIFO: usize = 0x48;
     pub const ID_REV: usize = 0x50;
+    pub const IRQ_CFG: usize = 0x54;
+    pub const INT_STS: usize = 0x58;
+    pub const INT_EN: usize = 0x5c;
     pub const BYTE_TEST: usize = 0x64;
+    pub const FIFO_INT: usize = 0x68;
     pub const RX_CFG: usize = 0x6c;
     pub const TX_CFG: usize = 0x70;
     pub const HW_CFG: usize = 0x74;
@@ -46,6 +50,10 @@ const BYTE_TEST_VALUE: u32 = 0x8765_4321;
 const HW_CFG_SRST: u32 = 1;
 const PMT_CTRL_READY: u32 = 1;
 const TX_CFG_TX_ON: u32 = 1 << 1;
+/// IRQ_CFG: interrupt output enabled, active high, push-pull.
+const IRQ_CFG_ACTIVE_HIGH: u32 = (1 << 8) | (1 << 4) | 1;
+/// INT_STS / INT_EN: the RX status FIFO holds more entries than FIFO_INT's RX level.
+const INT_RSFL: u32 = 1 << 3;
 const CSR_BUSY: u32 = 1 << 31;
 const CSR_READ: u32 = 1 << 30;
 const MII_BUSY: u32 = 1;
@@ -197,6 +205,11 @@ impl Lan9118 {
         regs.mac_write(mac::CR, mac::CR_FDPX | mac::CR_TXEN | mac::CR_RXEN)?;
         regs.write(reg::RX_CFG, 0);
         regs.write(reg::TX_CFG, TX_CFG_TX_ON);
+        // Interrupt as soon as one frame waits (RX status level 0).
+        regs.write(reg::FIFO_INT, 0);
+        regs.write(reg::INT_STS, u32::MAX);
+        regs.write(reg::INT_EN, INT_RSFL);
+        regs.write(reg::IRQ_CFG, IRQ_CFG_ACTIVE_HIGH);
         Ok(Self { regs, mac, rx: [0; FRAME_BUF], tx: [0; FRAME_BUF] })
     }
 
@@ -240,11 +253,13 @@ impl Lan9118 {
     }
 }
 
-/// Called from the board's tick: wakes the stack when a frame is waiting.
-pub fn poll_rx(base: usize) {
-    if (Regs { base }).rx_frames() > 0 {
-        RX_WAKER.wake();
-    }
+/// The controller's interrupt handler: acknowledges it and wakes the stack, which then
+/// reads every waiting frame (the driver registers its waker before it looks, so a frame
+/// that arrives meanwhile raises the interrupt again and is not missed).
+pub fn on_interrupt(base: usize) {
+    let regs = Regs { base };
+    regs.write(reg::INT_STS, regs.read(reg::INT_STS));
+    RX_WAKER.wake();
 }
 
 /// A received frame, lent to the stack.
