@@ -1,7 +1,7 @@
 //! The accept loop of one socket, and the life of one connection on it.
 
 use embassy_net::Stack;
-use embassy_net::tcp::{State, TcpSocket};
+use embassy_net::tcp::TcpSocket;
 use embassy_time::{Timer, with_timeout};
 use ember_fcgi_core::{
     Config, ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, serve_connection,
@@ -90,23 +90,21 @@ where
     };
     // A timeout closes like the end of a connection: the peer did nothing wrong that a
     // reset should report, and a web server sees a FIN on an idle connection at once.
-    if matches!(result, Ok(()) | Err(ConnectionError::Read(IoError::TimedOut))) {
-        close_gracefully(socket, limits).await;
-    } else {
+    let graceful = matches!(result, Ok(()) | Err(ConnectionError::Read(IoError::TimedOut)));
+    if !(graceful && close_gracefully(socket, limits).await) {
         socket.abort();
     }
-    if socket.state() != State::Closed && socket.state() != State::TimeWait {
-        socket.abort();
-        let _ = with_timeout(limits.close_linger, socket.flush()).await;
-    }
+    // Sends what is still queued (the FIN or the reset) before the socket is dropped.
+    let _ = with_timeout(limits.close_linger, socket.flush()).await;
     result
 }
 
 /// Sends a FIN after the unsent output, then throws away what the peer still sends until
-/// it closes too (so it sees no reset for bytes it already sent), for at most `close_linger`.
-async fn close_gracefully(socket: &mut TcpSocket<'_>, limits: &Limits) {
+/// it closes too (so it sees no reset for bytes it already sent) and our FIN is
+/// acknowledged; false if that takes longer than `close_linger`.
+async fn close_gracefully(socket: &mut TcpSocket<'_>, limits: &Limits) -> bool {
     socket.close();
-    let drained = with_timeout(limits.close_linger, async {
+    with_timeout(limits.close_linger, async {
         loop {
             match socket.read_with(|bytes| (bytes.len(), bytes.len())).await {
                 Ok(0) | Err(_) => break,
@@ -115,8 +113,6 @@ async fn close_gracefully(socket: &mut TcpSocket<'_>, limits: &Limits) {
         }
         let _ = socket.flush().await;
     })
-    .await;
-    if drained.is_err() {
-        socket.abort();
-    }
+    .await
+    .is_ok()
 }

@@ -21,10 +21,34 @@ pub const ADDRESS: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
 pub const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 pub const PORT: u16 = 9000;
 
-/// Starts the tick and brings up the Ethernet controller.
-pub fn init() -> Result<Lan9118, Lan9118Error> {
+/// Why the board could not be brought up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoardError {
+    /// The core peripherals were already taken.
+    PeripheralsTaken,
+    /// The Ethernet controller did not come up.
+    Ethernet(Lan9118Error),
+}
+
+impl core::fmt::Display for BoardError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::PeripheralsTaken => f.write_str("the core peripherals were already taken"),
+            Self::Ethernet(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<Lan9118Error> for BoardError {
+    fn from(e: Lan9118Error) -> Self {
+        Self::Ethernet(e)
+    }
+}
+
+/// Starts the tick and brings up the Ethernet controller and its interrupt.
+pub fn init() -> Result<Lan9118, BoardError> {
     let Some(peripherals) = cortex_m::Peripherals::take() else {
-        return Err(Lan9118Error::Stuck("taking the core peripherals"));
+        return Err(BoardError::PeripheralsTaken);
     };
     // SAFETY: LAN9118_BASE is the controller on this board, and only this driver uses it.
     let nic = unsafe { Lan9118::new(LAN9118_BASE)? };

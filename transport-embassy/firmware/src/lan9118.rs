@@ -330,7 +330,8 @@ impl embassy_net_driver::Driver for Lan9118 {
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::default();
         caps.max_transmission_unit = MTU;
-        caps.max_burst_size = Some(1);
+        // The RX FIFO holds several full frames; the sockets' windows bound the bursts.
+        caps.max_burst_size = None;
         caps
     }
 
