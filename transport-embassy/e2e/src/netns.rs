@@ -58,3 +58,9 @@ impl Drop for NetNs {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
     }
 }
+
+/// Whether a namespace of that name exists (to check that a test cleaned up).
+pub fn exists(name: &str) -> bool {
+    let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout).lines().any(|line| line.split_whitespace().next() == Some(name))
+}

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ember_fcgi_embassy_e2e::checks::{Expect, exercise};
-use ember_fcgi_embassy_e2e::netns::NetNs;
+use ember_fcgi_embassy_e2e::netns::{self, NetNs};
 use ember_fcgi_embassy_e2e::nginx::Nginx;
 use ember_fcgi_embassy_e2e::tools::{require, require_root, start_logged};
 
@@ -19,10 +19,11 @@ const SERVER: &str = "10.77.0.2:9000";
 fn with_tap_server<T: Send>(tag: &str, args: &[&str], f: impl FnOnce() -> T + Send) -> T {
     require_root();
     let ns = NetNs::create(tag);
+    let name = ns.name().to_owned();
     ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"]);
     ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "tap0"]);
     ns.ip(&["link", "set", "tap0", "up"]);
-    ns.run(|| {
+    let value = ns.run(|| {
         let (mut server, _log) = start_logged(
             Command::new(env!("CARGO_BIN_EXE_tap-server"))
                 .args(["--tap", "tap0", "--address", "10.77.0.2", "--prefix", "24", "--port", "9000"])
@@ -33,7 +34,10 @@ fn with_tap_server<T: Send>(tag: &str, args: &[&str], f: impl FnOnce() -> T + Se
         let value = f();
         assert!(server.0.try_wait().expect("try_wait").is_none(), "tap-server exited");
         value
-    })
+    });
+    drop(ns);
+    assert!(!netns::exists(&name), "network namespace {name} left behind");
+    value
 }
 
 #[test]
