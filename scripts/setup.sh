@@ -20,6 +20,9 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)   # scripts/doc-check.
 [ -x /usr/bin/systemd-socket-activate ] || need_apt+=(systemd)
 [ -x /usr/bin/spawn-fcgi ] || need_apt+=(spawn-fcgi)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
+# The embassy proofs: QEMU's Cortex-M boards, and ip for network namespaces and TAP devices.
+command -v qemu-system-arm >/dev/null 2>&1 || need_apt+=(qemu-system-arm)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     SUDO=""

@@ -17,6 +17,9 @@ echo "== no_std: the core on a bare-metal target, and linked into a no_std, no-a
 cargo build -p ember-fcgi-core --target thumbv7em-none-eabihf
 cargo build --manifest-path nostd-check/Cargo.toml --target thumbv7em-none-eabihf --release
 
+echo "== embassy: the transport, TAP and QEMU firmware proofs behind nginx"
+bash scripts/test-embassy.sh
+
 echo "== fuzz smoke run"
 bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
 

@@ -1,0 +1,121 @@
+//! The socket halves as the core driver sees them: one error type for both, and a reader
+//! that enforces the idle and head timeouts from the connection's status.
+
+use core::fmt;
+
+use embassy_futures::select::{Either, select};
+use embassy_net::tcp::{self, TcpReader, TcpWriter};
+use embassy_time::{Instant, Timer};
+use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
+use ember_fcgi_core::ConnectionStatus;
+
+use crate::limits::Limits;
+
+/// Why a connection's I/O failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoError {
+    /// The peer reset the connection, or the stack gave up on it (`tcp_timeout`).
+    Reset,
+    /// No request arrived within `idle_timeout`, or a head took longer than `head_timeout`.
+    TimedOut,
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Reset => f.write_str("connection reset"),
+            Self::TimedOut => f.write_str("idle or head timeout"),
+        }
+    }
+}
+
+impl core::error::Error for IoError {}
+
+impl embedded_io_async::Error for IoError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Reset => ErrorKind::ConnectionReset,
+            Self::TimedOut => ErrorKind::TimedOut,
+        }
+    }
+}
+
+impl From<tcp::Error> for IoError {
+    fn from(_: tcp::Error) -> Self {
+        Self::Reset
+    }
+}
+
+/// The read half: every read ends by a deadline while the connection is idle (no request)
+/// or a request is in its head; it looks again every `check_interval`, because a handler
+/// that finishes while the read waits makes the connection idle.
+pub(crate) struct TimedReader<'s, 'c> {
+    pub(crate) inner: TcpReader<'s>,
+    pub(crate) status: &'c ConnectionStatus,
+    pub(crate) limits: &'c Limits,
+    /// Since when the connection has had no request, as first seen by a read.
+    idle_since: Option<Instant>,
+    /// Since when some request has been in its head, as first seen by a read.
+    head_since: Option<Instant>,
+}
+
+impl<'s, 'c> TimedReader<'s, 'c> {
+    pub(crate) fn new(inner: TcpReader<'s>, status: &'c ConnectionStatus, limits: &'c Limits) -> Self {
+        Self { inner, status, limits, idle_since: Some(Instant::now()), head_since: None }
+    }
+
+    /// The instant this connection times out in its current state, if it can.
+    fn deadline(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        if self.status.requests_in_head() > 0 {
+            self.idle_since = None;
+            Some(*self.head_since.get_or_insert(now) + self.limits.head_timeout)
+        } else if self.status.active_requests() == 0 {
+            self.head_since = None;
+            Some(*self.idle_since.get_or_insert(now) + self.limits.idle_timeout)
+        } else {
+            self.idle_since = None;
+            self.head_since = None;
+            None
+        }
+    }
+}
+
+impl ErrorType for TimedReader<'_, '_> {
+    type Error = IoError;
+}
+
+impl Read for TimedReader<'_, '_> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
+        loop {
+            let check = Instant::now() + self.limits.check_interval;
+            let wake = match self.deadline() {
+                Some(deadline) if deadline <= Instant::now() => return Err(IoError::TimedOut),
+                Some(deadline) => deadline.min(check),
+                None => check,
+            };
+            // A TcpReader read takes no bytes until it completes, so dropping it is safe.
+            match select(self.inner.read(buf), Timer::at(wake)).await {
+                Either::First(result) => return Ok(result?),
+                Either::Second(()) => continue,
+            }
+        }
+    }
+}
+
+/// The write half, with the reader's error type.
+pub(crate) struct SocketWriter<'s>(pub(crate) TcpWriter<'s>);
+
+impl ErrorType for SocketWriter<'_> {
+    type Error = IoError;
+}
+
+impl Write for SocketWriter<'_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, IoError> {
+        Ok(self.0.write(buf).await?)
+    }
+
+    async fn flush(&mut self) -> Result<(), IoError> {
+        Ok(self.0.flush().await?)
+    }
+}

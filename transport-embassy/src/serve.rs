@@ -1,0 +1,118 @@
+//! The accept loop of one socket, and the life of one connection on it.
+
+use embassy_net::Stack;
+use embassy_net::tcp::TcpSocket;
+use embassy_time::{Timer, with_timeout};
+use ember_fcgi_core::{
+    Config, ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, serve_connection,
+};
+
+use crate::io::{IoError, SocketWriter, TimedReader};
+use crate::limits::Limits;
+use crate::stats::Stats;
+
+/// All memory of one connection: the socket's receive and send buffers (`RX`, `TX`
+/// bytes) and the FastCGI buffers `B` (a [`Buffers`](ember_fcgi_core::Buffers)). Put one
+/// per concurrent connection in a `static` (e.g. a `static_cell::ConstStaticCell`).
+pub struct Slot<const RX: usize, const TX: usize, B> {
+    rx: [u8; RX],
+    tx: [u8; TX],
+    buffers: B,
+}
+
+impl<const RX: usize, const TX: usize, B> Slot<RX, TX, B> {
+    /// A slot around `buffers` (usually `Buffers::new()`), with zeroed socket buffers.
+    pub const fn new(buffers: B) -> Self {
+        Self { rx: [0; RX], tx: [0; TX], buffers }
+    }
+}
+
+impl<const RX: usize, const TX: usize, B> core::fmt::Debug for Slot<RX, TX, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Slot<rx {RX}, tx {TX}>")
+    }
+}
+
+/// Accepts connections on `port` with the slot's socket and serves each with `handler`,
+/// one at a time, forever, counting them in `stats`. Run one per slot for concurrent
+/// connections on one port.
+pub async fn serve<H, B, const RX: usize, const TX: usize>(
+    stack: Stack<'_>,
+    port: u16,
+    slot: &mut Slot<RX, TX, B>,
+    handler: &H,
+    config: &Config,
+    limits: &Limits,
+    stats: &Stats,
+) -> !
+where
+    H: Handler,
+    B: ConnectionBuffers,
+{
+    loop {
+        let mut socket = TcpSocket::new(stack, &mut slot.rx, &mut slot.tx);
+        socket.set_timeout(limits.tcp_timeout);
+        // The driver hands over whole records and flushes at the end of a response, so
+        // Nagle's algorithm would only hold the last small segment (END_REQUEST) back until
+        // the web server acknowledges the previous one.
+        socket.set_nagle_enabled(false);
+        if socket.accept(port).await.is_err() {
+            // Only a reset during the handshake or a bad port get here; do not spin.
+            Timer::after_millis(10).await;
+            continue;
+        }
+        stats.accepted();
+        let result = serve_accepted(&mut socket, handler, &mut slot.buffers, config, limits).await;
+        stats.ended(&result);
+    }
+}
+
+/// Serves one accepted connection until it ends, then closes the socket: after `Ok(())`
+/// (the web server closed, or a request without keep-conn is answered) or a timeout with
+/// a FIN and a drain of at most `close_linger`; after a reset or a protocol error with a
+/// reset. The socket is closed when this returns and may accept again.
+pub async fn serve_accepted<H, B>(
+    socket: &mut TcpSocket<'_>,
+    handler: &H,
+    buffers: &mut B,
+    config: &Config,
+    limits: &Limits,
+) -> Result<(), ConnectionError<IoError>>
+where
+    H: Handler,
+    B: ConnectionBuffers,
+{
+    let status = ConnectionStatus::new();
+    let result = {
+        let (reader, writer) = socket.split();
+        let reader = TimedReader::new(reader, &status, limits);
+        serve_connection(reader, SocketWriter(writer), handler, buffers, config, &status).await
+    };
+    // A timeout closes like the end of a connection: the peer did nothing wrong that a
+    // reset should report, and a web server sees a FIN on an idle connection at once.
+    let graceful = matches!(result, Ok(()) | Err(ConnectionError::Read(IoError::TimedOut)));
+    if !(graceful && close_gracefully(socket, limits).await) {
+        socket.abort();
+    }
+    // Sends what is still queued (the FIN or the reset) before the socket is dropped.
+    let _ = with_timeout(limits.close_linger, socket.flush()).await;
+    result
+}
+
+/// Sends a FIN after the unsent output, then throws away what the peer still sends until
+/// it closes too (so it sees no reset for bytes it already sent) and our FIN is
+/// acknowledged; false if that takes longer than `close_linger`.
+async fn close_gracefully(socket: &mut TcpSocket<'_>, limits: &Limits) -> bool {
+    socket.close();
+    with_timeout(limits.close_linger, async {
+        loop {
+            match socket.read_with(|bytes| (bytes.len(), bytes.len())).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = socket.flush().await;
+    })
+    .await
+    .is_ok()
+}
