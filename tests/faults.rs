@@ -62,6 +62,13 @@ on_both_transports!(
     table_padding_and_records_after_stream_end,
     table_management_records,
     table_half_close,
+    stalled_body_times_out,
+    non_reading_peer_times_out,
+    panicking_handler_gets_a_500_and_harms_nobody,
+    panic_after_output_closes_only_its_connection,
+    duration_max_limits_are_valid,
+    aborted_is_seen_by_a_handler_that_never_reads,
+    stalled_and_healthy_clients_together,
 );
 
 fn one_byte_at_a_time(t: Transport) {
@@ -832,5 +839,190 @@ fn table_half_close(t: Transport) {
     assert!(c.closed_by_server());
     let s = server.wait_open(0);
     assert_eq!((s.requests, s.requests_aborted, s.closed_with_error), (2, 1, 0));
+    server.check_healthy(0);
+}
+
+/// Limits with a short body and send stall timeout.
+fn stall_limits() -> Limits {
+    Limits {
+        body_timeout: Duration::from_millis(300),
+        send_timeout: Duration::from_millis(300),
+        ..test_limits()
+    }
+}
+
+/// A head that promises 10 body bytes that never come: after `body_timeout` the handler's
+/// read fails with `TimedOut` and the connection closes.
+fn stalled_body_times_out(t: Transport) {
+    let server = t.start_app(stall_limits());
+    let mut c = server.client();
+    let started = std::time::Instant::now();
+    c.send(&head_bytes(1, true, "/upload", "", "10"));
+    assert!(c.closed_by_server());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(5), "{waited:?}");
+    let s = server.wait_for("the body timeout", |s| s.timed_out_body == 1 && s.open_connections == 0);
+    assert_eq!(s.timed_out_send, 0);
+    server.wait_for("the handler's read failing", |_| {
+        server.app.timed_out.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    server.check_healthy(0);
+}
+
+/// A peer that asks for 40 MB and reads nothing: once the socket is full, after
+/// `send_timeout` the handler's write fails with `TimedOut` and the connection closes.
+fn non_reading_peer_times_out(t: Transport) {
+    let server = t.start_app(stall_limits());
+    let mut c = server.client();
+    c.send(&request_bytes(1, true, "/download", "40000000", b""));
+    let s = server.wait_for("the send timeout", |s| s.timed_out_send == 1 && s.open_connections == 0);
+    assert_eq!(s.timed_out_body, 0);
+    server.wait_for("the handler's write failing", |_| {
+        server.app.timed_out.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    drop(c);
+    server.check_healthy(0);
+}
+
+/// A handler that panics before writing: its request gets a CGI 500, its keep-alive
+/// connection serves the next request, and other connections never notice.
+fn panicking_handler_gets_a_500_and_harms_nobody(t: Transport) {
+    let server = t.start_app(test_limits());
+    let mut other = server.client();
+    other.hello("before");
+    let mut c = server.client();
+    let reply = c.request(true, "/panic", "", b"");
+    assert_eq!((reply.protocol_status, reply.app_status), (REQUEST_COMPLETE, 1));
+    assert!(reply.stdout_text().starts_with("Status: 500"), "{reply:?}");
+    assert!(String::from_utf8_lossy(&reply.stderr).contains("panicked"), "{reply:?}");
+    c.hello("after the panic, same connection");
+    other.hello("after the panic, other connection");
+    let s = server.wait_for("the panic", |s| s.handler_panics == 1);
+    assert_eq!(s.closed_with_error, 0);
+    drop((c, other));
+    server.check_healthy(0);
+}
+
+/// A handler that panics after writing: the response cannot be completed, so its
+/// connection closes; the others and the listener carry on.
+fn panic_after_output_closes_only_its_connection(t: Transport) {
+    let server = t.start_app(test_limits());
+    let mut other = server.client();
+    other.hello("before");
+    let mut c = server.client();
+    c.send(&request_bytes(1, true, "/panic-late", "1000", b""));
+    let mut got = 0;
+    loop {
+        match c.try_record() {
+            Ok(Some(r)) => {
+                assert_eq!((r.kind, r.id), (STDOUT, 1), "no END_REQUEST after a panic mid-response");
+                got += r.content.len();
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    assert!(got >= 1000, "what was written before the panic arrived ({got} bytes)");
+    other.hello("after the panic");
+    server.wait_for("the panic", |s| s.handler_panics == 1);
+    drop(other);
+    server.check_healthy(0);
+}
+
+/// `Duration::MAX` is a valid limit everywhere: it means never.
+fn duration_max_limits_are_valid(t: Transport) {
+    let limits = Limits {
+        idle_timeout: Duration::MAX,
+        head_timeout: Duration::MAX,
+        body_timeout: Duration::MAX,
+        send_timeout: Duration::MAX,
+        shutdown_timeout: Duration::MAX,
+        close_linger: Duration::MAX,
+        ..test_limits()
+    };
+    let server = t.start_app(limits);
+    let mut kept = server.client();
+    for i in 0..3 {
+        kept.hello(&format!("kept {i}"));
+    }
+    let mut closing = server.client();
+    let reply = closing.request(false, "/hello", "closing", b"");
+    assert_eq!(reply.body_str(), "hello closing\n");
+    assert!(closing.closed_by_server());
+    // It lingers (close_linger is MAX) until the client closes too.
+    drop(closing);
+    let mut head = server.client();
+    head.send(&head_bytes(1, true, "/upload", "", "10"));
+    std::thread::sleep(Duration::from_millis(100));
+    let s = server.wait_for("the closed one gone", |s| s.open_connections == 2);
+    assert_eq!((s.timed_out_head, s.timed_out_body, s.timed_out_idle), (0, 0, 0));
+    drop((kept, head));
+    server.check_healthy(0);
+}
+
+/// A handler that never reads its body still sees the abort behind it (the body fits the
+/// request's window) and stops waiting.
+fn aborted_is_seen_by_a_handler_that_never_reads(t: Transport) {
+    let server = t.start_app(test_limits());
+    let mut c = server.client();
+    let mut bytes = head_bytes(1, true, "/sleep-until-gone", "", "100");
+    push_stream(&mut bytes, STDIN, 1, &pattern_vec(100));
+    c.send(&bytes);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(server.app.gone_aborted.load(std::sync::atomic::Ordering::SeqCst), 0);
+    c.send(&abort_bytes(1));
+    let reply = c.reply(1);
+    assert_eq!((reply.protocol_status, reply.stdout.len()), (REQUEST_COMPLETE, 0));
+    assert_eq!(server.app.gone_aborted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    c.hello("after the abort");
+    drop(c);
+    server.check_healthy(0);
+}
+
+/// 500 connections at once: 200 stall their body, 20 never read a large response, 280 are
+/// healthy. Every healthy request completes; every stalled connection is closed within
+/// its timeout (plus scheduling slack); nothing stays open.
+fn stalled_and_healthy_clients_together(t: Transport) {
+    let server = t.start_app(stall_limits());
+    let started = std::time::Instant::now();
+    let mut stalled: Vec<Client> = (0..200)
+        .map(|_| {
+            let mut c = server.client();
+            c.send(&head_bytes(1, true, "/upload", "", "10"));
+            c
+        })
+        .collect();
+    let readers: Vec<Client> = (0..20)
+        .map(|_| {
+            let mut c = server.client();
+            c.send(&request_bytes(1, true, "/download", "8000000", b""));
+            c
+        })
+        .collect();
+    let addr = server.addr;
+    let healthy: Vec<_> = (0..4)
+        .map(|k| {
+            std::thread::spawn(move || {
+                let mut clients: Vec<Client> = (0..70).map(|_| Client::connect(addr)).collect();
+                for (i, c) in clients.iter_mut().enumerate() {
+                    c.hello(&format!("{k}-{i}"));
+                }
+                for (i, c) in clients.iter_mut().enumerate() {
+                    c.hello(&format!("{k}-{i} again"));
+                }
+            })
+        })
+        .collect();
+    for h in healthy {
+        h.join().expect("every healthy request completes");
+    }
+    for c in &mut stalled {
+        assert!(c.closed_by_server());
+    }
+    let s = server.wait_for("every stalled connection closed", |s| {
+        s.timed_out_body == 200 && s.timed_out_send == 20 && s.open_connections == 0
+    });
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_eq!(s.requests, 200 + 20 + 4 * 70 * 2);
+    drop(readers);
     server.check_healthy(0);
 }

@@ -50,6 +50,10 @@ pub struct AppState {
     pub aborted: AtomicU64,
     /// Handlers whose read failed with `BodyTruncated`.
     pub truncated: AtomicU64,
+    /// `/sleep-until-gone` handlers that saw their request go away as aborted.
+    pub gone_aborted: AtomicU64,
+    /// Handlers whose read or write failed with `TimedOut`.
+    pub timed_out: AtomicU64,
 }
 
 impl AppState {
@@ -77,6 +81,9 @@ impl AppState {
 /// - `/strict`: like `/upload`, but passes read errors on with `?` (the engine answers).
 /// - `/download?N`: N bytes of the test pattern.
 /// - `/wait-abort`: reads the body until the read fails (the request is aborted).
+/// - `/sleep-until-gone`: never reads its body; waits until the request has gone, notes
+///   whether it was aborted, answers nothing.
+/// - `/panic`: panics before writing; `/panic-late?N`: writes N bytes, then panics.
 /// - anything else: 404.
 #[derive(Clone, Debug, Default)]
 pub struct App {
@@ -93,6 +100,9 @@ impl Handler for App {
             }
             Err(StreamError::BodyTruncated { .. }) => {
                 self.state.truncated.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(StreamError::TimedOut) => {
+                self.state.timed_out.fetch_add(1, Ordering::SeqCst);
             }
             _ => {}
         }
@@ -112,6 +122,9 @@ impl App {
             "/strict" => "/strict",
             "/download" => "/download",
             "/wait-abort" => "/wait-abort",
+            "/sleep-until-gone" => "/sleep-until-gone",
+            "/panic" => "/panic",
+            "/panic-late" => "/panic-late",
             _ => "",
         };
         let number: u64 = req.params().query_string().parse().unwrap_or(0);
@@ -201,6 +214,20 @@ impl App {
                     }
                 }
             }
+            "/sleep-until-gone" => {
+                req.gone().await;
+                if req.aborted() {
+                    self.state.gone_aborted.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(())
+            }
+            "/panic" => panic!("the test handler panics on purpose"),
+            "/panic-late" => {
+                res.send_head(200, &[("Content-Type", content_type::OCTET_STREAM)]).await?;
+                res.write_all(&vec![7u8; number as usize]).await?;
+                res.flush().await?;
+                panic!("the test handler panics on purpose, after writing")
+            }
             _ => res.send_response(404, content_type::TEXT, b"not found\n").await,
         }
     }
@@ -249,7 +276,10 @@ pub struct Snapshot {
     pub refused_over_limit: u64,
     pub timed_out_idle: u64,
     pub timed_out_head: u64,
+    pub timed_out_body: u64,
+    pub timed_out_send: u64,
     pub closed_with_error: u64,
+    pub handler_panics: u64,
     pub requests: u64,
     pub requests_aborted: u64,
 }
@@ -263,7 +293,10 @@ macro_rules! snapshot_from {
             refused_over_limit: s.refused_over_limit,
             timed_out_idle: s.timed_out_idle,
             timed_out_head: s.timed_out_head,
+            timed_out_body: s.timed_out_body,
+            timed_out_send: s.timed_out_send,
             closed_with_error: s.closed_with_error,
+            handler_panics: s.handler_panics,
             requests: s.requests,
             requests_aborted: s.requests_aborted,
         }

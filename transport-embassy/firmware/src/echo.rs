@@ -16,7 +16,7 @@ pub struct Echo {
 }
 
 impl Handler for Echo {
-    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), StreamError> {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let params = req.params();
         let (mut digits, mut accepted) = ([0u8; 10], [0u8; 10]);
         let count = decimal(params.len(), &mut digits);
@@ -49,7 +49,8 @@ impl Handler for Echo {
         res.write_all(decimal(length, &mut digits).as_bytes()).await?;
         res.write_all(b"\nSTDIN-SHA256=").await?;
         res.write_all(&hex(&sha.finalize().into())).await?;
-        res.write_all(b"\n").await
+        res.write_all(b"\n").await?;
+        Ok(())
     }
 }
 

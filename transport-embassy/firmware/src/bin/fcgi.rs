@@ -27,18 +27,20 @@ const CONNS: usize = if cfg!(feature = "one-conn") {
 
 /// The smallest configuration that serves nginx's requests: 1 KiB of params (nginx's
 /// usual params take 0.5 to 1 KiB; more gets 431), 128-byte I/O buffers (the output
-/// minimum), 512-byte TCP windows.
+/// minimum), a 64-byte body window (the handler reads its body as it comes), 512-byte TCP
+/// windows.
 #[cfg(not(feature = "params-8k"))]
 mod sizes {
-    pub type Fcgi = ember_fcgi_core::Buffers<128, 128, 1024, 1>;
+    pub type Fcgi = ember_fcgi_core::Buffers<128, 128, 1024, 1, 64>;
     pub const RX: usize = 512;
     pub const TX: usize = 512;
 }
 
-/// A typical nginx deployment: up to 8 KiB of params, 2 KiB TCP windows.
+/// A typical nginx deployment: up to 8 KiB of params, a 512-byte body window, 2 KiB TCP
+/// windows.
 #[cfg(feature = "params-8k")]
 mod sizes {
-    pub type Fcgi = ember_fcgi_core::Buffers<512, 512, 8192, 1>;
+    pub type Fcgi = ember_fcgi_core::Buffers<512, 512, 8192, 1, 512>;
     pub const RX: usize = 2048;
     pub const TX: usize = 2048;
 }
