@@ -277,37 +277,23 @@ fn tree2<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
     join_pair(a, make(at + 1))
 }
 
-fn tree4<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
-    make: &mut F,
-    at: usize,
-) -> impl Future<Output = ()> + use<F, Fut> {
-    let a = tree2(make, at);
-    join_pair(a, tree2(make, at + 2))
+/// `$name` joins two `$half` trees: the slots from `at` and from `at + $step`.
+macro_rules! tree {
+    ($name:ident, $half:ident, $step:literal) => {
+        fn $name<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
+            make: &mut F,
+            at: usize,
+        ) -> impl Future<Output = ()> + use<F, Fut> {
+            let a = $half(make, at);
+            join_pair(a, $half(make, at + $step))
+        }
+    };
 }
 
-fn tree8<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
-    make: &mut F,
-    at: usize,
-) -> impl Future<Output = ()> + use<F, Fut> {
-    let a = tree4(make, at);
-    join_pair(a, tree4(make, at + 4))
-}
-
-fn tree16<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
-    make: &mut F,
-    at: usize,
-) -> impl Future<Output = ()> + use<F, Fut> {
-    let a = tree8(make, at);
-    join_pair(a, tree8(make, at + 8))
-}
-
-fn tree32<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
-    make: &mut F,
-    at: usize,
-) -> impl Future<Output = ()> + use<F, Fut> {
-    let a = tree16(make, at);
-    join_pair(a, tree16(make, at + 16))
-}
+tree!(tree4, tree2, 2);
+tree!(tree8, tree4, 4);
+tree!(tree16, tree8, 8);
+tree!(tree32, tree16, 16);
 
 macro_rules! impl_connection_buffers {
     ($($reqs:literal => |$make:ident| $join:expr;)+) => {$(

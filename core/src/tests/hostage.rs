@@ -178,6 +178,25 @@ impl Handler for FirstSleeps<'_> {
     }
 }
 
+/// Starts the driver in read-ahead mode over `$wire`, serving `$handler` with buffers of
+/// type `$buffers` and `$config`; binds the pinned future as `$conn` and its status.
+macro_rules! connect {
+    ($conn:ident, $status:ident, $wire:ident, $handler:expr, $buffers:ty, $config:expr) => {
+        let mut buffers = <$buffers>::new();
+        let $status = ConnectionStatus::new();
+        let config = $config;
+        let handler = $handler;
+        let mut $conn = pin!(crate::serve_connection(
+            WireReader(&$wire),
+            WireWriter(&$wire),
+            &handler,
+            &mut buffers,
+            &config,
+            &$status
+        ));
+    };
+}
+
 const GET_VALUES_MAX_CONNS: &[u8] = &[
     1, 9, 0, 0, 0, 16, 0, 0, 14, 0, b'F', b'C', b'G', b'I', b'_', b'M', b'A', b'X', b'_', b'C', b'O', b'N',
     b'N', b'S',
@@ -190,18 +209,7 @@ type Two = Buffers<256, 512, 512, 2, 64>;
 fn abort_is_seen_behind_an_unread_body_that_fits_the_window() {
     let seen = Seen::default();
     let wire = Wire::default();
-    let mut buffers = One::new();
-    let status = ConnectionStatus::new();
-    let handler = Sleeper(&seen);
-    let config = Config::default();
-    let mut conn = pin!(crate::serve_connection(
-        WireReader(&wire),
-        WireWriter(&wire),
-        &handler,
-        &mut buffers,
-        &config,
-        &status
-    ));
+    connect!(conn, status, wire, Sleeper(&seen), One, Config::default());
     // 40 body bytes (the window holds 64), the body's end, then FCGI_ABORT_REQUEST.
     wire.feed(&cat(&[&begin(1, 1, true), &params(1, &[("CONTENT_LENGTH", "40")]), &rec(5, 1, &[7; 40])]));
     assert!(poll_once(conn.as_mut()).is_pending());
@@ -218,18 +226,7 @@ fn abort_is_seen_behind_an_unread_body_that_fits_the_window() {
 fn get_values_and_eof_are_seen_behind_an_unread_body() {
     let seen = Seen::default();
     let wire = Wire::default();
-    let mut buffers = One::new();
-    let status = ConnectionStatus::new();
-    let handler = Sleeper(&seen);
-    let config = Config { max_conns: 7, ..Config::default() };
-    let mut conn = pin!(crate::serve_connection(
-        WireReader(&wire),
-        WireWriter(&wire),
-        &handler,
-        &mut buffers,
-        &config,
-        &status
-    ));
+    connect!(conn, status, wire, Sleeper(&seen), One, Config { max_conns: 7, ..Config::default() });
     wire.feed(&cat(&[&begin(1, 1, true), &params(1, &[]), &rec(5, 1, &[1; 30]), GET_VALUES_MAX_CONNS]));
     assert!(poll_once(conn.as_mut()).is_pending());
     // GET_VALUES_RESULT: FCGI_MAX_CONNS = 7.
@@ -250,18 +247,7 @@ fn get_values_and_eof_are_seen_behind_an_unread_body() {
 fn a_full_window_holds_the_input_back_until_the_handler_reads() {
     let seen = Seen::default();
     let wire = Wire::default();
-    let mut buffers = One::new();
-    let status = ConnectionStatus::new();
-    let handler = LateReader(&seen);
-    let config = Config::default();
-    let mut conn = pin!(crate::serve_connection(
-        WireReader(&wire),
-        WireWriter(&wire),
-        &handler,
-        &mut buffers,
-        &config,
-        &status
-    ));
+    connect!(conn, status, wire, LateReader(&seen), One, Config::default());
     // 300 body bytes in three records: more than the 64-byte window and 256-byte input.
     let body: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
     wire.feed(&cat(&[
@@ -292,18 +278,7 @@ fn a_full_window_holds_the_input_back_until_the_handler_reads() {
 fn a_body_that_waited_in_the_window_reads_back_exactly() {
     let seen = Seen::default();
     let wire = Wire::default();
-    let mut buffers = One::new();
-    let status = ConnectionStatus::new();
-    let handler = LateReader(&seen);
-    let config = Config::default();
-    let mut conn = pin!(crate::serve_connection(
-        WireReader(&wire),
-        WireWriter(&wire),
-        &handler,
-        &mut buffers,
-        &config,
-        &status
-    ));
+    connect!(conn, status, wire, LateReader(&seen), One, Config::default());
     let body: Vec<u8> = (0..60u8).collect();
     // Split so the window wraps around: 25 + 35 bytes in two records.
     wire.feed(&cat(&[&begin(1, 1, true), &params(1, &[]), &rec(5, 1, &body[..25])]));
@@ -321,18 +296,7 @@ fn a_body_that_waited_in_the_window_reads_back_exactly() {
 fn a_second_request_completes_while_the_first_sleeps_on_its_body() {
     let seen = Seen::default();
     let wire = Wire::default();
-    let mut buffers = Two::new();
-    let status = ConnectionStatus::new();
-    let handler = FirstSleeps(&seen);
-    let config = Config::default();
-    let mut conn = pin!(crate::serve_connection(
-        WireReader(&wire),
-        WireWriter(&wire),
-        &handler,
-        &mut buffers,
-        &config,
-        &status
-    ));
+    connect!(conn, status, wire, FirstSleeps(&seen), Two, Config::default());
     wire.feed(&cat(&[
         &begin(1, 1, true),
         &params(1, &[]),
@@ -366,17 +330,7 @@ fn a_discarded_body_is_skipped_and_the_connection_goes_on() {
         }
     }
     let wire = Wire::default();
-    let mut buffers = One::new();
-    let status = ConnectionStatus::new();
-    let config = Config::default();
-    let mut conn = pin!(crate::serve_connection(
-        WireReader(&wire),
-        WireWriter(&wire),
-        &Discards,
-        &mut buffers,
-        &config,
-        &status
-    ));
+    connect!(conn, status, wire, Discards, One, Config::default());
     for _ in 0..2 {
         // 1000 body bytes (CONTENT_LENGTH says so): far more than window and input.
         wire.feed(&cat(&[
@@ -418,18 +372,7 @@ fn a_short_data_stream_reads_as_truncated() {
         }
     }
     let wire = Wire::default();
-    let mut buffers = One::new();
-    let status = ConnectionStatus::new();
-    let config = Config { roles: Roles::ALL, ..Config::default() };
-    let handler = Filter(&seen);
-    let mut conn = pin!(crate::serve_connection(
-        WireReader(&wire),
-        WireWriter(&wire),
-        &handler,
-        &mut buffers,
-        &config,
-        &status
-    ));
+    connect!(conn, status, wire, Filter(&seen), One, Config { roles: Roles::ALL, ..Config::default() });
     wire.feed(&cat(&[
         &begin(1, 3, true),
         &params(1, &[("FCGI_DATA_LENGTH", "10")]),
@@ -450,18 +393,7 @@ fn a_short_data_stream_reads_as_truncated() {
 fn a_closing_multiplexed_connection_refuses_new_requests_then_closes() {
     let seen = Seen::default();
     let wire = Wire::default();
-    let mut buffers = Two::new();
-    let status = ConnectionStatus::new();
-    let handler = FirstSleeps(&seen);
-    let config = Config::default();
-    let mut conn = pin!(crate::serve_connection(
-        WireReader(&wire),
-        WireWriter(&wire),
-        &handler,
-        &mut buffers,
-        &config,
-        &status
-    ));
+    connect!(conn, status, wire, FirstSleeps(&seen), Two, Config::default());
     // Request 1 (keep-conn) sleeps; request 2 has no FCGI_KEEP_CONN and ends at once.
     wire.feed(&cat(&[
         &begin(1, 1, true),
@@ -487,18 +419,7 @@ fn a_closing_multiplexed_connection_refuses_new_requests_then_closes() {
 fn an_expired_connection_fails_the_handler_with_timed_out() {
     let seen = Seen::default();
     let wire = Wire::default();
-    let mut buffers = One::new();
-    let status = ConnectionStatus::new();
-    let handler = LateReader(&seen);
-    let config = Config::default();
-    let mut conn = pin!(crate::serve_connection(
-        WireReader(&wire),
-        WireWriter(&wire),
-        &handler,
-        &mut buffers,
-        &config,
-        &status
-    ));
+    connect!(conn, status, wire, LateReader(&seen), One, Config::default());
     wire.feed(&cat(&[&begin(1, 1, true), &params(1, &[("CONTENT_LENGTH", "10")])]));
     seen.gate.set(true);
     assert!(poll_once(conn.as_mut()).is_pending());
