@@ -1283,7 +1283,7 @@ impl<'b, 'p> ConnState<'b, 'p> {
                 let s = &mut self.slots[slot];
                 if s.id == id && s.phase == Phase::Params {
                     if let Some(Ok(mut arena)) = self.params.get(slot).map(|c| c.try_borrow_mut()) {
-                        s.decoder.feed(bytes, &mut *arena);
+                        s.decoder.feed(bytes, &mut arena.writer());
                     }
                 }
                 (Content::Params { slot }, bytes.len())

@@ -42,74 +42,96 @@ pub(crate) type Arena<'b> = ParamArena<dyn ArenaBytes + 'b>;
 /// A params arena over `B`'s bytes.
 #[derive(Debug)]
 pub struct ParamArena<B: ?Sized> {
+    state: ArenaState,
+    bytes: B,
+}
+
+/// Where an arena stands: bytes and params stored, whether one did not fit.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ArenaState {
     len: usize,
     count: usize,
     overflowed: bool,
     writing: bool,
-    bytes: B,
+}
+
+impl ArenaState {
+    const EMPTY: Self = Self { len: 0, count: 0, overflowed: false, writing: false };
 }
 
 impl<const N: usize> ParamArena<[u8; N]> {
     pub(crate) const fn new() -> Self {
-        Self { len: 0, count: 0, overflowed: false, writing: false, bytes: [0; N] }
+        Self { state: ArenaState::EMPTY, bytes: [0; N] }
     }
 }
 
 impl<'a> ParamArena<&'a mut [u8]> {
     pub(crate) const fn over(bytes: &'a mut [u8]) -> Self {
-        Self { len: 0, count: 0, overflowed: false, writing: false, bytes }
+        Self { state: ArenaState::EMPTY, bytes }
     }
 }
 
 impl ParamArena<dyn ArenaBytes + '_> {
     /// Empties the store for the next request.
     pub(crate) fn clear(&mut self) {
-        self.len = 0;
-        self.count = 0;
-        self.overflowed = false;
-        self.writing = false;
+        self.state = ArenaState::EMPTY;
     }
 
     /// Whether some param did not fit.
     pub(crate) fn overflowed(&self) -> bool {
-        self.overflowed
+        self.state.overflowed
     }
 
     /// The params stored so far.
     pub(crate) fn params(&self) -> Params<'_> {
-        Params { bytes: &self.bytes.bytes()[..self.len], count: self.count }
+        Params { bytes: &self.bytes.bytes()[..self.state.len], count: self.state.count }
     }
 
+    /// The sink pairs are decoded into: the bytes are looked up once per record chunk,
+    /// so storing a pair is plain slice code.
+    pub(crate) fn writer(&mut self) -> ArenaWriter<'_> {
+        ArenaWriter { state: &mut self.state, bytes: self.bytes.bytes_mut() }
+    }
+}
+
+/// Writes decoded pairs into an arena's bytes (see [`ParamArena::writer`]).
+pub(crate) struct ArenaWriter<'a> {
+    state: &'a mut ArenaState,
+    bytes: &'a mut [u8],
+}
+
+impl ArenaWriter<'_> {
     fn append(&mut self, bytes: &[u8]) {
-        if self.writing {
+        let s = &mut *self.state;
+        if s.writing {
             // `start` reserved room for the whole pair, so this always fits.
-            if let Some(dst) = self.bytes.bytes_mut().get_mut(self.len..self.len + bytes.len()) {
+            if let Some(dst) = self.bytes.get_mut(s.len..s.len + bytes.len()) {
                 dst.copy_from_slice(bytes);
-                self.len += bytes.len();
+                s.len += bytes.len();
             }
         }
     }
 }
 
-impl NvSink for ParamArena<dyn ArenaBytes + '_> {
+impl NvSink for ArenaWriter<'_> {
     fn start(&mut self, name_len: u32, value_len: u32) {
-        self.writing = false;
-        if self.overflowed {
+        let s = &mut *self.state;
+        s.writing = false;
+        if s.overflowed {
             return;
         }
         let (n, v) = (name_len as usize, value_len as usize);
         let fits_u16 = n <= u16::MAX as usize && v <= u16::MAX as usize;
         let need = PARAM_OVERHEAD.saturating_add(n).saturating_add(v);
-        let bytes = self.bytes.bytes_mut();
-        if !fits_u16 || need > bytes.len() - self.len {
-            self.overflowed = true;
+        if !fits_u16 || need > self.bytes.len() - s.len {
+            s.overflowed = true;
             return;
         }
-        let at = self.len;
-        bytes[at..at + 2].copy_from_slice(&(n as u16).to_be_bytes());
-        bytes[at + 2..at + 4].copy_from_slice(&(v as u16).to_be_bytes());
-        self.len += PARAM_OVERHEAD;
-        self.writing = true;
+        let at = s.len;
+        self.bytes[at..at + 2].copy_from_slice(&(n as u16).to_be_bytes());
+        self.bytes[at + 2..at + 4].copy_from_slice(&(v as u16).to_be_bytes());
+        s.len += PARAM_OVERHEAD;
+        s.writing = true;
     }
 
     fn name(&mut self, bytes: &[u8]) {
@@ -121,32 +143,34 @@ impl NvSink for ParamArena<dyn ArenaBytes + '_> {
     }
 
     fn end(&mut self) {
-        if self.writing {
-            self.count += 1;
-            self.writing = false;
+        let s = &mut *self.state;
+        if s.writing {
+            s.count += 1;
+            s.writing = false;
         }
     }
 
     /// `start`, `name`, `value`, `end` in one step: one bounds check, one copy.
     fn pair(&mut self, name_value: &[u8], name_len: usize) {
-        self.writing = false;
-        if self.overflowed {
+        let s = &mut *self.state;
+        s.writing = false;
+        if s.overflowed {
             return;
         }
         let value_len = name_value.len().saturating_sub(name_len);
-        let at = self.len;
+        let at = s.len;
         let fits_u16 = name_len <= u16::MAX as usize && value_len <= u16::MAX as usize;
         let end = at.saturating_add(PARAM_OVERHEAD).saturating_add(name_value.len());
-        let dst = if fits_u16 { self.bytes.bytes_mut().get_mut(at..end) } else { None };
+        let dst = if fits_u16 { self.bytes.get_mut(at..end) } else { None };
         let Some(dst) = dst else {
-            self.overflowed = true;
+            s.overflowed = true;
             return;
         };
         dst[..2].copy_from_slice(&(name_len as u16).to_be_bytes());
         dst[2..4].copy_from_slice(&(value_len as u16).to_be_bytes());
         dst[PARAM_OVERHEAD..].copy_from_slice(name_value);
-        self.len = end;
-        self.count += 1;
+        s.len = end;
+        s.count += 1;
     }
 }
 
@@ -302,7 +326,7 @@ mod test {
         for (n, v) in pairs {
             let mut buf = [0u8; 512];
             let len = encode_pair(n, v, &mut buf).unwrap();
-            d.feed(&buf[..len], arena);
+            d.feed(&buf[..len], &mut arena.writer());
         }
         d.finish().unwrap();
     }
