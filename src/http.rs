@@ -1,6 +1,6 @@
-//! The bridge to the [`http`](::http) crate (feature `http`): a request's
-//! [`http::request::Parts`](::http::request::Parts) built from its CGI variables, and an
-//! [`http::Response`](::http::Response) written as a CGI response.
+//! The bridge to the [`http`] crate (feature `http`): a request's
+//! [`http::request::Parts`] built from its CGI variables, and an
+//! [`http::Response`] written as a CGI response.
 //!
 //! ```
 //! use ember_fcgi::http::{RequestExt, ResponseExt};
@@ -208,7 +208,7 @@ fn headers(params: &Params<'_>) -> Result<HeaderMap, RequestError> {
 
 /// `http` views of a [`Request`].
 pub trait RequestExt {
-    /// The request line and headers as [`http::request::Parts`](::http::request::Parts)
+    /// The request line and headers as [`http::request::Parts`]
     /// (see the module docs for the mapping). Allocates: a `HeaderMap` and the URI.
     fn http_parts(&self) -> Result<Parts, RequestError>;
 }

@@ -114,7 +114,7 @@ http {{
     text
 }
 
-/// A running nginx in front of an [`App`], killed on drop.
+/// A running nginx in front of a FastCGI application, killed on drop.
 pub struct Nginx {
     child: Child,
     pub port: u16,
