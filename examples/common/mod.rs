@@ -424,21 +424,31 @@ fn bind(listen: &Listen) -> Result<(Listener, String), BindError> {
     Ok((listener, shown))
 }
 
+/// Binds, registers the server's stats with the status pages, wires the signals, announces
+/// the address and runs `$server` (`ember_fcgi::mio::Server` or `ember_fcgi::smol::Server`).
+macro_rules! run_server {
+    ($server:path, $name:literal, $args:expr, $handler:expr, $limits:expr) => {{
+        use $server as Server;
+        let (listener, shown) = bind(&$args.listen)?;
+        let handler = $handler;
+        let board = handler.board();
+        let server = Server::from_listener(listener, handler, $limits)
+            .map_err(|e| BindError::Io($args.listen.clone(), e))?;
+        board.add(server.stats());
+        let handle = server.shutdown_handle();
+        on_signals(move || handle.shutdown())?;
+        announce(&shown);
+        server.run().map_err(|e| Failure::Serve(format!("the {} server failed: {e}", $name)))
+    }};
+}
+
 #[cfg(feature = "mio")]
 fn run_mio<H: Handler + 'static>(
     args: &Args,
     handler: StatusPages<H>,
     limits: Limits,
 ) -> Result<(), Failure> {
-    let (listener, shown) = bind(&args.listen)?;
-    let board = handler.board();
-    let server = ember_fcgi::mio::Server::from_listener(listener, handler, limits)
-        .map_err(|e| BindError::Io(args.listen.clone(), e))?;
-    board.add(server.stats());
-    let handle = server.shutdown_handle();
-    on_signals(move || handle.shutdown())?;
-    announce(&shown);
-    server.run().map_err(|e| Failure::Serve(format!("the mio server failed: {e}")))
+    run_server!(ember_fcgi::mio::Server, "mio", args, handler, limits)
 }
 
 #[cfg(not(feature = "mio"))]
@@ -452,15 +462,7 @@ fn run_smol<H: Handler + 'static>(
     handler: StatusPages<H>,
     limits: Limits,
 ) -> Result<(), Failure> {
-    let (listener, shown) = bind(&args.listen)?;
-    let board = handler.board();
-    let server = ember_fcgi::smol::Server::from_listener(listener, handler, limits)
-        .map_err(|e| BindError::Io(args.listen.clone(), e))?;
-    board.add(server.stats());
-    let handle = server.shutdown_handle();
-    on_signals(move || handle.shutdown())?;
-    announce(&shown);
-    server.run().map_err(|e| Failure::Serve(format!("the smol server failed: {e}")))
+    run_server!(ember_fcgi::smol::Server, "smol", args, handler, limits)
 }
 
 #[cfg(not(feature = "smol"))]
