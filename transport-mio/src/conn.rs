@@ -1,12 +1,13 @@
-//! One connection in the loop: its boxed engine future (which owns the connection's
-//! buffers, so steady state allocates nothing), its waker, and its deadlines.
+//! One connection in the loop: its boxed engine future (the host's pooled engine: request
+//! memory is borrowed from the loop's pool while a request runs, so steady state allocates
+//! nothing), its waker, and its deadlines.
 //!
 //! A connection is `Serving` while the engine runs, then `Lingering`: after the engine
 //! returned `Ok` (or the connection went idle), the write side is shut down and unread
 //! input is discarded until EOF or `close_linger`, so the web server sees a clean close
 //! rather than a reset.
 //!
-//! A serving connection may be *released*: its engine future (buffers and all) is dropped
+//! A serving connection may be *released*: its engine future is dropped
 //! while the engine reported it idle at a record boundary
 //! ([`ConnectionStatus::is_idle_at_boundary`](ember_fcgi_core::ConnectionStatus)) and no
 //! input is waiting, and a fresh one is made when the socket is readable again (see

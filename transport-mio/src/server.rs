@@ -105,7 +105,7 @@ impl<H: Handler + 'static> Server<H> {
         self
     }
 
-    /// When the engines (buffers included) of idle connections are dropped to save memory;
+    /// When the engine futures of idle connections are dropped to save memory;
     /// by default after 100 ms idle while more than 256 connections are open. See
     /// [`IdleRelease`]; [`IdleRelease::NEVER`] turns it off.
     pub fn with_idle_release(mut self, release: IdleRelease) -> Self {
