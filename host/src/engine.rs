@@ -144,7 +144,13 @@ impl<H: Handler> Handler for Guarded<'_, H> {
         };
         cut_off.0 = None;
         let result = match outcome {
-            Ok(result) => result,
+            Ok(result) => {
+                if let Err(error) = &result {
+                    events::handler_failed(self.counters, error, request);
+                }
+                result
+            }
+            // A panic is logged and counted as one, not also as a handler error.
             Err(()) => {
                 let answered = response.bytes_written() == 0;
                 events::handler_panicked(self.counters, request, answered);
@@ -154,9 +160,6 @@ impl<H: Handler> Handler for Guarded<'_, H> {
                 Err(HandlerError::from("the handler panicked"))
             }
         };
-        if let Err(error) = &result {
-            events::handler_failed(self.counters, error, request);
-        }
         if response.aborted() {
             bump(&self.counters.requests_aborted);
         }
