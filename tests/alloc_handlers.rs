@@ -5,46 +5,20 @@
 //!
 //! One test in this file, so no other test allocates meanwhile.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ember_fcgi_testkit::alloc::{CountingAllocator, allocations};
+
 use ember_fcgi::host::stats::Stats;
 use ember_fcgi::host::{Limits, Listen};
 use ember_fcgi::prelude::*;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's contract for `alloc` is passed on as is.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` with this layout (every allocation goes there).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for `dealloc` and `alloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// An application error, as a storage layer would return it.
 #[derive(Debug)]
@@ -136,9 +110,9 @@ fn measure(addr: SocketAddr) -> u64 {
     run(100);
     std::thread::sleep(Duration::from_millis(200));
     run(50);
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     run(1000);
-    ALLOCATIONS.load(Ordering::SeqCst) - before
+    allocations() - before
 }
 
 /// Runs a server on its own thread while [`measure`] runs, then stops it.

@@ -7,11 +7,13 @@
 //! - [`decode`]: an incremental record decoder and whole-record parsing;
 //! - [`reply`]: responses assembled from records, with the framing rules checked;
 //! - [`client`] / [`async_client`]: a blocking and an async client over a socket;
+//! - [`alloc`]: a global allocator counting the process's allocations;
 //! - [`mem`]: in-memory readers and writers for driving a connection without sockets;
 //! - [`data`]: test patterns and hashes;
 //! - [`tools`]: finding external tools (a missing one fails the test, in CI or not);
 //! - [`web`]: nginx, lighttpd, Apache and Caddy in front of an app, and `cgi-fcgi`.
 
+pub mod alloc;
 pub mod async_client;
 pub mod client;
 pub mod data;
