@@ -317,33 +317,27 @@ for sc in scenarios:
         f = lambda v, spec: format(v, spec) if v is not None else format("-", ">" + spec.split(".")[0])
         print(f"{names.get(sc, sc):<28} {s:<9} {f(rps, '9.0f')} {f(p50, '8.1f')} {f(p99, '9.1f')} {f(cpu, '10.2f')} "
               f"{f(ratio, '7.2f')} {f(p99r, '6.2f')}  {', '.join(goal)}")
-if idle:
-    print(f"\nidle connections (fcgi-idle --warm: one keep-conn request each, then held)")
+def memory_table(title, results, goal_mib):
+    """One row per server: connections held, RSS, and bytes per connection."""
+    print(f"\n{title}")
     hdr = f"{'server':<9} {'conns':>6} {'alive':>6} {'RSS MiB':>8} {'peak MiB':>9} {'B/conn':>7} {'peak B/conn':>11}  goal"
     print(hdr)
     print("-" * len(hdr) + "-" * 14)
-    for s, i in idle.items():
+    for s, i in results.items():
         n = i.get("connections", 0)
         if not n:
             print(f"{s:<9} (no result)")
             continue
         peak_per = (i["peak_rss_kib"] - i["rss_before_kib"]) * 1024 / n
         goal = ""
-        if s in ("mio", "smol"):
-            goal = f"{'ok' if i['peak_rss_kib'] < 30 * 1024 else 'MISS'} peak < 30 MiB"
+        if goal_mib and s in ("mio", "smol"):
+            goal = f"{'ok' if i['peak_rss_kib'] < goal_mib * 1024 else 'MISS'} peak < {goal_mib} MiB"
         print(f"{s:<9} {n:>6} {i['alive']:>6} {i['rss_kib'] / 1024:8.1f} {i['peak_rss_kib'] / 1024:9.1f} "
               f"{i['bytes_per_connection']:>7} {peak_per:11.0f}  {goal}")
+
+if idle:
+    memory_table("idle connections (fcgi-idle --warm: one keep-conn request each, then held)", idle, 30)
 if busy:
-    print(f"\nbusy connections (fcgi-idle --mid-head 8192: each in the middle of a head with an 8 KiB cookie)")
-    print(hdr.replace("  goal", ""))
-    print("-" * len(hdr))
-    for s, i in busy.items():
-        n = i.get("connections", 0)
-        if not n:
-            print(f"{s:<9} (no result)")
-            continue
-        peak_per = (i["peak_rss_kib"] - i["rss_before_kib"]) * 1024 / n
-        print(f"{s:<9} {n:>6} {i['alive']:>6} {i['rss_kib'] / 1024:8.1f} {i['peak_rss_kib'] / 1024:9.1f} "
-              f"{i['bytes_per_connection']:>7} {peak_per:11.0f}")
+    memory_table("busy connections (fcgi-idle --mid-head 8192: each in the middle of a head with an 8 KiB cookie)", busy, None)
 print(f"\nraw JSON lines: {sys.argv[1]}")
 PY
