@@ -429,6 +429,11 @@ pub(crate) struct ConnState<'b, 'p> {
     eof: bool,
     closing: bool,
     io_failed: bool,
+    /// A copy of `status.is_expired()`, taken when the driver is polled and when a request
+    /// closes (read on every parsing step, so kept beside the other flags).
+    expired: bool,
+    /// `failure.is_some() || io_failed || expired`, kept as one flag for the hot checks.
+    stopped: bool,
     pub(crate) failure: Option<ProtocolError>,
     pub(crate) progress: u32,
     top_waker: Option<Waker>,
@@ -473,6 +478,8 @@ impl<'b, 'p> ConnState<'b, 'p> {
             eof: false,
             closing: false,
             io_failed: false,
+            expired: false,
+            stopped: false,
             failure: None,
             progress: 0,
             top_waker: None,
@@ -492,12 +499,20 @@ impl<'b, 'p> ConnState<'b, 'p> {
     }
 
     fn dead(&self) -> bool {
-        self.failure.is_some() || self.io_failed || self.status.expired.get()
+        self.stopped
+    }
+
+    /// Takes in [`ConnectionStatus::expire`], called by the transport between polls or by a
+    /// handler wrapper while a handler runs.
+    pub(crate) fn note_expired(&mut self) -> bool {
+        self.expired |= self.status.expired.get();
+        self.stopped |= self.expired;
+        self.expired
     }
 
     /// What a handler's stream call fails with once the connection is dead.
     fn dead_error(&self) -> StreamError {
-        if self.status.expired.get() { StreamError::TimedOut } else { StreamError::ConnectionClosed }
+        if self.expired { StreamError::TimedOut } else { StreamError::ConnectionClosed }
     }
 
     fn all_free(&self) -> bool {
@@ -632,6 +647,7 @@ impl<'b, 'p> ConnState<'b, 'p> {
             self.input = Some(buf);
         }
         self.io_failed = true;
+        self.stopped = true;
         self.progress = self.progress.wrapping_add(1);
         self.wake_all();
     }
@@ -695,6 +711,7 @@ impl<'b, 'p> ConnState<'b, 'p> {
     }
 
     fn fail(&mut self, error: ProtocolError) {
+        self.stopped = true;
         if self.failure.is_none() {
             self.failure = Some(error);
         }
@@ -737,7 +754,7 @@ impl<'b, 'p> ConnState<'b, 'p> {
     /// The handler of slot `i` returned: writes the closing records when there is room.
     pub(crate) fn poll_close(&mut self, i: usize) -> Poll<()> {
         self.slots[i].phase = Phase::Closing;
-        if self.dead() || self.slots[i].silent {
+        if self.note_expired() || self.dead() || self.slots[i].silent {
             self.free(i);
             return Poll::Ready(());
         }

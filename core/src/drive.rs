@@ -141,8 +141,11 @@ where
     let mut slot_tasks = pin!(B::join_slots(|i| slot_task(&state, &params, handler, i)));
     let mut reader_finished = false;
     poll_fn(|cx| {
-        state.borrow_mut().set_top_waker(cx.waker());
-        if status.is_expired() {
+        let mut st = state.borrow_mut();
+        st.set_top_waker(cx.waker());
+        let expired = st.note_expired();
+        drop(st);
+        if expired {
             // Handlers see `TimedOut` from their next call; give them one round to return.
             let _ = slot_tasks.as_mut().poll(cx);
             return Poll::Ready(Err(ConnectionError::TimedOut));

@@ -114,6 +114,7 @@ impl ArenaWriter<'_> {
 }
 
 impl NvSink for ArenaWriter<'_> {
+    #[inline]
     fn start(&mut self, name_len: u32, value_len: u32) {
         let s = &mut *self.state;
         s.writing = false;
@@ -151,9 +152,10 @@ impl NvSink for ArenaWriter<'_> {
     }
 
     /// `start`, `name`, `value`, `end` in one step: one bounds check, one copy.
+    #[inline]
     fn pair(&mut self, name_value: &[u8], name_len: usize) {
+        // Called at a pair boundary only, where `writing` is already false.
         let s = &mut *self.state;
-        s.writing = false;
         if s.overflowed {
             return;
         }
