@@ -17,6 +17,8 @@ const MAX_PRESERVED: usize = 1 << 16;
 #[derive(Debug)]
 pub struct BufferPool {
     capacities: Capacities,
+    /// `capacities.memory_bytes()`, the size of each block.
+    block_bytes: usize,
     free: RefCell<Vec<Box<[u8]>>>,
     allocated: Cell<usize>,
     lent: Cell<usize>,
@@ -29,6 +31,7 @@ impl BufferPool {
     pub fn new(capacities: Capacities, max_connections: usize, counters: Arc<Counters>) -> Self {
         Self {
             capacities,
+            block_bytes: capacities.memory_bytes(),
             free: RefCell::new(Vec::with_capacity(max_connections.min(MAX_PRESERVED))),
             allocated: Cell::new(0),
             lent: Cell::new(0),
@@ -37,7 +40,7 @@ impl BufferPool {
     }
 
     fn bytes(&self) -> u64 {
-        self.capacities.memory_bytes() as u64
+        self.block_bytes as u64
     }
 
     /// What each block holds.
@@ -55,7 +58,7 @@ impl BufferPool {
         }
         self.allocated.set(self.allocated.get() + 1);
         self.counters.memory_allocated.fetch_add(self.bytes(), Ordering::Relaxed);
-        vec![0u8; self.capacities.memory_bytes()].into_boxed_slice()
+        vec![0u8; self.block_bytes].into_boxed_slice()
     }
 
     /// Takes a block back.
@@ -67,12 +70,12 @@ impl BufferPool {
 
     /// Bytes of blocks allocated so far (lent or free).
     pub fn allocated_bytes(&self) -> usize {
-        self.allocated.get().saturating_mul(self.capacities.memory_bytes())
+        self.allocated.get().saturating_mul(self.block_bytes)
     }
 
     /// Bytes of blocks lent to connections now.
     pub fn lent_bytes(&self) -> usize {
-        self.lent.get().saturating_mul(self.capacities.memory_bytes())
+        self.lent.get().saturating_mul(self.block_bytes)
     }
 }
 
