@@ -18,18 +18,21 @@
 //!   beside the application's other tasks. Needs only `H: Handler`. Each wake-up of it
 //!   goes through async-io's reactor, which allocates (about 2 per request measured).
 //!
-//! Memory: a connection is one future, boxed when it is accepted, holding the core driver
-//! and the handler's own future, but no buffers: its request memory
+//! Memory: a connection is one engine future, boxed when it is accepted, holding the core
+//! driver and the handler's own future, but no buffers: its request memory
 //! ([`Limits::capacities`]) is lent from the loop's pool when a request begins and given
-//! back when the connection is idle again, so an idle keep-alive connection costs its
-//! future and socket only. After that, serving requests allocates
-//! nothing with `run` and `run_threads` (the `no_alloc` test counts 0 allocations in 2000
-//! keep-alive requests). smol's executors and async-io's reactor allocate per wake-up, so
-//! connection tasks live in a pool of our own and their sockets in an edge-triggered
-//! poller of our own; only the timeouts use async-io timers, re-armed about once per
-//! `min(idle_timeout, head_timeout)`, not per request. Each loop has one 64 KiB scratch
-//! buffer into which readers throw input the engine skips (the body of a request already
-//! answered), so skipping costs one vectored read per record, not one read per 4 KiB.
+//! back when the connection is idle again. An engine idle for a while is dropped too, while
+//! many connections are open ([`IdleRelease`]), so ten thousand idle keep-alive connections
+//! cost a few MiB. After that, serving requests allocates nothing with `run` and
+//! `run_threads` (the `no_alloc` test counts 0 allocations in 2000 keep-alive requests).
+//!
+//! The connections are run by the host's connection runtime ([`ember_fcgi_host::runtime`],
+//! the same as the mio transport's); this crate binds it to an edge-triggered
+//! `polling::Poller` of its own per loop, which [`Server::run`] sleeps in and
+//! [`Server::serve`] nests in async-io as one fd. smol's executors and async-io's reactor
+//! allocate per wake-up, so the connections are not tasks on them and their sockets are
+//! not watched by async-io; the runtime keeps every timeout itself, so no async-io timer
+//! is armed per connection either.
 //!
 //! ```no_run
 //! use ember_fcgi::prelude::*;
@@ -67,20 +70,11 @@
 
 #![warn(missing_debug_implementations, missing_docs)]
 
-mod connection;
-mod io;
-mod listener;
-mod pool;
-mod reactor;
-mod serve;
+mod poller;
 mod server;
-mod shutdown;
-mod socket;
-mod stats;
-mod watchdog;
 
 pub use ember_fcgi_core::Capacities;
+pub use ember_fcgi_host::runtime::{IdleRelease, ShutdownHandle};
+pub use ember_fcgi_host::stats::{Stats, StatsSnapshot};
 pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
 pub use server::Server;
-pub use shutdown::ShutdownHandle;
-pub use stats::{Stats, StatsSnapshot};

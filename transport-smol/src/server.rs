@@ -8,19 +8,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use ember_fcgi_core::Handler;
-use ember_fcgi_host::{BindError, BufferPool, Limits, Listen, Listener, WebServerAddrs};
+use ember_fcgi_host::runtime::{IdleRelease, Settings, ShutdownHandle};
+use ember_fcgi_host::stats::Stats;
+use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
 
-use crate::listener::ListenSocket;
-use crate::pool::Ready;
-use crate::reactor::{self, Embedded, new_poller};
-use crate::serve::{LoopCtx, serve_loop};
-use crate::shutdown::{Shutdown, ShutdownHandle};
-use crate::stats::Stats;
+use crate::poller::{self, BINDING_BYTES};
 
-/// A FastCGI server for smol. Each accepted connection becomes one task that serves all
-/// of its requests with the core driver, over request memory ([`Limits::capacities`])
-/// lent from its loop's pool while requests are in flight; tasks are `!Send` and stay on
-/// the loop (thread) that accepted them.
+/// A FastCGI server for smol. Each accepted connection gets one engine future that serves
+/// its requests with the core driver, over request memory ([`Limits::capacities`]) lent
+/// from its loop's pool while requests are in flight; engines are `!Send` and stay on the
+/// loop (thread) that accepted them.
 ///
 /// Bounds: [`run`](Self::run) and [`serve`](Self::serve) need only `H: Handler` (the
 /// handler need not be `Send`); [`run_threads`](Self::run_threads) needs
@@ -46,12 +43,13 @@ use crate::stats::Stats;
 /// # }
 /// ```
 pub struct Server<H> {
-    listener: Arc<ListenSocket>,
+    listener: Arc<Listener>,
     handler: H,
     limits: Limits,
     allow: WebServerAddrs,
-    shutdown: Arc<Shutdown>,
+    shutdown: ShutdownHandle,
     stats: Stats,
+    release: IdleRelease,
 }
 
 impl<H> std::fmt::Debug for Server<H> {
@@ -60,6 +58,7 @@ impl<H> std::fmt::Debug for Server<H> {
             .field("listener", &self.listener.describe())
             .field("limits", &self.limits)
             .field("web_server_addrs", &self.allow)
+            .field("idle_release", &self.release)
             .finish_non_exhaustive()
     }
 }
@@ -77,21 +76,29 @@ impl<H: Handler> Server<H> {
     /// is read from the environment. Fails if `limits.capacities` are not valid.
     pub fn from_listener(listener: Listener, handler: H, limits: Limits) -> io::Result<Self> {
         limits.capacities.check().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        listener.set_nonblocking()?;
         Ok(Self {
-            listener: Arc::new(ListenSocket::new(listener)?),
+            listener: Arc::new(listener),
             handler,
             limits,
             allow: WebServerAddrs::from_env(),
-            shutdown: Arc::new(Shutdown::default()),
+            shutdown: ShutdownHandle::new(),
             stats: Stats::default(),
+            release: IdleRelease::default(),
         })
     }
-}
 
-impl<H: Handler> Server<H> {
     /// Replaces the TCP peer allow-list (by default `FCGI_WEB_SERVER_ADDRS`).
     pub fn with_web_server_addrs(mut self, allow: WebServerAddrs) -> Self {
         self.allow = allow;
+        self
+    }
+
+    /// When the engine futures of idle connections are dropped to save memory; by default
+    /// after 100 ms idle while more than 256 connections of a loop hold one. See
+    /// [`IdleRelease`]; [`IdleRelease::NEVER`] turns it off.
+    pub fn with_idle_release(mut self, release: IdleRelease) -> Self {
+        self.release = release;
         self
     }
 
@@ -107,7 +114,7 @@ impl<H: Handler> Server<H> {
 
     /// A handle that starts a graceful shutdown from any thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle::new(Arc::clone(&self.shutdown))
+        self.shutdown.clone()
     }
 
     /// Live counters (open connections, accepted, refused, timed out, requests, ...).
@@ -117,25 +124,34 @@ impl<H: Handler> Server<H> {
 
     /// Serves as a future on the caller's smol executor (a `LocalExecutor`, or
     /// `smol::block_on`), beside the application's other tasks, until a shutdown finished.
-    /// The future is `!Send`: connection tasks run inside it, polled when their socket,
-    /// timer or handler wakes them. Our sockets sit in a poller of our own that async-io
-    /// watches as one fd; each wake-up of this future costs async-io's usual allocations,
-    /// which [`run`](Self::run) avoids.
+    /// The future is `!Send`: connection engines run inside it, polled when their socket,
+    /// a deadline or their handler wakes them. Our sockets sit in a poller of our own that
+    /// async-io watches as one fd; each wake-up of this future costs async-io's usual
+    /// allocations, which [`run`](Self::run) avoids.
     pub async fn serve(self) -> io::Result<()> {
-        let Self { listener, handler, limits, allow, shutdown, stats, .. } = self;
-        let poller = new_poller()?;
-        let ready = Arc::new(Ready::default());
-        let embedded = Embedded::new(Arc::clone(&poller))?;
-        let ctx = loop_ctx(&handler, limits, &allow, &shutdown, &stats, &poller);
-        serve_loop::<H>(&ctx, listener, &ready, Some(embedded)).await
+        let settings = self.settings();
+        poller::serve(self.listener, self.handler, settings).await
     }
 
     /// Serves on this thread until a shutdown finished. The thread sleeps in our own
     /// poller, so a request on an open connection allocates nothing; async work the
     /// handler awaits (smol timers, sockets, files) is driven by async-io's own thread.
     pub fn run(self) -> io::Result<()> {
-        let Self { listener, handler, limits, allow, shutdown, stats, .. } = self;
-        run_loop::<H>(listener, &handler, limits, &allow, &shutdown, &stats)
+        let settings = self.settings();
+        poller::run(self.listener, self.handler, settings)
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            limits: self.limits,
+            max_connections: self.limits.max_connections,
+            allow: self.allow.clone(),
+            release: self.release,
+            stats: self.stats.clone(),
+            shutdown: Arc::clone(self.shutdown.state()),
+            reports_fin: false,
+            binding_bytes: BINDING_BYTES,
+        }
     }
 }
 
@@ -144,23 +160,22 @@ impl<H: Handler + Sync> Server<H> {
     /// [`run`](Self::run) does) that accepts from the shared listener; returns when a
     /// shutdown finished on all of them, or the first error after stopping the others.
     pub fn run_threads(self, threads: usize) -> io::Result<()> {
-        let Self { listener, handler, limits, allow, shutdown, stats, .. } = self;
-        let (handler, allow, shutdown, stats) = (&handler, &allow, &*shutdown, &stats);
+        let settings: Vec<Settings> = (0..threads.max(1)).map(|_| self.settings()).collect();
+        let Self { listener, handler, shutdown, .. } = self;
+        let handler = &handler;
         std::thread::scope(move |scope| {
-            let mut workers = Vec::with_capacity(threads.max(1));
+            let mut workers = Vec::with_capacity(settings.len());
             let mut result = Ok(());
-            for n in 0..threads.max(1) {
-                let listener = Arc::clone(&listener);
+            for (n, settings) in settings.into_iter().enumerate() {
+                let (listener, stop) = (Arc::clone(&listener), shutdown.clone());
                 let spawned = std::thread::Builder::new().name(format!("ember-fcgi-smol-{n}")).spawn_scoped(
                     scope,
                     move || {
-                        let run = AssertUnwindSafe(|| {
-                            run_loop::<H>(listener, handler, limits, allow, shutdown, stats)
-                        });
+                        let run = AssertUnwindSafe(|| poller::run(listener, handler, settings));
                         let result = catch_unwind(run)
                             .unwrap_or_else(|_| Err(io::Error::other("an ember-fcgi-smol loop panicked")));
                         if result.is_err() {
-                            shutdown.request();
+                            stop.shutdown();
                         }
                         result
                     },
@@ -168,7 +183,7 @@ impl<H: Handler + Sync> Server<H> {
                 match spawned {
                     Ok(worker) => workers.push(worker),
                     Err(error) => {
-                        shutdown.request();
+                        shutdown.shutdown();
                         result = Err(error);
                         break;
                     }
@@ -186,43 +201,6 @@ impl<H: Handler + Sync> Server<H> {
             result
         })
     }
-}
-
-fn loop_ctx<'a, H>(
-    handler: &'a H,
-    limits: Limits,
-    allow: &'a WebServerAddrs,
-    shutdown: &'a Shutdown,
-    stats: &'a Stats,
-    poller: &'a polling::Poller,
-) -> LoopCtx<'a, H> {
-    LoopCtx {
-        handler,
-        scratch: crate::io::scratch(),
-        limits,
-        config: limits.protocol_config(),
-        pool: BufferPool::new(limits.capacities, limits.max_connections, Arc::clone(stats.counters())),
-        allow,
-        counters: stats.counters(),
-        shutdown,
-        draining: shutdown.flag(),
-        poller,
-    }
-}
-
-/// One loop on this thread, sleeping in its own poller.
-fn run_loop<H: Handler>(
-    listener: Arc<ListenSocket>,
-    handler: &H,
-    limits: Limits,
-    allow: &WebServerAddrs,
-    shutdown: &Shutdown,
-    stats: &Stats,
-) -> io::Result<()> {
-    let poller = new_poller()?;
-    let ready = Arc::new(Ready::default());
-    let ctx = loop_ctx(handler, limits, allow, shutdown, stats, &poller);
-    reactor::block_on(&poller, &ready, serve_loop::<H>(&ctx, listener, &ready, None))?
 }
 
 #[cfg(test)]
