@@ -7,15 +7,12 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use ember_fcgi_core::Handler;
+use ember_fcgi_host::runtime::{IdleRelease, MemoryBudget, ShutdownHandle, Stream};
+use ember_fcgi_host::stats::Stats;
 use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
 use mio::{Events, Poll, Registry};
 
-use crate::budget::MemoryBudget;
-use crate::embed::{IdleRelease, Parts, Registered};
-use crate::listen::Acceptor;
-use crate::shutdown::ShutdownHandle;
-use crate::stats::Stats;
-use crate::waker::Shared;
+use crate::embed::{Parts, Registered};
 
 /// Readiness events fetched per `Poll::poll` in [`Server::run`].
 const EVENTS: usize = 1024;
@@ -54,7 +51,7 @@ pub struct Server<H> {
     handler: H,
     limits: Limits,
     allow: WebServerAddrs,
-    shared: Arc<Shared>,
+    shutdown: ShutdownHandle,
     stats: Stats,
     release: IdleRelease,
 }
@@ -82,16 +79,13 @@ impl<H: Handler + 'static> Server<H> {
     /// is read from the environment. Fails if `limits.capacities` are not valid.
     pub fn from_listener(listener: Listener, handler: H, limits: Limits) -> io::Result<Self> {
         limits.capacities.check().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        match &listener {
-            Listener::Tcp(l) => l.set_nonblocking(true)?,
-            Listener::Unix(l, _) => l.set_nonblocking(true)?,
-        }
+        listener.set_nonblocking()?;
         Ok(Self {
             listener,
             handler,
             limits,
             allow: WebServerAddrs::from_env(),
-            shared: Arc::new(Shared::new()),
+            shutdown: ShutdownHandle::new(),
             stats: Stats::default(),
             release: IdleRelease::default(),
         })
@@ -125,12 +119,13 @@ impl<H: Handler + 'static> Server<H> {
 
     /// The memory ceiling when run with [`Server::run`]: bytes per connection and in total.
     pub fn memory_budget(&self) -> MemoryBudget {
-        MemoryBudget::of::<H>(&self.limits, self.limits.max_connections, EVENTS, None)
+        let events = EVENTS * std::mem::size_of::<mio::event::Event>();
+        MemoryBudget::of::<H, Stream>(&self.limits, self.limits.max_connections, events, None)
     }
 
     /// A handle that starts a graceful shutdown from any thread (also before `run`).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle::new(Arc::clone(&self.shared))
+        self.shutdown.clone()
     }
 
     /// Live counters; clone before `run` to watch from another thread.
@@ -144,7 +139,7 @@ impl<H: Handler + 'static> Server<H> {
     /// mio allows one `Waker` per `Poll`: if your loop has its own, use
     /// [`Self::register_with_waker`].
     pub fn register(self, registry: &Registry, tokens: Range<usize>) -> io::Result<Registered<H>> {
-        Registered::new(self.into_parts()?, registry, tokens, None)
+        Registered::new(self.into_parts(), registry, tokens, None)
     }
 
     /// Like [`Self::register`], but wakes the poll with your `waker` (and reserves
@@ -156,7 +151,7 @@ impl<H: Handler + 'static> Server<H> {
         tokens: Range<usize>,
         waker: Arc<mio::Waker>,
     ) -> io::Result<Registered<H>> {
-        Registered::new(self.into_parts()?, registry, tokens, Some(waker))
+        Registered::new(self.into_parts(), registry, tokens, Some(waker))
     }
 
     /// Runs the server on this thread until a graceful shutdown completes.
@@ -183,17 +178,8 @@ impl<H: Handler + 'static> Server<H> {
         Ok(())
     }
 
-    fn into_parts(self) -> io::Result<Parts<H>> {
-        let local_addr = self.listener.local_addr();
-        Ok(Parts {
-            acceptor: Acceptor::new(self.listener)?,
-            local_addr,
-            handler: self.handler,
-            limits: self.limits,
-            allow: self.allow,
-            shared: self.shared,
-            stats: self.stats,
-            release: self.release,
-        })
+    fn into_parts(self) -> Parts<H> {
+        let Self { listener, handler, limits, allow, shutdown, stats, release } = self;
+        Parts { listener, handler, limits, allow, shutdown, stats, release }
     }
 }
