@@ -1,7 +1,7 @@
 //! # ember-fcgi-smol
 //!
 //! A FastCGI server for applications on smol (or async-io): it runs the
-//! [`ember_fcgi_core::Handler`] of the core crate, one task per connection, and the handler
+//! [`ember_fcgi_core::Handler`] of the core crate, one engine future per connection, and the handler
 //! may await any other async work (smol timers, files, sockets) while it serves a request.
 //! It listens on TCP (IPv4 or IPv6), a Unix socket path, or the socket a FastCGI launcher
 //! passed as fd 0, honours `FCGI_WEB_SERVER_ADDRS`, and enforces the [`Limits`]:
@@ -11,12 +11,12 @@
 //! Three ways to run it:
 //! - [`Server::run`]: on this thread. Needs only `H: Handler` (not `Send`).
 //! - [`Server::run_threads`]: one loop per thread, all accepting from the shared listener.
-//!   Needs `H: Handler + Sync`. Connection tasks are `!Send` (the core
+//!   Needs `H: Handler + Sync`. Connection engines are `!Send` (the core
 //!   driver keeps `RefCell` state, and async-fn-in-trait futures are not `Send`), so each
 //!   stays on the thread that accepted it: no work stealing.
 //! - [`Server::serve`]: a `!Send` future for a `smol::LocalExecutor` (or `smol::block_on`),
 //!   beside the application's other tasks. Needs only `H: Handler`. Each wake-up of it
-//!   goes through async-io's reactor, which allocates (about 2 per request measured).
+//!   goes through async-io's reactor, which allocates (about 1 per request measured).
 //!
 //! Memory: a connection is one engine future, boxed when it is accepted, holding the core
 //! driver and the handler's own future, but no buffers: its request memory

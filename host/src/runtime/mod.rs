@@ -33,6 +33,7 @@ use std::io as stdio;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ember_fcgi_core::Handler;
@@ -369,22 +370,27 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             events::refused_not_allowed(self.counters(), &ip);
             return;
         }
-        if self.conns.len() >= self.max_conns {
-            events::refused_over_limit(self.counters(), &stream.peer(), self.max_conns);
+        // The open count is the server's, shared by all its loops (smol's `run_threads`):
+        // `max_connections` bounds them together.
+        let counters = Arc::clone(self.stats.counters());
+        let max = u64::try_from(self.max_conns).unwrap_or(u64::MAX);
+        let open =
+            counters.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
+        if open.is_err() {
+            events::refused_over_limit(&counters, &stream.peer(), self.max_conns);
             return;
         }
         let vacant = self.conns.vacant_entry();
         let key = vacant.key();
         let Ok(socket) = reactor.register(stream, key) else {
-            Counters::bump(&self.stats.counters().accept_errors);
+            Counters::bump(&counters.accept_errors);
+            Counters::drop_one(&counters.open);
             return;
         };
-        let counters = Arc::clone(self.stats.counters());
         let io = ConnIo::new(socket, Rc::clone(&self.scratch), Arc::clone(&counters), self.reports_fin);
         let entry = vacant.insert(Entry::new(key, io, &self.loop_shared, &self.wakes, now));
         schedule(&mut self.run_queue, entry, key);
         Counters::bump(&counters.accepted);
-        Counters::bump(&counters.open);
         if let Some(at) = deadline(now, self.limits.idle_timeout) {
             self.note_deadline(at);
         }
