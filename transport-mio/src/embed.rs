@@ -20,25 +20,14 @@ use std::task::{Wake, Waker};
 use std::time::Duration;
 
 use ember_fcgi_core::Handler;
+use ember_fcgi_host::Listener;
 use ember_fcgi_host::runtime::{
-    Event as ConnEvent, IdleRelease, MemoryBudget, Reactor, Runtime, Settings, ShutdownHandle, Stream,
+    Event as ConnEvent, IdleRelease, MemoryBudget, Reactor, Runtime, Setup, ShutdownHandle, Stream,
 };
 use ember_fcgi_host::stats::Stats;
-use ember_fcgi_host::{Limits, Listener, WebServerAddrs};
 use mio::event::Event;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
-
-/// Everything a server needs to start its loop; built by [`crate::Server`].
-pub(crate) struct Parts<H> {
-    pub(crate) listener: Listener,
-    pub(crate) handler: H,
-    pub(crate) limits: Limits,
-    pub(crate) allow: WebServerAddrs,
-    pub(crate) shutdown: ShutdownHandle,
-    pub(crate) stats: Stats,
-    pub(crate) release: IdleRelease,
-}
 
 /// A server whose sockets are registered with a caller's `mio::Poll`: FastCGI inside an
 /// existing event loop. It is `!Send` (handler futures are), so drive it on one thread.
@@ -148,7 +137,7 @@ impl Wake for Notify {
 impl<H: Handler + 'static> Registered<H> {
     /// Registers the listener and the waker; see [`crate::Server::register`].
     pub(crate) fn new(
-        parts: Parts<H>,
+        setup: Setup<H>,
         registry: &Registry,
         tokens: Range<usize>,
         waker: Option<Arc<mio::Waker>>,
@@ -163,7 +152,6 @@ impl<H: Handler + 'static> Registered<H> {
                 ),
             ));
         }
-        let Parts { listener, handler, limits, allow, shutdown, stats, release } = parts;
         let (listener_token, waker_token) = (tokens.start, tokens.start + 1);
         let own_waker = match waker {
             Some(_) => None,
@@ -172,19 +160,11 @@ impl<H: Handler + 'static> Registered<H> {
         let Some(loop_waker) = waker.or_else(|| own_waker.clone()) else {
             return Err(io::Error::other("no waker"));
         };
-        let fd = listener.as_fd().as_raw_fd();
+        let fd = setup.listener.as_fd().as_raw_fd();
         registry.register(&mut SourceFd(&fd), Token(listener_token), Interest::READABLE)?;
-        let local_addr = listener.local_addr();
-        let settings = Settings {
-            limits,
-            max_connections: limits.max_connections.min(available - 2),
-            allow,
-            release,
-            stats,
-            shutdown: Arc::clone(shutdown.state()),
-            reports_fin: true,
-            binding_bytes: 0,
-        };
+        let local_addr = setup.listener.local_addr();
+        let settings = setup.settings(setup.limits.max_connections.min(available - 2), true, 0);
+        let Setup { listener, handler, shutdown, .. } = setup;
         let runtime = Runtime::new(Arc::new(listener), handler, settings);
         runtime.wakes().set_notify(&Waker::from(Arc::new(Notify(loop_waker))));
         Ok(Self {

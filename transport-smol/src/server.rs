@@ -3,19 +3,16 @@
 //! listener) or [`Server::serve`] (a future on your smol executor).
 
 use std::io;
-use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use ember_fcgi_core::Handler;
-use ember_fcgi_host::runtime::{IdleRelease, Settings, ShutdownHandle};
-use ember_fcgi_host::stats::Stats;
-use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
+use ember_fcgi_host::runtime::{Settings, Setup};
 
 use crate::poller::{self, BINDING_BYTES};
 
 /// A FastCGI server for smol. Each accepted connection gets one engine future that serves
-/// its requests with the core driver, over request memory ([`Limits::capacities`]) lent
+/// its requests with the core driver, over request memory ([`Limits::capacities`](crate::Limits::capacities)) lent
 /// from its loop's pool while requests are in flight; engines are `!Send` and stay on the
 /// loop (thread) that accepted them.
 ///
@@ -43,84 +40,17 @@ use crate::poller::{self, BINDING_BYTES};
 /// # }
 /// ```
 pub struct Server<H> {
-    listener: Arc<Listener>,
-    handler: H,
-    limits: Limits,
-    allow: WebServerAddrs,
-    shutdown: ShutdownHandle,
-    stats: Stats,
-    release: IdleRelease,
+    setup: Setup<H>,
 }
 
 impl<H> std::fmt::Debug for Server<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("listener", &self.listener.describe())
-            .field("limits", &self.limits)
-            .field("web_server_addrs", &self.allow)
-            .field("idle_release", &self.release)
-            .finish_non_exhaustive()
+        self.setup.fmt(f)
     }
 }
 
 impl<H: Handler> Server<H> {
-    /// Binds `listen` (TCP, a Unix socket path, or `Listen::Inherited` for the socket a
-    /// FastCGI launcher passed as fd 0). `FCGI_WEB_SERVER_ADDRS` is read from the
-    /// environment.
-    pub fn bind(listen: &Listen, handler: H, limits: Limits) -> Result<Self, BindError> {
-        let listener = Listener::bind(listen)?;
-        Self::from_listener(listener, handler, limits).map_err(|e| BindError::Io(listen.clone(), e))
-    }
-
-    /// Serves an already bound listener (made non-blocking here). `FCGI_WEB_SERVER_ADDRS`
-    /// is read from the environment. Fails if `limits.capacities` are not valid.
-    pub fn from_listener(listener: Listener, handler: H, limits: Limits) -> io::Result<Self> {
-        limits.capacities.check().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        listener.set_nonblocking()?;
-        Ok(Self {
-            listener: Arc::new(listener),
-            handler,
-            limits,
-            allow: WebServerAddrs::from_env(),
-            shutdown: ShutdownHandle::new(),
-            stats: Stats::default(),
-            release: IdleRelease::default(),
-        })
-    }
-
-    /// Replaces the TCP peer allow-list (by default `FCGI_WEB_SERVER_ADDRS`).
-    pub fn with_web_server_addrs(mut self, allow: WebServerAddrs) -> Self {
-        self.allow = allow;
-        self
-    }
-
-    /// When the engine futures of idle connections are dropped to save memory; by default
-    /// after 100 ms idle while more than 256 connections of a loop hold one. See
-    /// [`IdleRelease`]; [`IdleRelease::NEVER`] turns it off.
-    pub fn with_idle_release(mut self, release: IdleRelease) -> Self {
-        self.release = release;
-        self
-    }
-
-    /// The TCP address listened on (useful with port 0); `None` for Unix sockets.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// The limits this server enforces.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// A handle that starts a graceful shutdown from any thread.
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        self.shutdown.clone()
-    }
-
-    /// Live counters (open connections, accepted, refused, timed out, requests, ...).
-    pub fn stats(&self) -> Stats {
-        self.stats.clone()
-    }
+    ember_fcgi_host::server_methods!();
 
     /// Serves as a future on the caller's smol executor (a `LocalExecutor`, or
     /// `smol::block_on`), beside the application's other tasks, until a shutdown finished.
@@ -130,7 +60,7 @@ impl<H: Handler> Server<H> {
     /// allocations, which [`run`](Self::run) avoids.
     pub async fn serve(self) -> io::Result<()> {
         let settings = self.settings();
-        poller::serve(self.listener, self.handler, settings).await
+        poller::serve(Arc::new(self.setup.listener), self.setup.handler, settings).await
     }
 
     /// Serves on this thread until a shutdown finished. The thread sleeps in our own
@@ -138,20 +68,11 @@ impl<H: Handler> Server<H> {
     /// handler awaits (smol timers, sockets, files) is driven by async-io's own thread.
     pub fn run(self) -> io::Result<()> {
         let settings = self.settings();
-        poller::run(self.listener, self.handler, settings)
+        poller::run(Arc::new(self.setup.listener), self.setup.handler, settings)
     }
 
     fn settings(&self) -> Settings {
-        Settings {
-            limits: self.limits,
-            max_connections: self.limits.max_connections,
-            allow: self.allow.clone(),
-            release: self.release,
-            stats: self.stats.clone(),
-            shutdown: Arc::clone(self.shutdown.state()),
-            reports_fin: false,
-            binding_bytes: BINDING_BYTES,
-        }
+        self.setup.settings(self.setup.limits.max_connections, false, BINDING_BYTES)
     }
 }
 
@@ -161,8 +82,8 @@ impl<H: Handler + Sync> Server<H> {
     /// shutdown finished on all of them, or the first error after stopping the others.
     pub fn run_threads(self, threads: usize) -> io::Result<()> {
         let settings: Vec<Settings> = (0..threads.max(1)).map(|_| self.settings()).collect();
-        let Self { listener, handler, shutdown, .. } = self;
-        let handler = &handler;
+        let Setup { listener, handler, shutdown, .. } = self.setup;
+        let (listener, handler) = (Arc::new(listener), &handler);
         std::thread::scope(move |scope| {
             let mut workers = Vec::with_capacity(settings.len());
             let mut result = Ok(());
@@ -211,8 +132,8 @@ mod tests {
 
     #[test]
     fn handles_cross_threads() {
-        send_sync::<ShutdownHandle>();
-        send_sync::<Stats>();
+        send_sync::<crate::ShutdownHandle>();
+        send_sync::<crate::Stats>();
         send_sync::<Server<Hello>>();
     }
 

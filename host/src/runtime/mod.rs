@@ -20,13 +20,16 @@
 //! - the socket halves the engine reads and writes through, with readiness flags, byte
 //!   counting, and skipping of discardable input into the loop's one scratch buffer;
 //! - the sweep over the deadlines, the graceful close (FIN, then a bounded drain), idle
-//!   release, the graceful shutdown, and the memory budget.
+//!   release, the graceful shutdown, and the memory budget;
+//! - what a transport's `Server` holds before it runs ([`Setup`]) and its builder methods
+//!   ([`server_methods!`](crate::server_methods)).
 //!
 //! [`Waker`]: std::task::Waker
 
 mod budget;
 mod conn;
 pub mod io;
+mod server;
 mod wake;
 
 use std::io as stdio;
@@ -43,6 +46,7 @@ pub use budget::MemoryBudget;
 use conn::{Entry, Expiry, LoopShared, Phase, Polled};
 use io::{Accepted, ConnIo, Drain, Scratch, accept};
 pub use io::{Event, SCRATCH_BYTES, Stream};
+pub use server::Setup;
 pub use wake::{Shutdown, ShutdownHandle, Wakes};
 
 use crate::stats::{Counters, Stats};
