@@ -5,8 +5,9 @@
 //! machinery every server's connections share: pooled request memory, the guarded engine
 //! of one connection ([`engine`]), which timeout applies ([`Watch`]), the live counters
 //! ([`stats`]) and what they log ([`events`]); and the status and ping pages that show
-//! them ([`status`]). Transports wrap the std listener this returns in their own
-//! non-blocking type.
+//! them ([`status`]); and the connection [`runtime`] both std transports bind to their
+//! poller: the table of connection futures, the socket halves with their readiness flags,
+//! the deadline sweep, idle release and the graceful shutdown.
 
 mod allow;
 pub mod engine;
@@ -15,6 +16,7 @@ mod limits;
 mod listen;
 mod park;
 mod pool;
+pub mod runtime;
 pub mod stats;
 pub mod status;
 #[allow(unsafe_code)] // adopting the fds systemd passed; each block says why it is sound

@@ -168,7 +168,8 @@ impl Listener {
         Ok(listener)
     }
 
-    fn set_nonblocking(&self) -> io::Result<()> {
+    /// Sets the socket non-blocking (as [`Self::bind`] does), for one made elsewhere.
+    pub fn set_nonblocking(&self) -> io::Result<()> {
         match self {
             Self::Tcp(l) => l.set_nonblocking(true),
             Self::Unix(l, _) => l.set_nonblocking(true),
@@ -204,6 +205,15 @@ impl Listener {
                     None => "unix:(inherited)".into(),
                 }
             }
+        }
+    }
+}
+
+impl std::os::fd::AsFd for Listener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Self::Tcp(l) => l.as_fd(),
+            Self::Unix(l, _) => l.as_fd(),
         }
     }
 }

@@ -74,21 +74,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, missing_docs)]
 
-mod budget;
-mod conn;
 mod embed;
-mod io;
-mod listen;
 mod server;
-mod shutdown;
-mod stats;
-mod waker;
 
-pub use budget::MemoryBudget;
-pub use embed::{IdleRelease, Registered};
+pub use embed::Registered;
+pub use ember_fcgi_host::runtime::{IdleRelease, MemoryBudget, ShutdownHandle};
+pub use ember_fcgi_host::stats::{Stats, StatsSnapshot};
 pub use server::Server;
-pub use shutdown::ShutdownHandle;
-pub use stats::{Stats, StatsSnapshot};
 
 pub use ember_fcgi_core::Capacities;
 pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};

@@ -1,7 +1,7 @@
 //! # ember-fcgi-smol
 //!
 //! A FastCGI server for applications on smol (or async-io): it runs the
-//! [`ember_fcgi_core::Handler`] of the core crate, one task per connection, and the handler
+//! [`ember_fcgi_core::Handler`] of the core crate, one engine future per connection, and the handler
 //! may await any other async work (smol timers, files, sockets) while it serves a request.
 //! It listens on TCP (IPv4 or IPv6), a Unix socket path, or the socket a FastCGI launcher
 //! passed as fd 0, honours `FCGI_WEB_SERVER_ADDRS`, and enforces the [`Limits`]:
@@ -11,25 +11,28 @@
 //! Three ways to run it:
 //! - [`Server::run`]: on this thread. Needs only `H: Handler` (not `Send`).
 //! - [`Server::run_threads`]: one loop per thread, all accepting from the shared listener.
-//!   Needs `H: Handler + Sync`. Connection tasks are `!Send` (the core
+//!   Needs `H: Handler + Sync`. Connection engines are `!Send` (the core
 //!   driver keeps `RefCell` state, and async-fn-in-trait futures are not `Send`), so each
 //!   stays on the thread that accepted it: no work stealing.
 //! - [`Server::serve`]: a `!Send` future for a `smol::LocalExecutor` (or `smol::block_on`),
 //!   beside the application's other tasks. Needs only `H: Handler`. Each wake-up of it
-//!   goes through async-io's reactor, which allocates (about 2 per request measured).
+//!   goes through async-io's reactor, which allocates (about 1 per request measured).
 //!
-//! Memory: a connection is one future, boxed when it is accepted, holding the core driver
-//! and the handler's own future, but no buffers: its request memory
+//! Memory: a connection is one engine future, boxed when it is accepted, holding the core
+//! driver and the handler's own future, but no buffers: its request memory
 //! ([`Limits::capacities`]) is lent from the loop's pool when a request begins and given
-//! back when the connection is idle again, so an idle keep-alive connection costs its
-//! future and socket only. After that, serving requests allocates
-//! nothing with `run` and `run_threads` (the `no_alloc` test counts 0 allocations in 2000
-//! keep-alive requests). smol's executors and async-io's reactor allocate per wake-up, so
-//! connection tasks live in a pool of our own and their sockets in an edge-triggered
-//! poller of our own; only the timeouts use async-io timers, re-armed about once per
-//! `min(idle_timeout, head_timeout)`, not per request. Each loop has one 64 KiB scratch
-//! buffer into which readers throw input the engine skips (the body of a request already
-//! answered), so skipping costs one vectored read per record, not one read per 4 KiB.
+//! back when the connection is idle again. An engine idle for a while is dropped too, while
+//! many connections are open ([`IdleRelease`]), so ten thousand idle keep-alive connections
+//! cost a few MiB. After that, serving requests allocates nothing with `run` and
+//! `run_threads` (the `no_alloc` test counts 0 allocations in 2000 keep-alive requests).
+//!
+//! The connections are run by the host's connection runtime ([`ember_fcgi_host::runtime`],
+//! the same as the mio transport's); this crate binds it to an edge-triggered
+//! `polling::Poller` of its own per loop, which [`Server::run`] sleeps in and
+//! [`Server::serve`] nests in async-io as one fd. smol's executors and async-io's reactor
+//! allocate per wake-up, so the connections are not tasks on them and their sockets are
+//! not watched by async-io; the runtime keeps every timeout itself, so no async-io timer
+//! is armed per connection either.
 //!
 //! ```no_run
 //! use ember_fcgi::prelude::*;
@@ -67,20 +70,11 @@
 
 #![warn(missing_debug_implementations, missing_docs)]
 
-mod connection;
-mod io;
-mod listener;
-mod pool;
-mod reactor;
-mod serve;
+mod poller;
 mod server;
-mod shutdown;
-mod socket;
-mod stats;
-mod watchdog;
 
 pub use ember_fcgi_core::Capacities;
+pub use ember_fcgi_host::runtime::{IdleRelease, ShutdownHandle};
+pub use ember_fcgi_host::stats::{Stats, StatsSnapshot};
 pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
 pub use server::Server;
-pub use shutdown::ShutdownHandle;
-pub use stats::{Stats, StatsSnapshot};

@@ -3,24 +3,18 @@
 //! listener) or [`Server::serve`] (a future on your smol executor).
 
 use std::io;
-use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use ember_fcgi_core::Handler;
-use ember_fcgi_host::{BindError, BufferPool, Limits, Listen, Listener, WebServerAddrs};
+use ember_fcgi_host::runtime::{Settings, Setup};
 
-use crate::listener::ListenSocket;
-use crate::pool::Ready;
-use crate::reactor::{self, Embedded, new_poller};
-use crate::serve::{LoopCtx, serve_loop};
-use crate::shutdown::{Shutdown, ShutdownHandle};
-use crate::stats::Stats;
+use crate::poller::{self, BINDING_BYTES};
 
-/// A FastCGI server for smol. Each accepted connection becomes one task that serves all
-/// of its requests with the core driver, over request memory ([`Limits::capacities`])
-/// lent from its loop's pool while requests are in flight; tasks are `!Send` and stay on
-/// the loop (thread) that accepted them.
+/// A FastCGI server for smol. Each accepted connection gets one engine future that serves
+/// its requests with the core driver, over request memory ([`Limits::capacities`](crate::Limits::capacities)) lent
+/// from its loop's pool while requests are in flight; engines are `!Send` and stay on the
+/// loop (thread) that accepted them.
 ///
 /// Bounds: [`run`](Self::run) and [`serve`](Self::serve) need only `H: Handler` (the
 /// handler need not be `Send`); [`run_threads`](Self::run_threads) needs
@@ -46,96 +40,39 @@ use crate::stats::Stats;
 /// # }
 /// ```
 pub struct Server<H> {
-    listener: Arc<ListenSocket>,
-    handler: H,
-    limits: Limits,
-    allow: WebServerAddrs,
-    shutdown: Arc<Shutdown>,
-    stats: Stats,
+    setup: Setup<H>,
 }
 
 impl<H> std::fmt::Debug for Server<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("listener", &self.listener.describe())
-            .field("limits", &self.limits)
-            .field("web_server_addrs", &self.allow)
-            .finish_non_exhaustive()
+        self.setup.fmt(f)
     }
 }
 
 impl<H: Handler> Server<H> {
-    /// Binds `listen` (TCP, a Unix socket path, or `Listen::Inherited` for the socket a
-    /// FastCGI launcher passed as fd 0). `FCGI_WEB_SERVER_ADDRS` is read from the
-    /// environment.
-    pub fn bind(listen: &Listen, handler: H, limits: Limits) -> Result<Self, BindError> {
-        let listener = Listener::bind(listen)?;
-        Self::from_listener(listener, handler, limits).map_err(|e| BindError::Io(listen.clone(), e))
-    }
-
-    /// Serves an already bound listener (made non-blocking here). `FCGI_WEB_SERVER_ADDRS`
-    /// is read from the environment. Fails if `limits.capacities` are not valid.
-    pub fn from_listener(listener: Listener, handler: H, limits: Limits) -> io::Result<Self> {
-        limits.capacities.check().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        Ok(Self {
-            listener: Arc::new(ListenSocket::new(listener)?),
-            handler,
-            limits,
-            allow: WebServerAddrs::from_env(),
-            shutdown: Arc::new(Shutdown::default()),
-            stats: Stats::default(),
-        })
-    }
-}
-
-impl<H: Handler> Server<H> {
-    /// Replaces the TCP peer allow-list (by default `FCGI_WEB_SERVER_ADDRS`).
-    pub fn with_web_server_addrs(mut self, allow: WebServerAddrs) -> Self {
-        self.allow = allow;
-        self
-    }
-
-    /// The TCP address listened on (useful with port 0); `None` for Unix sockets.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// The limits this server enforces.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// A handle that starts a graceful shutdown from any thread.
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle::new(Arc::clone(&self.shutdown))
-    }
-
-    /// Live counters (open connections, accepted, refused, timed out, requests, ...).
-    pub fn stats(&self) -> Stats {
-        self.stats.clone()
-    }
+    ember_fcgi_host::server_methods!();
 
     /// Serves as a future on the caller's smol executor (a `LocalExecutor`, or
     /// `smol::block_on`), beside the application's other tasks, until a shutdown finished.
-    /// The future is `!Send`: connection tasks run inside it, polled when their socket,
-    /// timer or handler wakes them. Our sockets sit in a poller of our own that async-io
-    /// watches as one fd; each wake-up of this future costs async-io's usual allocations,
-    /// which [`run`](Self::run) avoids.
+    /// The future is `!Send`: connection engines run inside it, polled when their socket,
+    /// a deadline or their handler wakes them. Our sockets sit in a poller of our own that
+    /// async-io watches as one fd; each wake-up of this future costs async-io's usual
+    /// allocations, which [`run`](Self::run) avoids.
     pub async fn serve(self) -> io::Result<()> {
-        let Self { listener, handler, limits, allow, shutdown, stats, .. } = self;
-        let poller = new_poller()?;
-        let ready = Arc::new(Ready::default());
-        let embedded = Embedded::new(Arc::clone(&poller))?;
-        let ctx = loop_ctx(&handler, limits, &allow, &shutdown, &stats, &poller);
-        serve_loop::<H>(&ctx, listener, &ready, Some(embedded)).await
+        let settings = self.settings();
+        poller::serve(Arc::new(self.setup.listener), self.setup.handler, settings).await
     }
 
     /// Serves on this thread until a shutdown finished. The thread sleeps in our own
     /// poller, so a request on an open connection allocates nothing; async work the
     /// handler awaits (smol timers, sockets, files) is driven by async-io's own thread.
     pub fn run(self) -> io::Result<()> {
-        let Self { listener, handler, limits, allow, shutdown, stats, .. } = self;
-        run_loop::<H>(listener, &handler, limits, &allow, &shutdown, &stats)
+        let settings = self.settings();
+        poller::run(Arc::new(self.setup.listener), self.setup.handler, settings)
+    }
+
+    fn settings(&self) -> Settings {
+        self.setup.settings(self.setup.limits.max_connections, false, BINDING_BYTES)
     }
 }
 
@@ -144,23 +81,22 @@ impl<H: Handler + Sync> Server<H> {
     /// [`run`](Self::run) does) that accepts from the shared listener; returns when a
     /// shutdown finished on all of them, or the first error after stopping the others.
     pub fn run_threads(self, threads: usize) -> io::Result<()> {
-        let Self { listener, handler, limits, allow, shutdown, stats, .. } = self;
-        let (handler, allow, shutdown, stats) = (&handler, &allow, &*shutdown, &stats);
+        let settings: Vec<Settings> = (0..threads.max(1)).map(|_| self.settings()).collect();
+        let Setup { listener, handler, shutdown, .. } = self.setup;
+        let (listener, handler) = (Arc::new(listener), &handler);
         std::thread::scope(move |scope| {
-            let mut workers = Vec::with_capacity(threads.max(1));
+            let mut workers = Vec::with_capacity(settings.len());
             let mut result = Ok(());
-            for n in 0..threads.max(1) {
-                let listener = Arc::clone(&listener);
+            for (n, settings) in settings.into_iter().enumerate() {
+                let (listener, stop) = (Arc::clone(&listener), shutdown.clone());
                 let spawned = std::thread::Builder::new().name(format!("ember-fcgi-smol-{n}")).spawn_scoped(
                     scope,
                     move || {
-                        let run = AssertUnwindSafe(|| {
-                            run_loop::<H>(listener, handler, limits, allow, shutdown, stats)
-                        });
+                        let run = AssertUnwindSafe(|| poller::run(listener, handler, settings));
                         let result = catch_unwind(run)
                             .unwrap_or_else(|_| Err(io::Error::other("an ember-fcgi-smol loop panicked")));
                         if result.is_err() {
-                            shutdown.request();
+                            stop.shutdown();
                         }
                         result
                     },
@@ -168,7 +104,7 @@ impl<H: Handler + Sync> Server<H> {
                 match spawned {
                     Ok(worker) => workers.push(worker),
                     Err(error) => {
-                        shutdown.request();
+                        shutdown.shutdown();
                         result = Err(error);
                         break;
                     }
@@ -188,43 +124,6 @@ impl<H: Handler + Sync> Server<H> {
     }
 }
 
-fn loop_ctx<'a, H>(
-    handler: &'a H,
-    limits: Limits,
-    allow: &'a WebServerAddrs,
-    shutdown: &'a Shutdown,
-    stats: &'a Stats,
-    poller: &'a polling::Poller,
-) -> LoopCtx<'a, H> {
-    LoopCtx {
-        handler,
-        scratch: crate::io::scratch(),
-        limits,
-        config: limits.protocol_config(),
-        pool: BufferPool::new(limits.capacities, limits.max_connections, Arc::clone(stats.counters())),
-        allow,
-        counters: stats.counters(),
-        shutdown,
-        draining: shutdown.flag(),
-        poller,
-    }
-}
-
-/// One loop on this thread, sleeping in its own poller.
-fn run_loop<H: Handler>(
-    listener: Arc<ListenSocket>,
-    handler: &H,
-    limits: Limits,
-    allow: &WebServerAddrs,
-    shutdown: &Shutdown,
-    stats: &Stats,
-) -> io::Result<()> {
-    let poller = new_poller()?;
-    let ready = Arc::new(Ready::default());
-    let ctx = loop_ctx(handler, limits, allow, shutdown, stats, &poller);
-    reactor::block_on(&poller, &ready, serve_loop::<H>(&ctx, listener, &ready, None))?
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,8 +132,8 @@ mod tests {
 
     #[test]
     fn handles_cross_threads() {
-        send_sync::<ShutdownHandle>();
-        send_sync::<Stats>();
+        send_sync::<crate::ShutdownHandle>();
+        send_sync::<crate::Stats>();
         send_sync::<Server<Hello>>();
     }
 

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use ember_fcgi_smol::Server;
+use ember_fcgi_smol::{Limits, Listen, Server};
 
 fn start_threads(threads: usize) -> Running {
     let app = TestApp::default();
@@ -58,4 +58,22 @@ fn two_threads_serve_many_concurrent_clients() {
     let s = server.wait_idle();
     assert_eq!((s.accepted, s.requests, s.closed_with_error), (64, 64 * 40, 0));
     server.stop().expect("run_threads returns Ok");
+}
+
+#[test]
+fn max_connections_bounds_all_loops_together() {
+    let app = TestApp::default();
+    let limits = Limits { max_connections: 2, ..test_limits() };
+    let server =
+        Server::bind(&Listen::Tcp("127.0.0.1:0".parse().unwrap()), app.clone(), limits).expect("bind");
+    let server = Running::start(server, app, 2);
+    let mut clients: Vec<Client> = (0..2).map(|_| Client::tcp(server.addr())).collect();
+    for c in &mut clients {
+        assert_eq!(c.request(true, "/hello", "", b"").body(), b"Hello, World!\n");
+    }
+    let mut third = Client::tcp(server.addr());
+    assert!(third.closed_by_server(), "one more than max_connections is closed at once");
+    server.wait_for("a refusal", |s| s.refused_over_limit == 1 && s.open_connections == 2);
+    drop(clients);
+    server.wait_idle();
 }

@@ -1,4 +1,4 @@
-//! One connection in the loop: its boxed engine future (the host's pooled engine: request
+//! One connection in the runtime: its boxed engine future (the pooled engine: request
 //! memory is borrowed from the loop's pool while a request runs, so steady state allocates
 //! nothing), its waker, and its deadlines.
 //!
@@ -7,27 +7,27 @@
 //! input is discarded until EOF or `close_linger`, so the web server sees a clean close
 //! rather than a reset.
 //!
-//! A serving connection may be *released*: its engine future is dropped
-//! while the engine reported it idle at a record boundary
+//! A serving connection may be *released*: its engine future is dropped while the engine
+//! reported it idle at a record boundary
 //! ([`ConnectionStatus::is_idle_at_boundary`](ember_fcgi_core::ConnectionStatus)) and no
 //! input is waiting, and a fresh one is made when the socket is readable again (see
-//! [`crate::IdleRelease`]). The reader is cancel-safe (a pending read took no bytes), so the
-//! web server cannot tell.
+//! [`IdleRelease`](super::IdleRelease)). The reader is cancel-safe (a pending read took no
+//! bytes), so the web server cannot tell.
 
 use std::io;
-use std::net::Shutdown;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ember_fcgi_core::{Config, Handler};
-use ember_fcgi_host::engine::{ConnFuture, ConnResult, EngineCtx, serve_pooled};
-use ember_fcgi_host::stats::Counters;
-use ember_fcgi_host::{BufferPool, Limits, Wait, Watch, deadline};
+use ember_fcgi_core::{Config, ConnectionBuffers, Handler, SliceBuffers};
 
-use crate::io::{ConnIo, Drain, Reader, Scratch, Stream, Writer};
-use crate::waker::{ConnWaker, Shared};
+use super::io::{ConnIo, Drain, Reader, Stream, Writer};
+use super::wake::{ConnWaker, Wakes};
+use crate::engine::{ConnFuture, ConnResult, EngineCtx, serve_pooled};
+use crate::stats::Counters;
+use crate::{BufferPool, Limits, Wait, Watch, deadline};
 
 /// Reads at most this many scratch-buffer loads (64 KiB) per poll while lingering (then
 /// yields).
@@ -44,12 +44,12 @@ pub(crate) struct LoopShared<H> {
 }
 
 /// The engine of one connection, with `N` request slots.
-pub(crate) async fn engine<H: Handler, const N: usize>(
-    io: Rc<ConnIo>,
+pub(crate) async fn engine<H: Handler, S: AsRef<Stream>, const N: usize>(
+    io: Rc<ConnIo<S>>,
     shared: Rc<LoopShared<H>>,
 ) -> ConnResult
 where
-    for<'b> ember_fcgi_core::SliceBuffers<'b, N>: ember_fcgi_core::ConnectionBuffers,
+    for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
 {
     let ctx = EngineCtx {
         handler: &shared.handler,
@@ -62,22 +62,25 @@ where
 
 /// Boxes the engine of a connection, with as many request slots as the capacities ask
 /// (each its own type, so a connection never carries slots it cannot use).
-fn boxed_engine<H: Handler + 'static>(io: &Rc<ConnIo>, shared: &Rc<LoopShared<H>>) -> ConnFuture<'static> {
+fn boxed_engine<'a, H: Handler + 'a, S: AsRef<Stream> + 'a>(
+    io: &Rc<ConnIo<S>>,
+    shared: &Rc<LoopShared<H>>,
+) -> ConnFuture<'a> {
     let (io, shared) = (Rc::clone(io), Rc::clone(shared));
-    ember_fcgi_host::for_request_slots!(shared.pool.capacities().requests, |N| boxed::<H, N>(io, shared))
+    crate::for_request_slots!(shared.pool.capacities().requests, |N| boxed::<H, S, N>(io, shared))
 }
 
 /// One size of engine; not inlined, so building a small engine never reserves stack for
 /// the largest.
 #[inline(never)]
-fn boxed<H: Handler + 'static, const N: usize>(
-    io: Rc<ConnIo>,
+fn boxed<'a, H: Handler + 'a, S: AsRef<Stream> + 'a, const N: usize>(
+    io: Rc<ConnIo<S>>,
     shared: Rc<LoopShared<H>>,
-) -> ConnFuture<'static>
+) -> ConnFuture<'a>
 where
-    for<'b> ember_fcgi_core::SliceBuffers<'b, N>: ember_fcgi_core::ConnectionBuffers,
+    for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
 {
-    Box::pin(engine::<H, N>(io, shared))
+    Box::pin(engine::<H, S, N>(io, shared))
 }
 
 /// Where a connection is in its life.
@@ -96,11 +99,19 @@ pub(crate) enum Expiry {
     Linger,
 }
 
+/// What one poll of the engine gave.
+pub(crate) enum Polled {
+    Pending,
+    Done(ConnResult),
+    /// The engine panicked (outside a handler, whose panics the guard catches).
+    Panicked,
+}
+
 /// A slab entry: one connection.
-pub(crate) struct Entry {
-    pub(crate) io: Rc<ConnIo>,
+pub(crate) struct Entry<'a, S> {
+    pub(crate) io: Rc<ConnIo<S>>,
     /// The engine; `None` while lingering, and while serving when released.
-    future: Option<ConnFuture<'static>>,
+    future: Option<ConnFuture<'a>>,
     /// Since when the engine has been idle at a record boundary (it exists and said so
     /// after its last poll).
     rest_since: Option<Instant>,
@@ -114,7 +125,7 @@ pub(crate) struct Entry {
     linger_until: Option<Instant>,
 }
 
-impl std::fmt::Debug for Entry {
+impl<S> std::fmt::Debug for Entry<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entry")
             .field("phase", &self.phase)
@@ -124,19 +135,18 @@ impl std::fmt::Debug for Entry {
     }
 }
 
-impl Entry {
-    /// A new serving connection; the caller has registered `stream` under the key's token.
-    pub(crate) fn new<H: Handler + 'static>(
+impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
+    /// A new serving connection; the binding has registered its socket under `key`.
+    pub(crate) fn new<H: Handler + 'a>(
         key: usize,
-        stream: Stream,
-        scratch: &Scratch,
+        io: ConnIo<S>,
         loop_shared: &Rc<LoopShared<H>>,
-        shared: &Arc<Shared>,
+        wakes: &Arc<Wakes>,
         now: Instant,
     ) -> Self {
-        let io = Rc::new(ConnIo::new(stream, Rc::clone(scratch), Arc::clone(&loop_shared.counters)));
+        let io = Rc::new(io);
         let future = boxed_engine(&io, loop_shared);
-        let wake = Arc::new(ConnWaker::new(key, Arc::clone(shared)));
+        let wake = Arc::new(ConnWaker::new(key, Arc::clone(wakes)));
         let waker = Waker::from(Arc::clone(&wake));
         Self {
             io,
@@ -172,14 +182,14 @@ impl Entry {
     }
 
     /// A released connection's socket is readable: starts a fresh engine for it.
-    pub(crate) fn resume<H: Handler + 'static>(&mut self, loop_shared: &Rc<LoopShared<H>>) {
+    pub(crate) fn resume<H: Handler + 'a>(&mut self, loop_shared: &Rc<LoopShared<H>>) {
         if self.is_released() {
             self.future = Some(boxed_engine(&self.io, loop_shared));
         }
     }
 
     /// When the engine may be released: `after` past the moment it came to rest.
-    pub(crate) fn release_at(&self, after: std::time::Duration) -> Option<Instant> {
+    pub(crate) fn release_at(&self, after: Duration) -> Option<Instant> {
         self.rest_since.and_then(|t| t.checked_add(after))
     }
 
@@ -200,21 +210,23 @@ impl Entry {
         releasable
     }
 
-    /// Polls the engine once; `Some` when it finished (the future is then dropped).
-    pub(crate) fn poll_engine(&mut self, now: Instant) -> Option<ConnResult> {
-        let future = self.future.as_mut()?;
+    /// Polls the engine once (a panic ends it); the future is dropped when it finished.
+    pub(crate) fn poll_engine(&mut self, now: Instant) -> Polled {
+        let Some(future) = self.future.as_mut() else {
+            return Polled::Pending;
+        };
         let mut cx = Context::from_waker(&self.waker);
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(result) => {
-                self.future = None;
-                self.rest_since = None;
-                Some(result)
-            }
-            Poll::Pending => {
+        let polled = match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+            Ok(Poll::Pending) => {
                 self.track(now);
-                None
+                return Polled::Pending;
             }
-        }
+            Ok(Poll::Ready(result)) => Polled::Done(result),
+            Err(_) => Polled::Panicked,
+        };
+        self.future = None;
+        self.rest_since = None;
+        polled
     }
 
     /// Follows the engine's status: which timeout applies, whether it came to rest.
@@ -263,12 +275,12 @@ impl Entry {
 
     /// Drops the engine, shuts down the write side and starts discarding input for at
     /// most `linger`.
-    pub(crate) fn start_linger(&mut self, now: Instant, linger: std::time::Duration) -> io::Result<()> {
+    pub(crate) fn start_linger(&mut self, now: Instant, linger: Duration) -> io::Result<()> {
         self.future = None;
         self.rest_since = None;
         self.phase = Phase::Lingering;
         self.linger_until = deadline(now, linger);
-        self.io.stream.shutdown(Shutdown::Write)
+        self.io.stream().shutdown_write()
     }
 
     /// Discards input while lingering.
@@ -276,9 +288,7 @@ impl Entry {
         self.io.discard_input(DRAIN_READS)
     }
 
-    /// Drops the engine first; the socket closes when the entry is dropped, which also
-    /// removes it from epoll (the fd is not shared: accepted with CLOEXEC, never duplicated),
-    /// so no `EPOLL_CTL_DEL` is needed.
+    /// Drops the engine (before the socket, which its future borrows through the `Rc`).
     pub(crate) fn release(&mut self) {
         self.future = None;
     }

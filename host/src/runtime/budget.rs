@@ -4,12 +4,12 @@
 use std::fmt;
 use std::mem::size_of;
 
+use crate::{BufferPool, Limits};
 use ember_fcgi_core::Handler;
-use ember_fcgi_host::{BufferPool, Limits};
 
-use crate::conn::{Entry, LoopShared, engine};
-use crate::io::ConnIo;
-use crate::waker::ConnWaker;
+use super::conn::{Entry, LoopShared, engine};
+use super::io::{ConnIo, Stream};
+use super::wake::ConnWaker;
 
 /// Bytes the server asks the allocator for, per connection and in total. Kernel socket
 /// buffers and allocator overhead are not included.
@@ -22,14 +22,15 @@ pub struct MemoryBudget {
     /// state, waker and slots.
     pub per_connection: usize,
     /// What an idle connection whose engine was released costs (`per_connection` without
-    /// the future; see [`crate::IdleRelease`]).
+    /// the future; see [`IdleRelease`](super::IdleRelease)).
     pub per_idle_connection: usize,
     /// Request memory of one busy connection ([`Limits::capacities`]), lent from the pool
     /// while it serves requests.
     pub request_memory: usize,
     /// Connections the server serves at once.
     pub max_connections: usize,
-    /// Memory allocated once at start (queues and the event buffer of `run`).
+    /// Memory allocated once per loop at start (the scratch buffer, and the binding's own,
+    /// e.g. the event buffer of `run`).
     pub fixed: usize,
     /// Request memory lent to busy connections now (0 before the server runs).
     pub request_memory_lent: usize,
@@ -46,28 +47,25 @@ impl MemoryBudget {
             .saturating_add(self.fixed)
     }
 
-    pub(crate) fn of<H: Handler + 'static>(
+    /// The budget of a loop with `max_connections`, `binding_bytes` of the binding's own,
+    /// and the use of `pool` (if it runs).
+    pub fn of<H: Handler, S: AsRef<Stream>>(
         limits: &Limits,
         max_connections: usize,
-        events: usize,
+        binding_bytes: usize,
         pool: Option<&BufferPool>,
     ) -> Self {
         let connection_future =
-            ember_fcgi_host::for_request_slots!(limits.capacities.requests, |N| size_of_output(
-                engine::<H, N>
-            ));
+            crate::for_request_slots!(limits.capacities.requests, |N| size_of_output(engine::<H, S, N>));
         let rc_header = 2 * size_of::<usize>();
-        let per_idle_connection = rc_header + size_of::<ConnIo>()
+        let per_idle_connection = rc_header + size_of::<ConnIo<S>>()
             + rc_header + size_of::<ConnWaker>()
             // the slab slot (an enum of the entry and a free-list index)
-            + size_of::<Entry>() + size_of::<usize>()
+            + size_of::<Entry<'_, S>>() + size_of::<usize>()
             // a slot in each of the three ready queues and in the pool's free list
             + 4 * size_of::<usize>();
         let per_connection = connection_future + per_idle_connection;
-        let fixed = events * size_of::<mio::event::Event>()
-            + rc_header
-            + size_of::<LoopShared<H>>()
-            + crate::io::SCRATCH_BYTES;
+        let fixed = binding_bytes + rc_header + size_of::<LoopShared<H>>() + super::SCRATCH_BYTES;
         Self {
             connection_future,
             per_connection,

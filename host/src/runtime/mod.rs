@@ -1,0 +1,603 @@
+//! The connection runtime both std transports share: everything but the poller.
+//!
+//! A transport binds it to a poller (mio's `Poll`, a `polling::Poller`): it registers the
+//! listener, feeds the runtime the readiness events of the listener
+//! ([`Runtime::note_listener`]) and of the connections ([`Runtime::note_event`]), calls
+//! [`Runtime::process`] after each wait, and sleeps no longer than [`Runtime::timeout`].
+//! Connection sockets are registered and deregistered through the small [`Reactor`]
+//! trait; wakes of connection futures reach the sleeping loop through the [`Waker`] the
+//! binding gives [`Wakes::set_notify`].
+//!
+//! One call of [`Runtime::process`] does, in order: take woken connections off the wake
+//! queue, start a graceful shutdown if one was asked for, accept (until `WouldBlock`, at
+//! most a batch), poll every ready connection's engine once, and sweep the deadlines
+//! (timeouts, and releasing the engines of idle connections, see [`IdleRelease`]). A
+//! connection's engine is polled only when its socket had an event or its waker fired, and
+//! a poll makes a syscall only in a direction the socket may be ready in (see
+//! [`io`]), so one slow peer never holds up another. What is here:
+//! - the table of connections (a slab, each with its boxed engine future, its waker, its
+//!   [`Watch`](crate::Watch) and linger deadline), and the run and wake queues;
+//! - the socket halves the engine reads and writes through, with readiness flags, byte
+//!   counting, and skipping of discardable input into the loop's one scratch buffer;
+//! - the sweep over the deadlines, the graceful close (FIN, then a bounded drain), idle
+//!   release, the graceful shutdown, and the memory budget;
+//! - what a transport's `Server` holds before it runs ([`Setup`]) and its builder methods
+//!   ([`server_methods!`](crate::server_methods)).
+//!
+//! [`Waker`]: std::task::Waker
+
+mod budget;
+mod conn;
+pub mod io;
+mod server;
+mod wake;
+
+use std::io as stdio;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ember_fcgi_core::Handler;
+use slab::Slab;
+
+pub use budget::MemoryBudget;
+use conn::{Entry, Expiry, LoopShared, Phase, Polled};
+use io::{Accepted, ConnIo, Drain, Scratch, accept};
+pub use io::{Event, SCRATCH_BYTES, Stream};
+pub use server::Setup;
+pub use wake::{Shutdown, ShutdownHandle, Wakes};
+
+use crate::stats::{Counters, Stats};
+use crate::{BufferPool, Limits, Listener, Wait, WebServerAddrs, deadline, events};
+
+/// Connections accepted per `process` call before others get a turn (or another loop on
+/// the same listener takes them).
+const ACCEPT_BATCH: usize = 64;
+/// Pause before accepting again after `accept` failed (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Queue slots reserved up front at most (beyond it, queues grow on demand).
+const MAX_PREALLOCATED: usize = 1 << 16;
+/// Timers are looked at no more often than this: a sweep visits every connection, and the
+/// release deadlines of many connections made idle one after another are close together.
+const SWEEP_GAP: Duration = Duration::from_millis(10);
+/// Stands for "never" where an `Instant` is needed.
+const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// What a transport's poller does for the runtime.
+pub trait Reactor {
+    /// An accepted connection's socket as the binding keeps it: the [`Stream`], and what
+    /// it needs to undo the registration when dropped.
+    type Socket: AsRef<Stream>;
+    /// Registers an accepted connection's socket under `key`, edge-triggered, for reading
+    /// and writing; its events go to [`Runtime::note_event`] with the same key.
+    fn register(&self, stream: Stream, key: usize) -> stdio::Result<Self::Socket>;
+    /// The listener is no longer accepted from (a shutdown began).
+    fn deregister_listener(&self, listener: &Listener);
+}
+
+/// When the engines of idle connections are released, returning their memory.
+///
+/// A connection's engine future holds the driver's state and the handler's future (its
+/// request memory is already back in the pool while it is idle). Once the engine reports
+/// the connection idle at a record boundary (no request, nothing buffered:
+/// [`ConnectionStatus::is_idle_at_boundary`]) for [`after`](Self::after), and more than
+/// [`keep`](Self::keep) connections hold an engine, the server drops that engine; the
+/// connection then costs about 300 bytes (see [`MemoryBudget::per_idle_connection`]) and
+/// gets a fresh engine (one allocation) when its socket is readable again. The web server
+/// sees no difference.
+///
+/// So a busy connection (requests less than `after` apart), and every connection while at
+/// most `keep` are open, never allocates; thousands of idle keep-alive connections cost
+/// little. [`IdleRelease::NEVER`] keeps every engine for the connection's life.
+///
+/// [`ConnectionStatus::is_idle_at_boundary`]: ember_fcgi_core::ConnectionStatus::is_idle_at_boundary
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdleRelease {
+    /// How long an engine must have been idle before it may be released. Default 100 ms.
+    pub after: Duration,
+    /// Engines released only while more connections than this hold one. Default 256.
+    pub keep: usize,
+}
+
+impl IdleRelease {
+    /// Never release an engine.
+    pub const NEVER: Self = Self { after: Duration::MAX, keep: usize::MAX };
+}
+
+impl Default for IdleRelease {
+    fn default() -> Self {
+        Self { after: Duration::from_millis(100), keep: 256 }
+    }
+}
+
+/// How a binding sets up a runtime.
+#[derive(Debug)]
+pub struct Settings {
+    pub limits: Limits,
+    /// Connections served at once (`limits.max_connections`, or fewer if the binding has
+    /// fewer keys).
+    pub max_connections: usize,
+    pub allow: WebServerAddrs,
+    pub release: IdleRelease,
+    pub stats: Stats,
+    pub shutdown: Arc<Shutdown>,
+    /// The poller reports the peer's FIN ([`Event::read_closed`]): a short read then
+    /// means the socket is drained. Without, flags clear only on `WouldBlock`.
+    pub reports_fin: bool,
+    /// Bytes the binding allocates once (its event buffer), for the memory budget.
+    pub binding_bytes: usize,
+}
+
+/// One serving loop's connections and listener, without a poller (see the module docs).
+/// It is `!Send` (engines are), so drive it on one thread.
+pub struct Runtime<'a, H, S> {
+    listener: Option<Arc<Listener>>,
+    loop_shared: Rc<LoopShared<H>>,
+    limits: Limits,
+    allow: WebServerAddrs,
+    wakes: Arc<Wakes>,
+    shutdown: Arc<Shutdown>,
+    stats: Stats,
+    conns: Slab<Entry<'a, S>>,
+    /// Connections to poll in this round (each at most once, see `Entry::scheduled`).
+    run_queue: Vec<usize>,
+    /// Swap space for the wake queue (keeps its capacity).
+    woken: Vec<usize>,
+    max_conns: usize,
+    accept_ready: bool,
+    accept_retry_at: Option<Instant>,
+    /// The earliest connection deadline (may be early: then a sweep finds nothing).
+    next_sweep: Option<Instant>,
+    /// When the last sweep ran (the next one waits at least [`SWEEP_GAP`]).
+    last_sweep: Option<Instant>,
+    release: IdleRelease,
+    reports_fin: bool,
+    binding_bytes: usize,
+    /// Where the connections' readers throw input the engines skip.
+    scratch: Scratch,
+    shutdown_deadline: Option<Instant>,
+    finished: bool,
+}
+
+impl<H, S> std::fmt::Debug for Runtime<'_, H, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("connections", &self.conns.len())
+            .field("max_connections", &self.max_conns)
+            .field("shutting_down", &self.shutdown_deadline.is_some())
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
+    /// A loop serving `listener` (non-blocking; the binding registers it) with `handler`.
+    pub fn new(listener: Arc<Listener>, handler: H, settings: Settings) -> Self {
+        let Settings { limits, max_connections, allow, release, stats, shutdown, reports_fin, binding_bytes } =
+            settings;
+        let capacity = max_connections.min(MAX_PREALLOCATED);
+        let wakes = Arc::new(Wakes::default());
+        wakes.reserve(capacity);
+        shutdown.register(&wakes);
+        let mut config = limits.protocol_config();
+        config.max_conns = u32::try_from(max_connections).unwrap_or(u32::MAX);
+        let counters = Arc::clone(stats.counters());
+        let pool = BufferPool::new(limits.capacities, max_connections, Arc::clone(&counters));
+        let budget = MemoryBudget::of::<H, S>(&limits, max_connections, binding_bytes, None);
+        counters.note_memory(budget.per_connection, budget.request_memory, max_connections, budget.fixed);
+        events::started(&listener.describe(), &limits, budget.per_connection, budget.total());
+        Self {
+            listener: Some(listener),
+            loop_shared: Rc::new(LoopShared { handler, counters, pool, config }),
+            limits,
+            allow,
+            wakes,
+            shutdown,
+            stats,
+            conns: Slab::with_capacity(capacity),
+            run_queue: Vec::with_capacity(capacity),
+            woken: Vec::with_capacity(capacity),
+            max_conns: max_connections,
+            accept_ready: true,
+            accept_retry_at: None,
+            next_sweep: None,
+            last_sweep: None,
+            release,
+            reports_fin,
+            binding_bytes,
+            scratch: Rc::new(std::cell::RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice())),
+            shutdown_deadline: None,
+            finished: false,
+        }
+    }
+
+    /// Where connection wakes and shutdown requests go; the binding sets its notifier.
+    pub fn wakes(&self) -> &Arc<Wakes> {
+        &self.wakes
+    }
+
+    /// The listener may have connections waiting.
+    pub fn note_listener(&mut self) {
+        self.accept_ready = true;
+    }
+
+    /// A readiness event of connection `key`'s socket (cheap: the work happens in
+    /// [`Self::process`]). Unknown keys are ignored.
+    pub fn note_event(&mut self, key: usize, event: Event) {
+        if let Some(entry) = self.conns.get_mut(key) {
+            entry.io.note_event(event);
+            // A released connection wakes only for input (or EOF, or an error).
+            if !entry.is_released() || entry.io.may_read() {
+                schedule(&mut self.run_queue, entry, key);
+            }
+        }
+    }
+
+    /// Does the work the events and timers call for: accept, poll ready connections,
+    /// expire deadlines, advance a shutdown. Call it after each wait of the poller.
+    pub fn process(&mut self, reactor: &impl Reactor<Socket = S>) {
+        let now = Instant::now();
+        self.wakes.begin(&mut self.woken);
+        for key in self.woken.drain(..) {
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.clear_wake();
+                schedule(&mut self.run_queue, entry, key);
+            }
+        }
+        if self.shutdown.is_requested() && self.shutdown_deadline.is_none() {
+            self.begin_shutdown(reactor, now);
+        }
+        if self.accept_ready && self.accept_retry_at.is_none_or(|t| t <= now) {
+            self.accept_retry_at = None;
+            self.accept(reactor, now);
+        }
+        let mut i = 0;
+        while let Some(&key) = self.run_queue.get(i) {
+            self.poll_connection(key, now);
+            i += 1;
+        }
+        self.run_queue.clear();
+        let now = Instant::now();
+        if self.sweep_at().is_some_and(|t| t <= now) {
+            self.sweep(now);
+        }
+        if let Some(deadline) = self.shutdown_deadline {
+            if deadline <= now {
+                self.close_all();
+            }
+            self.finished = self.conns.is_empty();
+        }
+        self.wakes.end();
+    }
+
+    /// How long the binding may sleep in its poller before calling [`Self::process`]
+    /// again: zero when work is waiting, `None` when only an event can bring work.
+    pub fn timeout(&self) -> Option<Duration> {
+        let accept_now = self.accept_ready && self.listener.is_some() && self.accept_retry_at.is_none();
+        let shutdown_now = self.shutdown.is_requested() && self.shutdown_deadline.is_none();
+        if self.finished || accept_now || shutdown_now || !self.run_queue.is_empty() || self.wakes.has_work()
+        {
+            return Some(Duration::ZERO);
+        }
+        Some(self.next_timer()?.saturating_duration_since(Instant::now()))
+    }
+
+    /// When the next timer (a deadline, the end of a shutdown, an accept retry) is due;
+    /// for a binding that sleeps until an instant rather than for a duration, once
+    /// [`Self::timeout`] is not zero.
+    pub fn next_timer(&self) -> Option<Instant> {
+        let retry = self.accept_retry_at.filter(|_| self.accept_ready);
+        [self.sweep_at(), self.shutdown_deadline, retry].into_iter().flatten().min()
+    }
+
+    /// Whether a graceful shutdown completed: every connection is closed.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Closes every connection and lets go of the listener.
+    pub fn close_everything(&mut self, reactor: &impl Reactor<Socket = S>) {
+        self.close_all();
+        if let Some(listener) = self.listener.take() {
+            reactor.deregister_listener(&listener);
+        }
+    }
+
+    /// Requests a graceful shutdown of the server (every loop of it).
+    pub fn shutdown(&self) {
+        self.shutdown.request();
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Connections served at once.
+    pub fn max_connections(&self) -> usize {
+        self.max_conns
+    }
+
+    /// When engines of idle connections are released.
+    pub fn idle_release(&self) -> IdleRelease {
+        self.release
+    }
+
+    /// The memory ceiling of this loop and its current use.
+    pub fn memory_budget(&self) -> MemoryBudget {
+        MemoryBudget::of::<H, S>(
+            &self.limits,
+            self.max_conns,
+            self.binding_bytes,
+            Some(&self.loop_shared.pool),
+        )
+    }
+
+    // ---- accepting -----------------------------------------------------------------------
+
+    fn accept(&mut self, reactor: &impl Reactor<Socket = S>, now: Instant) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = &self.listener else {
+                self.accept_ready = false;
+                return;
+            };
+            match accept(listener) {
+                Ok(Accepted::Conn(stream, peer)) => self.admit(reactor, stream, peer, now),
+                Ok(Accepted::Skip) => {}
+                Err(e) if e.kind() == stdio::ErrorKind::WouldBlock => {
+                    self.accept_ready = false;
+                    return;
+                }
+                Err(e) => {
+                    // Out of file descriptors or memory: the backlog keeps the peers; try
+                    // again shortly (no new event may come, readiness is edge-triggered).
+                    events::accept_failed(self.counters(), &e);
+                    self.accept_retry_at = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Serves an accepted connection, or closes it before reading a byte if the peer is
+    /// not allowed or the server is full.
+    fn admit(
+        &mut self,
+        reactor: &impl Reactor<Socket = S>,
+        stream: Stream,
+        peer: Option<IpAddr>,
+        now: Instant,
+    ) {
+        if let Some(ip) = peer.filter(|ip| !self.allow.allows(*ip)) {
+            events::refused_not_allowed(self.counters(), &ip);
+            return;
+        }
+        // The open count is the server's, shared by all its loops (smol's `run_threads`):
+        // `max_connections` bounds them together.
+        let counters = Arc::clone(self.stats.counters());
+        let max = u64::try_from(self.max_conns).unwrap_or(u64::MAX);
+        let open =
+            counters.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
+        if open.is_err() {
+            events::refused_over_limit(&counters, &stream.peer(), self.max_conns);
+            return;
+        }
+        let vacant = self.conns.vacant_entry();
+        let key = vacant.key();
+        let Ok(socket) = reactor.register(stream, key) else {
+            Counters::bump(&counters.accept_errors);
+            Counters::drop_one(&counters.open);
+            return;
+        };
+        let io = ConnIo::new(socket, Rc::clone(&self.scratch), Arc::clone(&counters), self.reports_fin);
+        let entry = vacant.insert(Entry::new(key, io, &self.loop_shared, &self.wakes, now));
+        schedule(&mut self.run_queue, entry, key);
+        Counters::bump(&counters.accepted);
+        if let Some(at) = deadline(now, self.limits.idle_timeout) {
+            self.note_deadline(at);
+        }
+    }
+
+    // ---- connections ---------------------------------------------------------------------
+
+    fn poll_connection(&mut self, key: usize, now: Instant) {
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        entry.scheduled = false;
+        if entry.is_released() && entry.io.may_read() && self.shutdown_deadline.is_none() {
+            entry.resume(&self.loop_shared);
+        }
+        if entry.phase == Phase::Lingering {
+            return self.drain(key);
+        }
+        match entry.poll_engine(now) {
+            Polled::Pending => {
+                let deadline = entry.deadline(&self.limits);
+                let quiet = entry.is_quiet();
+                let release_at = entry.release_at(self.release.after);
+                if let Some(deadline) = deadline {
+                    self.note_deadline(deadline);
+                }
+                if let Some(at) = release_at
+                    && self.conns.len() > self.release.keep
+                {
+                    self.note_deadline(at);
+                }
+                if self.shutdown_deadline.is_some() && quiet {
+                    self.linger(key, now);
+                }
+            }
+            Polled::Done(Ok(())) => self.linger(key, now),
+            Polled::Done(Err(error)) => {
+                events::connection_failed(self.stats.counters(), &entry.io.stream().peer(), &error);
+                self.close(key);
+            }
+            Polled::Panicked => {
+                events::connection_panicked(self.stats.counters(), 1);
+                self.close(key);
+            }
+        }
+    }
+
+    /// Closes gracefully: shut down the write side, then discard input until EOF or
+    /// `close_linger` (so unread input does not turn the close into a reset).
+    fn linger(&mut self, key: usize, now: Instant) {
+        let linger = self.limits.close_linger;
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        if entry.start_linger(now, linger).is_err() {
+            return self.close(key);
+        }
+        if let Some(at) = deadline(now, linger) {
+            self.note_deadline(at);
+        }
+        self.drain(key);
+    }
+
+    fn drain(&mut self, key: usize) {
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        match entry.drain() {
+            Drain::Done => self.close(key),
+            Drain::Blocked => {}
+            Drain::More => entry.wake_later(),
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(mut entry) = self.conns.try_remove(key) {
+            close_entry(&mut entry, self.stats.counters());
+        }
+    }
+
+    fn close_all(&mut self) {
+        let counters = Arc::clone(self.counters());
+        let busy = self.conns.iter().filter(|(_, entry)| entry.phase == Phase::Serving).count();
+        events::closed_by_shutdown(&counters, busy as u64);
+        self.conns.retain(|_, entry| {
+            close_entry(entry, &counters);
+            false
+        });
+    }
+
+    // ---- timers --------------------------------------------------------------------------
+
+    fn note_deadline(&mut self, deadline: Instant) {
+        if self.next_sweep.is_none_or(|t| deadline < t) {
+            self.next_sweep = Some(deadline);
+        }
+    }
+
+    /// When the next sweep is due: the earliest deadline, but not sooner than
+    /// [`SWEEP_GAP`] after the last sweep.
+    fn sweep_at(&self) -> Option<Instant> {
+        let next = self.next_sweep?;
+        Some(self.last_sweep.map_or(next, |last| next.max(last + SWEEP_GAP)))
+    }
+
+    /// Closes connections whose deadline passed, releases the engines of connections idle
+    /// long enough (while more than `release.keep` hold one), and finds the next deadline.
+    fn sweep(&mut self, now: Instant) {
+        self.last_sweep = Some(now);
+        let counters = Arc::clone(self.counters());
+        let limits = self.limits;
+        let release = self.release;
+        let mut engines = self.conns.iter().filter(|(_, e)| e.has_engine()).count();
+        let mut next: Option<Instant> = None;
+        let mut earliest = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        self.conns.retain(|_, entry| {
+            if engines > release.keep
+                && let Some(at) = entry.release_at(release.after)
+            {
+                if at <= now && entry.release_engine() {
+                    engines -= 1;
+                } else {
+                    earliest(Some(at));
+                }
+            }
+            let peer = || entry.io.stream().peer();
+            let keep = match entry.expired(now, &limits) {
+                None | Some(Expiry::Wait(Wait::Busy)) => true,
+                Some(Expiry::Linger) => false,
+                Some(Expiry::Wait(Wait::Head)) => {
+                    events::timed_out_head(&counters, &peer(), limits.head_timeout);
+                    false
+                }
+                Some(Expiry::Wait(Wait::Body)) => {
+                    events::timed_out_body(&counters, &peer(), limits.body_timeout);
+                    entry.time_out(now);
+                    false
+                }
+                Some(Expiry::Wait(Wait::Send)) => {
+                    events::timed_out_send(&counters, &peer(), limits.send_timeout);
+                    entry.time_out(now);
+                    false
+                }
+                Some(Expiry::Wait(Wait::Idle)) => {
+                    events::timed_out_idle(&counters, &peer(), limits.idle_timeout);
+                    let ok = entry.start_linger(now, limits.close_linger).is_ok();
+                    if ok {
+                        // Discard what is already there on the next round.
+                        entry.wake_later();
+                    }
+                    ok
+                }
+            };
+            if keep {
+                earliest(entry.deadline(&limits));
+            } else {
+                close_entry(entry, &counters);
+            }
+            keep
+        });
+        self.next_sweep = next;
+    }
+
+    fn begin_shutdown(&mut self, reactor: &impl Reactor<Socket = S>, now: Instant) {
+        // A shutdown timeout too long to represent waits for the connections to finish.
+        self.shutdown_deadline = Some(deadline(now, self.limits.shutdown_timeout).unwrap_or(now + YEAR));
+        events::shutting_down(self.conns.len(), self.limits.shutdown_timeout);
+        if let Some(listener) = self.listener.take() {
+            reactor.deregister_listener(&listener);
+        }
+        self.accept_ready = false;
+        // Poll everyone once: idle connections close now, busy ones when they go idle.
+        for (key, entry) in self.conns.iter_mut() {
+            schedule(&mut self.run_queue, entry, key);
+        }
+    }
+
+    fn counters(&self) -> &Arc<Counters> {
+        self.stats.counters()
+    }
+}
+
+impl<H, S> Drop for Runtime<'_, H, S> {
+    /// Shutdown handles outlive the loop; they must not keep waking a dead poller.
+    fn drop(&mut self) {
+        self.wakes.detach();
+    }
+}
+
+/// Drops a connection's engine (its socket closes when the entry is dropped).
+fn close_entry<'a, S: AsRef<Stream> + 'a>(entry: &mut Entry<'a, S>, counters: &Counters) {
+    entry.release();
+    Counters::drop_one(&counters.open);
+}
+
+/// Adds a connection to the run queue unless it is there already.
+fn schedule<S>(run_queue: &mut Vec<usize>, entry: &mut Entry<'_, S>, key: usize) {
+    if !entry.scheduled {
+        entry.scheduled = true;
+        run_queue.push(key);
+    }
+}

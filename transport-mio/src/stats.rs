@@ -1,3 +1,0 @@
-//! The server's live counters (shared with the other transport, in `ember-fcgi-host`).
-
-pub use ember_fcgi_host::stats::{Counters, Stats, StatsSnapshot};
