@@ -273,6 +273,11 @@ impl<'a> Response<'a> {
         self.conn.set_app_status(self.slot, status);
     }
 
+    /// The `appStatus` END_REQUEST will carry.
+    pub(crate) fn app_status(&self) -> u32 {
+        self.conn.view(self.slot).app_status
+    }
+
     /// Bytes written to FCGI_STDOUT so far.
     pub fn bytes_written(&self) -> u64 {
         self.conn.view(self.slot).stdout_written
