@@ -5,7 +5,8 @@
 //! [`Response`] (an `embedded_io_async::Write`). The same handler runs on every transport.
 
 use core::cell::{Ref, RefCell};
-use core::future::poll_fn;
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
 use core::task::{Context, Poll};
 
 use embedded_io_async::{ErrorType, Read, Write};
@@ -283,6 +284,12 @@ impl<'a> Response<'a> {
         self.conn.view(self.slot).stdout_written
     }
 
+    /// Writes all of `data` to FCGI_STDOUT: `Write::write_all`, as one future type whose
+    /// poll every call shares (the trait's default is inlined into each caller's future).
+    pub fn write_all<'w>(&'w mut self, data: &'w [u8]) -> WriteAll<'w> {
+        WriteAll { conn: self.conn, slot: self.slot, stream: OutStream::Stdout, data }
+    }
+
     /// Writes all of `parts` to FCGI_STDOUT now if the output buffer has room for them;
     /// false (nothing written) otherwise: then write them with `write_all`.
     pub(crate) fn write_now(&mut self, parts: &[&[u8]]) -> bool {
@@ -308,6 +315,46 @@ impl Write for Response<'_> {
 pub struct Stderr<'a> {
     conn: &'a dyn Conn,
     slot: usize,
+}
+
+impl Stderr<'_> {
+    /// Writes all of `data` to FCGI_STDERR (see [`Response::write_all`]).
+    pub fn write_all<'w>(&'w mut self, data: &'w [u8]) -> WriteAll<'w> {
+        WriteAll { conn: self.conn, slot: self.slot, stream: OutStream::Stderr, data }
+    }
+}
+
+/// The future of [`Response::write_all`] and [`Stderr::write_all`]: completes when all
+/// of its bytes are in the output buffer.
+#[must_use = "futures do nothing unless awaited"]
+pub struct WriteAll<'a> {
+    conn: &'a dyn Conn,
+    slot: usize,
+    stream: OutStream,
+    data: &'a [u8],
+}
+
+impl Future for WriteAll<'_> {
+    type Output = Result<(), StreamError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        while !self.data.is_empty() {
+            match self.conn.poll_write(self.slot, self.stream, cx, self.data) {
+                Poll::Ready(Ok(n)) if n > 0 => self.data = &self.data[n.min(self.data.len())..],
+                // A non-empty write takes a byte or waits; 0 would mean no progress ever.
+                Poll::Ready(Ok(_)) => return Poll::Ready(Err(StreamError::ConnectionClosed)),
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl core::fmt::Debug for WriteAll<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WriteAll").field("stream", &self.stream).field("left", &self.data.len()).finish()
+    }
 }
 
 impl ErrorType for Stderr<'_> {
