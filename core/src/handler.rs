@@ -195,8 +195,8 @@ impl ErrorType for Request<'_> {
 impl Read for Request<'_> {
     /// Reads body bytes; `Ok(0)` at the end, `BodyTruncated` if it ended short of
     /// `CONTENT_LENGTH`. Bytes beyond `CONTENT_LENGTH` are passed through.
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
-        poll_fn(|cx| self.conn.poll_read(self.slot, InStream::Stdin, cx, buf)).await
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, StreamError>> {
+        poll_fn(move |cx| self.conn.poll_read(self.slot, InStream::Stdin, cx, buf))
     }
 }
 
@@ -223,8 +223,8 @@ impl ErrorType for DataReader<'_> {
 }
 
 impl Read for DataReader<'_> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
-        poll_fn(|cx| self.conn.poll_read(self.slot, InStream::Data, cx, buf)).await
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, StreamError>> {
+        poll_fn(move |cx| self.conn.poll_read(self.slot, InStream::Data, cx, buf))
     }
 }
 
@@ -302,12 +302,12 @@ impl ErrorType for Response<'_> {
 }
 
 impl Write for Response<'_> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, StreamError> {
-        poll_fn(|cx| self.conn.poll_write(self.slot, OutStream::Stdout, cx, buf)).await
+    fn write(&mut self, buf: &[u8]) -> impl Future<Output = Result<usize, StreamError>> {
+        poll_fn(move |cx| self.conn.poll_write(self.slot, OutStream::Stdout, cx, buf))
     }
 
-    async fn flush(&mut self) -> Result<(), StreamError> {
-        poll_fn(|cx| self.conn.poll_flush(self.slot, cx)).await
+    fn flush(&mut self) -> impl Future<Output = Result<(), StreamError>> {
+        poll_fn(move |cx| self.conn.poll_flush(self.slot, cx))
     }
 }
 
@@ -362,12 +362,12 @@ impl ErrorType for Stderr<'_> {
 }
 
 impl Write for Stderr<'_> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, StreamError> {
-        poll_fn(|cx| self.conn.poll_write(self.slot, OutStream::Stderr, cx, buf)).await
+    fn write(&mut self, buf: &[u8]) -> impl Future<Output = Result<usize, StreamError>> {
+        poll_fn(move |cx| self.conn.poll_write(self.slot, OutStream::Stderr, cx, buf))
     }
 
-    async fn flush(&mut self) -> Result<(), StreamError> {
-        poll_fn(|cx| self.conn.poll_flush(self.slot, cx)).await
+    fn flush(&mut self) -> impl Future<Output = Result<(), StreamError>> {
+        poll_fn(move |cx| self.conn.poll_flush(self.slot, cx))
     }
 }
 
