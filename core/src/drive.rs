@@ -276,9 +276,7 @@ async fn slot_task<H: Handler>(
                 .await
             };
             drop(request);
-            if let Err(error) = outcome
-                && !error.is_abort()
-            {
+            if let Err(error) = outcome {
                 report(&mut response, error).await;
             }
         }
@@ -286,13 +284,17 @@ async fn slot_task<H: Handler>(
     }
 }
 
-/// Ends the response of a handler that failed: a CGI 500 if nothing was written yet, the
-/// error's text to FCGI_STDERR (the web server's error log), app status 1 unless the
-/// handler set one. Not an `async fn`, and `error` moves in: so the error lives only in
-/// this future, which shares its memory with the handler's, not beside it.
+/// Ends the response of a handler that failed (unless it was an abort): a CGI 500 if
+/// nothing was written yet, the error's text to FCGI_STDERR (the web server's error log),
+/// app status 1 unless the handler set one. Not an `async fn`, and `error` moves in
+/// unborrowed: so the error lives only in this future, which shares its memory with the
+/// handler's, not beside it.
 #[allow(clippy::manual_async_fn)]
 fn report<'r>(response: &'r mut Response<'_>, error: HandlerError) -> impl Future<Output = ()> + 'r {
     async move {
+        if error.is_abort() {
+            return;
+        }
         if response.bytes_written() == 0 {
             let _ = response.write_all(INTERNAL_ERROR_HEAD).await;
         }
