@@ -53,44 +53,42 @@ pub(crate) struct TimedReader<'s, 'c> {
     pub(crate) inner: TcpReader<'s>,
     pub(crate) status: &'c ConnectionStatus,
     pub(crate) limits: &'c Limits,
-    /// Since when the connection has had no request, as first seen by a read
-    /// ([`NOT_SINCE`] while it has one: an `Option<Instant>` would take twice the bytes).
-    idle_since: Instant,
-    /// Since when some request has been in its head, as first seen by a read (or
-    /// [`NOT_SINCE`]).
-    head_since: Instant,
+    /// What the connection was doing at the last read: idle, in a head, or busy.
+    phase: Phase,
+    /// Since when it has been doing that, as first seen by a read.
+    since: Instant,
 }
 
-/// "Not in this state": `Instant::MAX` never comes.
-const NOT_SINCE: Instant = Instant::MAX;
-
-/// `since`, first set to `now` if the state has just begun.
-fn since(since: &mut Instant, now: Instant) -> Instant {
-    if *since == NOT_SINCE {
-        *since = now;
-    }
-    *since
+/// What a connection is doing, as far as its timeouts go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No request: `idle_timeout` applies.
+    Idle,
+    /// Some request's params have not all arrived: `head_timeout` applies.
+    Head,
+    /// Requests are being served: no read timeout.
+    Busy,
 }
 
 impl<'s, 'c> TimedReader<'s, 'c> {
     pub(crate) fn new(inner: TcpReader<'s>, status: &'c ConnectionStatus, limits: &'c Limits) -> Self {
-        Self { inner, status, limits, idle_since: Instant::now(), head_since: NOT_SINCE }
+        Self { inner, status, limits, phase: Phase::Idle, since: Instant::now() }
     }
 
     /// The instant this connection times out in its current state, if it can.
     fn deadline(&mut self) -> Option<Instant> {
-        let now = Instant::now();
-        if self.status.requests_in_head() > 0 {
-            self.idle_since = NOT_SINCE;
-            Some(since(&mut self.head_since, now) + self.limits.head_timeout)
+        let (phase, timeout) = if self.status.requests_in_head() > 0 {
+            (Phase::Head, Some(self.limits.head_timeout))
         } else if self.status.active_requests() == 0 {
-            self.head_since = NOT_SINCE;
-            Some(since(&mut self.idle_since, now) + self.limits.idle_timeout)
+            (Phase::Idle, Some(self.limits.idle_timeout))
         } else {
-            self.idle_since = NOT_SINCE;
-            self.head_since = NOT_SINCE;
-            None
+            (Phase::Busy, None)
+        };
+        if phase != self.phase {
+            self.phase = phase;
+            self.since = Instant::now();
         }
+        timeout.map(|timeout| self.since + timeout)
     }
 }
 
