@@ -19,7 +19,7 @@
 //! | output buffer | `OUT` (default 4096) |
 //! | params store | `PARAMS` × `REQS` (default 4096 × 1) |
 //! | slot state | about 150 × `REQS` |
-//! | driver future | about 1.7 KiB for a hello handler on x86_64, plus whatever the handler's own future holds (the `sizes` test prints it) |
+//! | driver future | about 1.1 KiB for a hello handler on x86_64, plus whatever the handler's own future holds (the `sizes` test prints it) |
 
 #![no_std]
 #![forbid(unsafe_code)]
