@@ -211,17 +211,19 @@ impl<const REQS: usize> fmt::Debug for SliceBuffers<'_, REQS> {
     }
 }
 
-impl fmt::Debug for Parts<'_> {
+impl<P> fmt::Debug for Parts<'_, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Parts").finish_non_exhaustive()
     }
 }
 
-/// The pieces of a connection's memory the driver works with.
+/// The pieces of a connection's memory the driver works with: the byte buffers and slots,
+/// and `P`, a reference to each slot's params store (an array of `REQS`, so the driver's
+/// future holds no more references than there are slots).
 #[doc(hidden)]
-pub struct Parts<'a> {
+pub struct Parts<'a, P> {
     pub(crate) memory: Memory<'a>,
-    pub(crate) params: heapless::Vec<&'a RefCell<Arena<'a>>, MAX_REQS>,
+    pub(crate) params: P,
 }
 
 /// The byte buffers and request slots of a connection, as the engine state holds them.
@@ -239,8 +241,14 @@ pub trait ConnectionBuffers {
     /// Request slots (the driver runs one task per slot).
     const REQS: usize;
 
+    /// A reference to each slot's params store.
     #[doc(hidden)]
-    fn parts(&mut self) -> Parts<'_>;
+    type ParamRefs<'a>: AsRef<[&'a RefCell<Arena<'a>>]>
+    where
+        Self: 'a;
+
+    #[doc(hidden)]
+    fn parts(&mut self) -> Parts<'_, Self::ParamRefs<'_>>;
 
     /// Runs one future per request slot concurrently (a join without an allocator).
     #[doc(hidden)]
@@ -301,14 +309,10 @@ macro_rules! impl_connection_buffers {
             for Buffers<IN, OUT, PARAMS, $reqs, WINDOW>
         {
             const REQS: usize = $reqs;
+            type ParamRefs<'a> = [&'a RefCell<Arena<'a>>; $reqs];
 
-            fn parts(&mut self) -> Parts<'_> {
-                let mut params = heapless::Vec::new();
-                for cell in &self.params {
-                    let cell: &RefCell<Arena<'_>> = cell;
-                    // REQS <= MAX_REQS, so this never fails.
-                    let _ = params.push(cell);
-                }
+            fn parts(&mut self) -> Parts<'_, Self::ParamRefs<'_>> {
+                let params = self.params.each_ref().map(|cell| -> &RefCell<Arena<'_>> { cell });
                 let memory = Memory {
                     input: &mut self.input,
                     output: &mut self.output,
@@ -330,11 +334,13 @@ macro_rules! impl_connection_buffers {
 
         impl ConnectionBuffers for SliceBuffers<'_, $reqs> {
             const REQS: usize = $reqs;
+            type ParamRefs<'a> = heapless::Vec<&'a RefCell<Arena<'a>>, $reqs> where Self: 'a;
 
-            fn parts(&mut self) -> Parts<'_> {
+            fn parts(&mut self) -> Parts<'_, Self::ParamRefs<'_>> {
                 let mut params = heapless::Vec::new();
                 for cell in &self.params[..self.requests] {
                     let cell: &RefCell<Arena<'_>> = cell;
+                    // requests <= REQS, so this never fails.
                     let _ = params.push(cell);
                 }
                 let memory = Memory {

@@ -6,7 +6,7 @@ use core::fmt;
 
 use embedded_io_async::{Read, Write};
 
-use crate::error::StreamError;
+use crate::error::{StreamError, decimal};
 use crate::handler::Response;
 
 /// Common content types, so JSON and streaming responses need no string literals.
@@ -18,41 +18,48 @@ pub mod content_type {
     pub const OCTET_STREAM: &str = "application/octet-stream";
 }
 
+/// The status codes with a name of their own, and the names (RFC 9110), as a table: a
+/// search through it is smaller code than a `match` with an arm per code.
+const REASONS: [(u16, &str); 31] = [
+    (100, "Continue"),
+    (200, "OK"),
+    (201, "Created"),
+    (202, "Accepted"),
+    (204, "No Content"),
+    (206, "Partial Content"),
+    (301, "Moved Permanently"),
+    (302, "Found"),
+    (303, "See Other"),
+    (304, "Not Modified"),
+    (307, "Temporary Redirect"),
+    (308, "Permanent Redirect"),
+    (400, "Bad Request"),
+    (401, "Unauthorized"),
+    (403, "Forbidden"),
+    (404, "Not Found"),
+    (405, "Method Not Allowed"),
+    (408, "Request Timeout"),
+    (409, "Conflict"),
+    (411, "Length Required"),
+    (413, "Content Too Large"),
+    (414, "URI Too Long"),
+    (415, "Unsupported Media Type"),
+    (422, "Unprocessable Content"),
+    (429, "Too Many Requests"),
+    (431, "Request Header Fields Too Large"),
+    (500, "Internal Server Error"),
+    (501, "Not Implemented"),
+    (502, "Bad Gateway"),
+    (503, "Service Unavailable"),
+    (504, "Gateway Timeout"),
+];
+
 /// The reason phrase sent after a status code (RFC 9110 names; a class name otherwise).
-#[allow(clippy::match_overlapping_arm)] // the named codes come before their class on purpose
 pub fn reason_phrase(status: u16) -> &'static str {
+    if let Some((_, name)) = REASONS.iter().find(|(code, _)| *code == status) {
+        return name;
+    }
     match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Content",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
         100..=199 => "Informational",
         200..=299 => "Success",
         300..=399 => "Redirection",
@@ -61,13 +68,13 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// The bytes of an HTTP token (RFC 9110 §5.6.2), as a table.
-const TOKEN_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
+/// The bytes of an HTTP token (RFC 9110 §5.6.2), one bit per ASCII byte.
+const TOKEN_BITS: [u32; 4] = {
+    let mut bits = [0u32; 4];
     let mut b = 0;
-    while b < 256 {
+    while b < 128 {
         let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
+        if c.is_ascii_alphanumeric()
             || matches!(
                 c,
                 b'!' | b'#'
@@ -84,15 +91,18 @@ const TOKEN_BYTES: [bool; 256] = {
                     | b'`'
                     | b'|'
                     | b'~'
-            );
+            )
+        {
+            bits[b / 32] |= 1 << (b % 32);
+        }
         b += 1;
     }
-    table
+    bits
 };
 
 /// Whether `name` is an HTTP token (RFC 9110 §5.6.2).
 fn is_token(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| TOKEN_BYTES[usize::from(b)])
+    !name.is_empty() && name.bytes().all(|b| b < 128 && TOKEN_BITS[usize::from(b / 32)] >> (b % 32) & 1 == 1)
 }
 
 /// Headers [`Response::send_head`] writes in one step when the output buffer has room.
@@ -119,6 +129,42 @@ fn is_local_path(location: &str) -> bool {
     location.starts_with('/') && !location.starts_with("//")
 }
 
+/// The three digits of a status in 100..=999.
+fn status_digits(status: u16) -> [u8; 3] {
+    [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8]
+}
+
+/// Pieces of a head with `headers` headers: five of the status line, four per header, and
+/// the empty line.
+fn head_pieces(headers: usize) -> usize {
+    5 + 4 * headers + 1
+}
+
+/// Piece `at` of a head (see [`head_pieces`]).
+fn head_piece<'p, V: AsRef<[u8]>>(
+    digits: &'p [u8; 3],
+    status: u16,
+    headers: &'p [(&str, V)],
+    at: usize,
+) -> &'p [u8] {
+    match at {
+        0 => b"Status: ",
+        1 => digits,
+        2 => b" ",
+        3 => reason_phrase(status).as_bytes(),
+        4 => b"\r\n",
+        _ => match headers.get((at - 5) / 4) {
+            Some((name, value)) => match (at - 5) % 4 {
+                0 => name.as_bytes(),
+                1 => b": ",
+                2 => value.as_ref(),
+                _ => b"\r\n",
+            },
+            None => b"\r\n",
+        },
+    }
+}
+
 /// Why copying a source into the response stopped.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CopyError<E> {
@@ -142,8 +188,12 @@ impl<E: fmt::Debug + fmt::Display> core::error::Error for CopyError<E> {}
 impl Response<'_> {
     /// Writes the CGI head: `Status: NNN Reason`, each header, and the empty line.
     /// `InvalidHeader` (nothing written) for a status outside 100..=999 or a bad header.
-    pub async fn send_head(&mut self, status: u16, headers: &[(&str, &str)]) -> Result<(), StreamError> {
-        self.head(status, headers).await
+    pub fn send_head(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+    ) -> impl Future<Output = Result<(), StreamError>> {
+        self.head(status, headers)
     }
 
     /// [`send_head`](Self::send_head) with header values as bytes (HTTP allows non-UTF-8
@@ -159,34 +209,38 @@ impl Response<'_> {
     /// );
     /// # Ok(()) }
     /// ```
-    pub async fn send_head_bytes(
+    pub fn send_head_bytes(
         &mut self,
         status: u16,
         headers: &[(&str, &[u8])],
-    ) -> Result<(), StreamError> {
-        self.head(status, headers).await
+    ) -> impl Future<Output = Result<(), StreamError>> {
+        self.head(status, headers)
     }
 
-    async fn head<V: AsRef<[u8]>>(&mut self, status: u16, headers: &[(&str, V)]) -> Result<(), StreamError> {
-        if !(100..=999).contains(&status)
-            || !headers.iter().all(|(n, v)| is_token(n) && is_field_value(v.as_ref()))
-        {
-            return Err(StreamError::InvalidHeader);
+    // Not an `async fn`: its future would hold the arguments twice (as passed, and moved
+    // into the body); the block holds them once.
+    #[allow(clippy::manual_async_fn)]
+    fn head<V: AsRef<[u8]>>(
+        &mut self,
+        status: u16,
+        headers: &[(&str, V)],
+    ) -> impl Future<Output = Result<(), StreamError>> {
+        async move {
+            if !(100..=999).contains(&status)
+                || !headers.iter().all(|(n, v)| is_token(n) && is_field_value(v.as_ref()))
+            {
+                return Err(StreamError::InvalidHeader);
+            }
+            let digits = status_digits(status);
+            if self.head_now(&digits, status, headers, b"") {
+                return Ok(());
+            }
+            // Piece by piece, with one await for all of them.
+            for at in 0..head_pieces(headers.len()) {
+                self.write_all(head_piece(&digits, status, headers, at)).await?;
+            }
+            Ok(())
         }
-        let digits =
-            [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
-        if self.head_now(&digits, status, headers, b"") {
-            return Ok(());
-        }
-        self.write_all(b"Status: ").await?;
-        self.write_all(&digits).await?;
-        self.write_all(b" ").await?;
-        self.write_all(reason_phrase(status).as_bytes()).await?;
-        self.write_all(b"\r\n").await?;
-        for (name, value) in headers {
-            self.write_header(name, value.as_ref()).await?;
-        }
-        self.write_all(b"\r\n").await
     }
 
     /// The whole head in one step if the output buffer has room for it now (the common
@@ -203,15 +257,12 @@ impl Response<'_> {
             return false;
         }
         let mut parts: [&[u8]; 7 + 4 * HEAD_NOW_HEADERS] = [&[]; 7 + 4 * HEAD_NOW_HEADERS];
-        parts[..5].copy_from_slice(&[b"Status: ", digits, b" ", reason_phrase(status).as_bytes(), b"\r\n"]);
-        let mut n = 5;
-        for (name, value) in headers {
-            parts[n..n + 4].copy_from_slice(&[name.as_bytes(), b": ", value.as_ref(), b"\r\n"]);
-            n += 4;
+        let n = head_pieces(headers.len());
+        for (at, part) in parts[..n].iter_mut().enumerate() {
+            *part = head_piece(digits, status, headers, at);
         }
-        parts[n] = b"\r\n";
-        parts[n + 1] = body;
-        self.write_now(&parts[..n + 2])
+        parts[n] = body;
+        self.write_now(&parts[..=n])
     }
 
     async fn write_header(&mut self, name: &str, value: &[u8]) -> Result<(), StreamError> {
@@ -229,17 +280,12 @@ impl Response<'_> {
         body: &[u8],
     ) -> Result<(), StreamError> {
         let mut digits = [0u8; 20];
-        let length = format_u64(body.len() as u64, &mut digits);
+        let length = decimal(body.len() as u64, &mut digits);
         let headers = [("Content-Type", content_type), ("Content-Length", length)];
         // Head and body in one step when they fit the output buffer now.
         if (100..=999).contains(&status)
             && headers.iter().all(|(n, v)| is_token(n) && is_field_value(v.as_bytes()))
-            && self.head_now(
-                &[b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8],
-                status,
-                &headers,
-                body,
-            )
+            && self.head_now(&status_digits(status), status, &headers, body)
         {
             return Ok(());
         }
@@ -313,20 +359,6 @@ impl Response<'_> {
     }
 }
 
-/// Formats `value` in decimal into `buf`, returning the digits as text.
-fn format_u64(mut value: u64, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    core::str::from_utf8(&buf[i..]).unwrap_or("0")
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
@@ -363,7 +395,7 @@ mod test {
         assert_eq!(reason_phrase(299), "Success");
         assert_eq!(reason_phrase(599), "Server Error");
         let mut b = [0; 20];
-        assert_eq!(format_u64(0, &mut b), "0");
-        assert_eq!(format_u64(u64::MAX, &mut b), "18446744073709551615");
+        assert_eq!(decimal(0, &mut b), "0");
+        assert_eq!(decimal(u64::MAX, &mut b), "18446744073709551615");
     }
 }

@@ -44,21 +44,22 @@ const PARAMS_TOO_LARGE: &[u8] =
 /// peer is gone). `status` is kept current for the transport's timeouts, and says when the
 /// future may be dropped and started again later without the peer noticing
 /// ([`ConnectionStatus::is_idle_at_boundary`]).
-pub async fn serve_connection<R, W, H, B>(
+pub fn serve_connection<R, W, H, B>(
     reader: R,
     writer: W,
     handler: &H,
     buffers: &mut B,
     config: &Config,
     status: &ConnectionStatus,
-) -> Result<(), ConnectionError<R::Error>>
+) -> impl Future<Output = Result<(), ConnectionError<R::Error>>>
 where
     R: Read,
     W: Write<Error = R::Error>,
     H: Handler,
     B: ConnectionBuffers,
 {
-    drive(reader, writer, handler, buffers, config, IoMode::ReadAhead, status).await
+    // Not an `async fn`: that would keep another copy of its arguments in the future.
+    drive(reader, writer, handler, buffers, config, IoMode::ReadAhead, status)
 }
 
 /// How a blocking host waits while a handler awaits something other than its request and
@@ -135,10 +136,11 @@ where
 {
     let parts = buffers.parts();
     let params = parts.params;
-    let state = RefCell::new(ConnState::new(parts.memory, &params, *config, mode, status));
+    let params = params.as_ref();
+    let state = RefCell::new(ConnState::new(parts.memory, params, *config, mode, status));
     let mut reader_task = pin!(read_task(&state, &mut reader));
     let mut writer_task = pin!(write_task(&state, &mut writer));
-    let mut slot_tasks = pin!(B::join_slots(|i| slot_task(&state, &params, handler, i)));
+    let mut slot_tasks = pin!(B::join_slots(|i| slot_task(&state, params, handler, i)));
     let mut reader_finished = false;
     poll_fn(|cx| {
         let mut st = state.borrow_mut();
@@ -277,22 +279,34 @@ async fn slot_task<H: Handler>(
                 .await
             };
             drop(request);
-            if let Err(error) = outcome
-                && !error.is_abort()
-            {
-                if response.bytes_written() == 0 {
-                    let _ = response.write_all(INTERNAL_ERROR_HEAD).await;
-                }
-                // The reason goes to the web server's error log.
-                let mut stderr = response.stderr();
-                let _ = stderr.write_all(error.message().as_bytes()).await;
-                let _ = stderr.write_all(b"\n").await;
-                if state.borrow().view(i).app_status == 0 {
-                    response.set_app_status(1);
-                }
+            if let Err(error) = outcome {
+                report(&mut response, error).await;
             }
         }
         poll_fn(|_| state.borrow_mut().poll_close(i)).await;
+    }
+}
+
+/// Ends the response of a handler that failed (unless it was an abort): a CGI 500 if
+/// nothing was written yet, the error's text to FCGI_STDERR (the web server's error log),
+/// app status 1 unless the handler set one. Not an `async fn`, and `error` moves in
+/// unborrowed: so the error lives only in this future, which shares its memory with the
+/// handler's, not beside it.
+#[allow(clippy::manual_async_fn)]
+fn report<'r>(response: &'r mut Response<'_>, error: HandlerError) -> impl Future<Output = ()> + 'r {
+    async move {
+        if error.is_abort() {
+            return;
+        }
+        if response.bytes_written() == 0 {
+            let _ = response.write_all(INTERNAL_ERROR_HEAD).await;
+        }
+        let mut stderr = response.stderr();
+        let _ = stderr.write_all(error.message().as_bytes()).await;
+        let _ = stderr.write_all(b"\n").await;
+        if response.app_status() == 0 {
+            response.set_app_status(1);
+        }
     }
 }
 

@@ -26,26 +26,89 @@ pub enum StreamError {
     InvalidHeader,
 }
 
+impl StreamError {
+    /// The message as text around at most two numbers: `Display` writes it, and
+    /// [`HandlerError`](crate::HandlerError) copies it without `core::fmt` (so firmware whose
+    /// handlers only fail with a `StreamError` links no formatting code for it).
+    pub(crate) fn text(&self) -> ErrorText {
+        let (head, first, middle, second, tail) = match *self {
+            Self::Aborted => ("request aborted by the web server", None, "", None, ""),
+            Self::ConnectionClosed => ("connection to the web server is closed", None, "", None, ""),
+            Self::BodyTruncated { expected, received } => (
+                "request body truncated: CONTENT_LENGTH is ",
+                Some(expected),
+                " but stdin ended after ",
+                Some(received),
+                " bytes",
+            ),
+            Self::DataTruncated { expected, received } => (
+                "filter data truncated: FCGI_DATA_LENGTH is ",
+                Some(expected),
+                " but FCGI_DATA ended after ",
+                Some(received),
+                " bytes",
+            ),
+            Self::TimedOut => ("connection to the web server timed out", None, "", None, ""),
+            Self::DataBeforeStdin => {
+                ("FCGI_DATA read before FCGI_STDIN was read to its end", None, "", None, "")
+            }
+            Self::BodyTooLarge { capacity } => {
+                ("request body does not fit the ", Some(capacity as u64), "-byte buffer", None, "")
+            }
+            Self::InvalidHeader => ("invalid CGI response header or status", None, "", None, ""),
+        };
+        ErrorText { head, first, middle, second, tail }
+    }
+}
+
+/// An error message as static text around at most two decimal numbers.
+pub(crate) struct ErrorText {
+    pub(crate) head: &'static str,
+    pub(crate) first: Option<u64>,
+    pub(crate) middle: &'static str,
+    pub(crate) second: Option<u64>,
+    pub(crate) tail: &'static str,
+}
+
+impl ErrorText {
+    /// Calls `out` with each piece of the text in order.
+    pub(crate) fn pieces(&self, mut out: impl FnMut(&str)) {
+        let mut digits = [0u8; 20];
+        out(self.head);
+        if let Some(n) = self.first {
+            out(decimal(n, &mut digits));
+        }
+        out(self.middle);
+        if let Some(n) = self.second {
+            out(decimal(n, &mut digits));
+        }
+        out(self.tail);
+    }
+}
+
+/// `value` in decimal, written at the end of `buf`.
+pub(crate) fn decimal(mut value: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    core::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
 impl fmt::Display for StreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Aborted => f.write_str("request aborted by the web server"),
-            Self::ConnectionClosed => f.write_str("connection to the web server is closed"),
-            Self::BodyTruncated { expected, received } => write!(
-                f,
-                "request body truncated: CONTENT_LENGTH is {expected} but stdin ended after {received} bytes"
-            ),
-            Self::DataTruncated { expected, received } => write!(
-                f,
-                "filter data truncated: FCGI_DATA_LENGTH is {expected} but FCGI_DATA ended after {received} bytes"
-            ),
-            Self::TimedOut => f.write_str("connection to the web server timed out"),
-            Self::DataBeforeStdin => f.write_str("FCGI_DATA read before FCGI_STDIN was read to its end"),
-            Self::BodyTooLarge { capacity } => {
-                write!(f, "request body does not fit the {capacity}-byte buffer")
+        let mut result = Ok(());
+        self.text().pieces(|piece| {
+            if result.is_ok() {
+                result = f.write_str(piece);
             }
-            Self::InvalidHeader => f.write_str("invalid CGI response header or status"),
-        }
+        });
+        result
     }
 }
 

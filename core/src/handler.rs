@@ -5,7 +5,8 @@
 //! [`Response`] (an `embedded_io_async::Write`). The same handler runs on every transport.
 
 use core::cell::{Ref, RefCell};
-use core::future::poll_fn;
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
 use core::task::{Context, Poll};
 
 use embedded_io_async::{ErrorType, Read, Write};
@@ -194,8 +195,8 @@ impl ErrorType for Request<'_> {
 impl Read for Request<'_> {
     /// Reads body bytes; `Ok(0)` at the end, `BodyTruncated` if it ended short of
     /// `CONTENT_LENGTH`. Bytes beyond `CONTENT_LENGTH` are passed through.
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
-        poll_fn(|cx| self.conn.poll_read(self.slot, InStream::Stdin, cx, buf)).await
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, StreamError>> {
+        poll_fn(move |cx| self.conn.poll_read(self.slot, InStream::Stdin, cx, buf))
     }
 }
 
@@ -222,8 +223,8 @@ impl ErrorType for DataReader<'_> {
 }
 
 impl Read for DataReader<'_> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
-        poll_fn(|cx| self.conn.poll_read(self.slot, InStream::Data, cx, buf)).await
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, StreamError>> {
+        poll_fn(move |cx| self.conn.poll_read(self.slot, InStream::Data, cx, buf))
     }
 }
 
@@ -273,9 +274,20 @@ impl<'a> Response<'a> {
         self.conn.set_app_status(self.slot, status);
     }
 
+    /// The `appStatus` END_REQUEST will carry.
+    pub(crate) fn app_status(&self) -> u32 {
+        self.conn.view(self.slot).app_status
+    }
+
     /// Bytes written to FCGI_STDOUT so far.
     pub fn bytes_written(&self) -> u64 {
         self.conn.view(self.slot).stdout_written
+    }
+
+    /// Writes all of `data` to FCGI_STDOUT: `Write::write_all`, as one future type whose
+    /// poll every call shares (the trait's default is inlined into each caller's future).
+    pub fn write_all<'w>(&'w mut self, data: &'w [u8]) -> WriteAll<'w> {
+        WriteAll { conn: self.conn, slot: self.slot, stream: OutStream::Stdout, data }
     }
 
     /// Writes all of `parts` to FCGI_STDOUT now if the output buffer has room for them;
@@ -290,12 +302,12 @@ impl ErrorType for Response<'_> {
 }
 
 impl Write for Response<'_> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, StreamError> {
-        poll_fn(|cx| self.conn.poll_write(self.slot, OutStream::Stdout, cx, buf)).await
+    fn write(&mut self, buf: &[u8]) -> impl Future<Output = Result<usize, StreamError>> {
+        poll_fn(move |cx| self.conn.poll_write(self.slot, OutStream::Stdout, cx, buf))
     }
 
-    async fn flush(&mut self) -> Result<(), StreamError> {
-        poll_fn(|cx| self.conn.poll_flush(self.slot, cx)).await
+    fn flush(&mut self) -> impl Future<Output = Result<(), StreamError>> {
+        poll_fn(move |cx| self.conn.poll_flush(self.slot, cx))
     }
 }
 
@@ -305,17 +317,57 @@ pub struct Stderr<'a> {
     slot: usize,
 }
 
+impl Stderr<'_> {
+    /// Writes all of `data` to FCGI_STDERR (see [`Response::write_all`]).
+    pub fn write_all<'w>(&'w mut self, data: &'w [u8]) -> WriteAll<'w> {
+        WriteAll { conn: self.conn, slot: self.slot, stream: OutStream::Stderr, data }
+    }
+}
+
+/// The future of [`Response::write_all`] and [`Stderr::write_all`]: completes when all
+/// of its bytes are in the output buffer.
+#[must_use = "futures do nothing unless awaited"]
+pub struct WriteAll<'a> {
+    conn: &'a dyn Conn,
+    slot: usize,
+    stream: OutStream,
+    data: &'a [u8],
+}
+
+impl Future for WriteAll<'_> {
+    type Output = Result<(), StreamError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        while !self.data.is_empty() {
+            match self.conn.poll_write(self.slot, self.stream, cx, self.data) {
+                Poll::Ready(Ok(n)) if n > 0 => self.data = &self.data[n.min(self.data.len())..],
+                // A non-empty write takes a byte or waits; 0 would mean no progress ever.
+                Poll::Ready(Ok(_)) => return Poll::Ready(Err(StreamError::ConnectionClosed)),
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl core::fmt::Debug for WriteAll<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WriteAll").field("stream", &self.stream).field("left", &self.data.len()).finish()
+    }
+}
+
 impl ErrorType for Stderr<'_> {
     type Error = StreamError;
 }
 
 impl Write for Stderr<'_> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, StreamError> {
-        poll_fn(|cx| self.conn.poll_write(self.slot, OutStream::Stderr, cx, buf)).await
+    fn write(&mut self, buf: &[u8]) -> impl Future<Output = Result<usize, StreamError>> {
+        poll_fn(move |cx| self.conn.poll_write(self.slot, OutStream::Stderr, cx, buf))
     }
 
-    async fn flush(&mut self) -> Result<(), StreamError> {
-        poll_fn(|cx| self.conn.poll_flush(self.slot, cx)).await
+    fn flush(&mut self) -> impl Future<Output = Result<(), StreamError>> {
+        poll_fn(move |cx| self.conn.poll_flush(self.slot, cx))
     }
 }
 

@@ -64,13 +64,17 @@ pub struct HandlerError {
 impl HandlerError {
     /// The error of `error`'s text (for types that are `Display` but not `'static`).
     pub fn from_display(error: &dyn fmt::Display) -> Self {
-        let mut text = Text { buf: [0; HANDLER_ERROR_CAPACITY], len: 0, cut: false };
+        let mut text = Text::new();
         // `Text` never fails; a `Display` impl that fails leaves what it wrote so far.
         let _ = fmt::write(&mut text, format_args!("{error}"));
-        if text.cut {
-            text.mark_cut();
-        }
-        Self { text: text.buf, len: text.len as u8, abort: false }
+        text.finish(false)
+    }
+
+    /// A [`StreamError`]'s text, copied without `core::fmt`.
+    fn from_stream(error: StreamError) -> Self {
+        let mut text = Text::new();
+        error.text().pieces(|piece| text.push(piece));
+        text.finish(matches!(error, StreamError::Aborted | StreamError::ConnectionClosed))
     }
 
     /// The error's text (at most [`HANDLER_ERROR_CAPACITY`] bytes).
@@ -88,13 +92,11 @@ impl HandlerError {
 
 impl<E: fmt::Display + 'static> From<E> for HandlerError {
     fn from(error: E) -> Self {
-        let mut this = Self::from_display(&error);
         let any: &dyn Any = &error;
-        this.abort = matches!(
-            any.downcast_ref::<StreamError>(),
-            Some(StreamError::Aborted | StreamError::ConnectionClosed)
-        );
-        this
+        match any.downcast_ref::<StreamError>() {
+            Some(stream) => Self::from_stream(*stream),
+            None => Self::from_display(&error),
+        }
     }
 }
 
@@ -104,7 +106,7 @@ impl fmt::Debug for HandlerError {
     }
 }
 
-/// A `fmt::Write` into a fixed buffer that keeps whole characters and notes a cut.
+/// A writer into a fixed buffer that keeps whole characters and notes a cut.
 struct Text {
     buf: [u8; HANDLER_ERROR_CAPACITY],
     len: usize,
@@ -112,24 +114,14 @@ struct Text {
 }
 
 impl Text {
-    /// Ends the text with `...`, replacing whole characters as needed.
-    fn mark_cut(&mut self) {
-        while self.len + 3 > HANDLER_ERROR_CAPACITY || !self.at_boundary() {
-            self.len -= 1;
-        }
-        self.buf[self.len..self.len + 3].copy_from_slice(b"...");
-        self.len += 3;
+    fn new() -> Self {
+        Self { buf: [0; HANDLER_ERROR_CAPACITY], len: 0, cut: false }
     }
 
-    fn at_boundary(&self) -> bool {
-        self.len == 0 || (self.buf[self.len] & 0xC0) != 0x80
-    }
-}
-
-impl fmt::Write for Text {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
+    /// Appends what fits of `s`, whole characters only.
+    fn push(&mut self, s: &str) {
         if self.cut {
-            return Ok(());
+            return;
         }
         let room = HANDLER_ERROR_CAPACITY - self.len;
         let mut take = s.len().min(room);
@@ -141,6 +133,29 @@ impl fmt::Write for Text {
         if take < s.len() {
             self.cut = true;
         }
+    }
+
+    /// The error, its text ending with `...` if it was cut.
+    fn finish(mut self, abort: bool) -> HandlerError {
+        if self.cut {
+            // Replaces whole characters as needed.
+            while self.len + 3 > HANDLER_ERROR_CAPACITY || !self.at_boundary() {
+                self.len -= 1;
+            }
+            self.buf[self.len..self.len + 3].copy_from_slice(b"...");
+            self.len += 3;
+        }
+        HandlerError { text: self.buf, len: self.len as u8, abort }
+    }
+
+    fn at_boundary(&self) -> bool {
+        self.len == 0 || (self.buf[self.len] & 0xC0) != 0x80
+    }
+}
+
+impl fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s);
         Ok(())
     }
 }

@@ -19,7 +19,7 @@
 //! | output buffer | `OUT` (default 4096) |
 //! | params store | `PARAMS` × `REQS` (default 4096 × 1) |
 //! | slot state | about 150 × `REQS` |
-//! | driver future | about 1.7 KiB for a hello handler on x86_64, plus whatever the handler's own future holds (the `sizes` test prints it) |
+//! | driver future | about 1.1 KiB for a hello handler on x86_64, plus whatever the handler's own future holds (the `sizes` test prints it) |
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -47,7 +47,7 @@ pub use config::{Config, Roles};
 pub use conn::{ConnectionStatus, MIN_INPUT, MIN_OUTPUT};
 pub use drive::{Park, Spin, serve_blocking, serve_connection};
 pub use error::{ConnectionError, ProtocolError, StreamError};
-pub use handler::{DataReader, Handler, Request, Response, Stderr};
+pub use handler::{DataReader, Handler, Request, Response, Stderr, WriteAll};
 pub use handler_error::{HANDLER_ERROR_CAPACITY, HandlerError};
 pub use handler_fn::{FnHandler, handler_fn};
 pub use params::{ArenaBytes, Params, ParamsIter};

@@ -53,31 +53,42 @@ pub(crate) struct TimedReader<'s, 'c> {
     pub(crate) inner: TcpReader<'s>,
     pub(crate) status: &'c ConnectionStatus,
     pub(crate) limits: &'c Limits,
-    /// Since when the connection has had no request, as first seen by a read.
-    idle_since: Option<Instant>,
-    /// Since when some request has been in its head, as first seen by a read.
-    head_since: Option<Instant>,
+    /// What the connection was doing at the last read: idle, in a head, or busy.
+    phase: Phase,
+    /// Since when it has been doing that, as first seen by a read.
+    since: Instant,
+}
+
+/// What a connection is doing, as far as its timeouts go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No request: `idle_timeout` applies.
+    Idle,
+    /// Some request's params have not all arrived: `head_timeout` applies.
+    Head,
+    /// Requests are being served: no read timeout.
+    Busy,
 }
 
 impl<'s, 'c> TimedReader<'s, 'c> {
     pub(crate) fn new(inner: TcpReader<'s>, status: &'c ConnectionStatus, limits: &'c Limits) -> Self {
-        Self { inner, status, limits, idle_since: Some(Instant::now()), head_since: None }
+        Self { inner, status, limits, phase: Phase::Idle, since: Instant::now() }
     }
 
     /// The instant this connection times out in its current state, if it can.
     fn deadline(&mut self) -> Option<Instant> {
-        let now = Instant::now();
-        if self.status.requests_in_head() > 0 {
-            self.idle_since = None;
-            Some(*self.head_since.get_or_insert(now) + self.limits.head_timeout)
+        let (phase, timeout) = if self.status.requests_in_head() > 0 {
+            (Phase::Head, Some(self.limits.head_timeout))
         } else if self.status.active_requests() == 0 {
-            self.head_since = None;
-            Some(*self.idle_since.get_or_insert(now) + self.limits.idle_timeout)
+            (Phase::Idle, Some(self.limits.idle_timeout))
         } else {
-            self.idle_since = None;
-            self.head_since = None;
-            None
+            (Phase::Busy, None)
+        };
+        if phase != self.phase {
+            self.phase = phase;
+            self.since = Instant::now();
         }
+        timeout.map(|timeout| self.since + timeout)
     }
 }
 
@@ -85,19 +96,24 @@ impl ErrorType for TimedReader<'_, '_> {
     type Error = IoError;
 }
 
+// The I/O methods are not `async fn`s: their futures would hold the arguments twice (as
+// passed, and moved into the body); the blocks hold them once.
+#[allow(clippy::manual_async_fn)]
 impl Read for TimedReader<'_, '_> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
-        loop {
-            let check = Instant::now() + self.limits.check_interval;
-            let wake = match self.deadline() {
-                Some(deadline) if deadline <= Instant::now() => return Err(IoError::TimedOut),
-                Some(deadline) => deadline.min(check),
-                None => check,
-            };
-            // A TcpReader read takes no bytes until it completes, so dropping it is safe.
-            match select(self.inner.read(buf), Timer::at(wake)).await {
-                Either::First(result) => return Ok(result?),
-                Either::Second(()) => continue,
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, IoError>> {
+        async move {
+            loop {
+                let check = Instant::now() + self.limits.check_interval;
+                let wake = match self.deadline() {
+                    Some(deadline) if deadline <= Instant::now() => return Err(IoError::TimedOut),
+                    Some(deadline) => deadline.min(check),
+                    None => check,
+                };
+                // A TcpReader read takes no bytes until it completes, so dropping it is safe.
+                match select(self.inner.read(buf), Timer::at(wake)).await {
+                    Either::First(result) => return Ok(result?),
+                    Either::Second(()) => continue,
+                }
             }
         }
     }
@@ -110,12 +126,13 @@ impl ErrorType for SocketWriter<'_> {
     type Error = IoError;
 }
 
+#[allow(clippy::manual_async_fn)]
 impl Write for SocketWriter<'_> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, IoError> {
-        Ok(self.0.write(buf).await?)
+    fn write(&mut self, buf: &[u8]) -> impl Future<Output = Result<usize, IoError>> {
+        async move { Ok(self.0.write(buf).await?) }
     }
 
-    async fn flush(&mut self) -> Result<(), IoError> {
-        Ok(self.0.flush().await?)
+    fn flush(&mut self) -> impl Future<Output = Result<(), IoError>> {
+        async move { Ok(self.0.flush().await?) }
     }
 }

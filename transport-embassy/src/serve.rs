@@ -71,32 +71,37 @@ where
 /// (the web server closed, or a request without keep-conn is answered) or a timeout with
 /// a FIN and a drain of at most `close_linger`; after a reset or a protocol error with a
 /// reset. The socket is closed when this returns and may accept again.
-pub async fn serve_accepted<H, B>(
+// Not an `async fn`: its future would hold the arguments twice (as passed, and moved into
+// the body); the block holds them once.
+#[allow(clippy::manual_async_fn)]
+pub fn serve_accepted<H, B>(
     socket: &mut TcpSocket<'_>,
     handler: &H,
     buffers: &mut B,
     config: &Config,
     limits: &Limits,
-) -> Result<(), ConnectionError<IoError>>
+) -> impl Future<Output = Result<(), ConnectionError<IoError>>>
 where
     H: Handler,
     B: ConnectionBuffers,
 {
-    let status = ConnectionStatus::new();
-    let result = {
-        let (reader, writer) = socket.split();
-        let reader = TimedReader::new(reader, &status, limits);
-        serve_connection(reader, SocketWriter(writer), handler, buffers, config, &status).await
-    };
-    // A timeout closes like the end of a connection: the peer did nothing wrong that a
-    // reset should report, and a web server sees a FIN on an idle connection at once.
-    let graceful = matches!(result, Ok(()) | Err(ConnectionError::Read(IoError::TimedOut)));
-    if !(graceful && close_gracefully(socket, limits).await) {
-        socket.abort();
+    async move {
+        let status = ConnectionStatus::new();
+        let result = {
+            let (reader, writer) = socket.split();
+            let reader = TimedReader::new(reader, &status, limits);
+            serve_connection(reader, SocketWriter(writer), handler, buffers, config, &status).await
+        };
+        // A timeout closes like the end of a connection: the peer did nothing wrong that a
+        // reset should report, and a web server sees a FIN on an idle connection at once.
+        let graceful = matches!(result, Ok(()) | Err(ConnectionError::Read(IoError::TimedOut)));
+        if !(graceful && close_gracefully(socket, limits).await) {
+            socket.abort();
+        }
+        // Sends what is still queued (the FIN or the reset) before the socket is dropped.
+        let _ = with_timeout(limits.close_linger, socket.flush()).await;
+        result
     }
-    // Sends what is still queued (the FIN or the reset) before the socket is dropped.
-    let _ = with_timeout(limits.close_linger, socket.flush()).await;
-    result
 }
 
 /// Sends a FIN after the unsent output, then throws away what the peer still sends until

@@ -5,8 +5,6 @@ use core::cell::Cell;
 use core::fmt;
 use std::vec;
 
-use embedded_io_async::Write;
-
 use super::client::*;
 use crate::{HandlerError, Request, Response, StreamError, handler_fn};
 

@@ -2,7 +2,7 @@
 
 use std::vec::Vec;
 
-use embedded_io_async::{Read, Write};
+use embedded_io_async::Read;
 
 use crate::{Handler, HandlerError, Request, Response, StreamError};
 

@@ -25,7 +25,6 @@ mod render;
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use ember_fcgi_core::embedded_io_async::Write as _;
 use ember_fcgi_core::{Handler, HandlerError, Request, Response, StreamError};
 
 pub use render::{Format, METRIC_PREFIX};

@@ -17,38 +17,45 @@ pub struct Echo {
 
 impl Handler for Echo {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-        let params = req.params();
-        let (mut digits, mut accepted) = ([0u8; 10], [0u8; 10]);
-        let count = decimal(params.len(), &mut digits);
-        let accepted = decimal(self.stats.snapshot().accepted as usize, &mut accepted);
-        let headers = [
-            ("X-Keep-Conn", if req.keep_conn() { "1" } else { "0" }),
-            ("X-Accepted", accepted),
-            ("Content-Type", "text/plain"),
-            ("X-Method", params.request_method().unwrap_or("")),
-            ("X-Query", params.query_string()),
-            ("X-Params", count),
-        ];
-        res.send_head(200, &headers).await?;
+        // Each step in a block of its own, so that what one step holds across its awaits
+        // (the headers, the hash state) does not stay in the future for the next ones.
+        {
+            let params = req.params();
+            let (mut digits, mut accepted) = ([0u8; 10], [0u8; 10]);
+            let count = decimal(params.len(), &mut digits);
+            let accepted = decimal(self.stats.snapshot().accepted as usize, &mut accepted);
+            let headers = [
+                ("X-Keep-Conn", if req.keep_conn() { "1" } else { "0" }),
+                ("X-Accepted", accepted),
+                ("Content-Type", "text/plain"),
+                ("X-Method", params.request_method().unwrap_or("")),
+                ("X-Query", params.query_string()),
+                ("X-Params", count),
+            ];
+            res.send_head(200, &headers).await?;
+        }
         // The whole body is read before the answer: nginx does not read a response while
         // it still sends the request body, so echoing a large body back would stall.
-        let mut sha = Sha256::new();
-        let mut length = 0usize;
-        let mut buf = [0u8; 64];
-        loop {
-            match req.read(&mut buf).await? {
-                0 => break,
-                n => {
-                    sha.update(&buf[..n]);
-                    length += n;
+        let (length, digest) = {
+            let mut sha = Sha256::new();
+            let mut length = 0usize;
+            let mut buf = [0u8; 64];
+            loop {
+                match req.read(&mut buf).await? {
+                    0 => break,
+                    n => {
+                        sha.update(&buf[..n]);
+                        length += n;
+                    }
                 }
             }
-        }
+            (length, hex(&sha.finalize().into()))
+        };
         let mut digits = [0u8; 10];
         res.write_all(b"STDIN-LENGTH=").await?;
         res.write_all(decimal(length, &mut digits).as_bytes()).await?;
         res.write_all(b"\nSTDIN-SHA256=").await?;
-        res.write_all(&hex(&sha.finalize().into())).await?;
+        res.write_all(&digest).await?;
         res.write_all(b"\n").await?;
         Ok(())
     }
