@@ -75,6 +75,7 @@ async fn main(spawner: Spawner) {
         Ok(nic) => nic,
         Err(e) => board::fail(&e),
     };
+    let mac = nic.mac();
     let (stack, runner) =
         embassy_net::new(nic, board::net_config(), RESOURCES.init(StackResources::new()), board::SEED);
     match net_task(runner) {
@@ -87,5 +88,13 @@ async fn main(spawner: Spawner) {
             Err(e) => board::fail(&e),
         }
     }
-    log!("tcp-echo firmware: echo on {}:{} with {} connections", board::ADDRESS, PORT, CONNS);
+    // The same start-up line as the FastCGI firmware's (MAC included), so the flash
+    // difference between the two is FastCGI's alone.
+    log!(
+        "tcp-echo firmware: mac {:02x?}, echo on {}:{} with {} connections",
+        mac,
+        board::ADDRESS,
+        PORT,
+        CONNS
+    );
 }
