@@ -27,7 +27,7 @@ use core::task::{Context, Poll, Waker};
 
 use crate::buffers::Memory;
 use crate::config::Config;
-use crate::error::{ProtocolError, StreamError};
+use crate::error::{ProtocolError, StreamError, decimal};
 use crate::params::{Arena, parse_decimal};
 use crate::wire::body::{BeginRequestBody, EndRequestBody, ProtocolStatus, Role, UnknownTypeBody};
 use crate::wire::header::{HEADER_LEN, Header, MAX_CONTENT_LEN, RecordType, VERSION_1};
@@ -428,11 +428,11 @@ pub(crate) struct ConnState<'b, 'p> {
     body_total: u64,
     eof: bool,
     closing: bool,
-    io_failed: bool,
     /// A copy of `status.is_expired()`, taken when the driver is polled and when a request
     /// closes (read on every parsing step, so kept beside the other flags).
     expired: bool,
-    /// `failure.is_some() || io_failed || expired`, kept as one flag for the hot checks.
+    /// The connection is over: a protocol failure (`failure`), a failed read or write, or
+    /// `expired`; one flag, read by the hot checks.
     stopped: bool,
     pub(crate) failure: Option<ProtocolError>,
     pub(crate) progress: u32,
@@ -477,7 +477,6 @@ impl<'b, 'p> ConnState<'b, 'p> {
             body_total: 0,
             eof: false,
             closing: false,
-            io_failed: false,
             expired: false,
             stopped: false,
             failure: None,
@@ -646,7 +645,6 @@ impl<'b, 'p> ConnState<'b, 'p> {
         if let Some(buf) = buf {
             self.input = Some(buf);
         }
-        self.io_failed = true;
         self.stopped = true;
         self.progress = self.progress.wrapping_add(1);
         self.wake_all();
@@ -1430,10 +1428,10 @@ impl<'b, 'p> ConnState<'b, 'p> {
             if asked & (1 << k) == 0 {
                 continue;
             }
-            let mut digits = [0u8; 10];
-            let digits = format_u32(value, &mut digits);
+            let mut digits = [0u8; 20];
+            let digits = decimal(u64::from(value), &mut digits);
             // The three names and 10-digit values always fit MIN_OUTPUT.
-            if let Ok(n) = encode_pair(name, digits, &mut out[at..]) {
+            if let Ok(n) = encode_pair(name, digits.as_bytes(), &mut out[at..]) {
                 at += n;
             }
         }
@@ -1478,30 +1476,4 @@ fn ring_pop(window: &[u8], at: &mut usize, len: &mut usize, out: &mut [u8]) -> u
 
 fn after_content(padding: u8) -> Parse {
     if padding == 0 { NEW_HEADER } else { Parse::Padding { left: padding } }
-}
-
-/// Formats `value` in decimal into `buf`, returning the digits.
-pub(crate) fn format_u32(mut value: u32, buf: &mut [u8; 10]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
-#[cfg(test)]
-mod test {
-    use super::*;
-
-    #[test]
-    fn test_format_u32() {
-        let mut b = [0; 10];
-        assert_eq!(format_u32(0, &mut b), b"0");
-        assert_eq!(format_u32(1024, &mut b), b"1024");
-        assert_eq!(format_u32(u32::MAX, &mut b), b"4294967295");
-    }
 }
