@@ -22,7 +22,9 @@
 # head (the usual params and an 8 KiB cookie, params not ended), to measure the memory of
 # busy connections. --ref-bin points at another build of the hello example (e.g. the
 # previous release, built from a git worktree) and adds servers mio-ref and smol-ref, so
-# old and new are compared in the same run. With the defaults it takes about 7 minutes.
+# old and new are compared in the same run. --servers may also name smol-serve
+# (`fcgi-smol-serve`: smol's `Server::serve()` in `smol::block_on`, every wake-up through
+# async-io). With the defaults it takes about 7 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -92,7 +94,7 @@ if [ "$BUILD" = 1 ]; then
     cargo build --release -p ember-fcgi-bench --bins
     cargo build --release --example hello
 fi
-for b in fcgi-load fcgi-baseline fcgi-idle examples/hello; do
+for b in fcgi-load fcgi-baseline fcgi-idle fcgi-smol-serve examples/hello; do
     [ -x "$BIN/$b" ] || { echo "bench.sh: $BIN/$b not found (build first, or drop --no-build)" >&2; exit 1; }
 done
 
@@ -105,6 +107,7 @@ server_cmd() {
         smol) echo "$BIN/examples/hello --transport smol --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
         mio-ref) echo "$REF_BIN --transport mio --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
         smol-ref) echo "$REF_BIN --transport smol --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
+        smol-serve) echo "$BIN/fcgi-smol-serve --listen 127.0.0.1:0" ;;
         *) echo "bench.sh: unknown server $1" >&2; exit 2 ;;
     esac
 }

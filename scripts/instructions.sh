@@ -3,8 +3,9 @@
 # - engine: `fcgi-engine`, the protocol engine alone over in-memory I/O (hello handler,
 #   25 nginx params, keep-conn, one request per read);
 # - mio, smol: the hello example on each transport, loaded by fcgi-load over loopback with
-#   64 keep-conn connections (the count moves by about 2% from run to run with how events
-#   batch).
+#   1 and with 64 keep-conn connections (the count moves by a few percent from run to run
+#   with how events batch, and under valgrind a resting connection's request memory is
+#   recalled every few requests rather than every few hundred).
 # Each figure is the difference of a run with N + 10,000 requests and one with N, divided
 # by 10,000, so start-up costs cancel out.
 #
@@ -41,19 +42,19 @@ engine() {
     total "$work/cg"
 }
 
-# server BIN TRANSPORT [ARGS...]: instructions of the hello server BIN while it serves
-# $REQUESTS requests.
+# server BIN TRANSPORT CONNECTIONS [ARGS...]: instructions of the hello server BIN while
+# it serves $REQUESTS requests (none of them warm-up: every request is counted).
 server() {
     local port=$((20000 + RANDOM % 20000)) pid
     valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$1" --transport "$2" \
-        --listen "127.0.0.1:$port" "${@:3}" >/dev/null 2>&1 &
+        --listen "127.0.0.1:$port" "${@:4}" >/dev/null 2>&1 &
     pid=$!
     for _ in $(seq 200); do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
         sleep 0.1
     done
-    "$TARGET/release/fcgi-load" --connect "127.0.0.1:$port" --connections 64 --keep-conn \
-        --requests "$REQUESTS" >/dev/null
+    "$TARGET/release/fcgi-load" --connect "127.0.0.1:$port" --connections "$3" --keep-conn \
+        --warmup 0 --requests "$REQUESTS" >/dev/null
     kill -INT "$pid"
     wait "$pid" || true
     total "$work/cg"
@@ -72,6 +73,8 @@ echo "|---|---:|"
 echo "| engine | $(per_request engine "$TARGET/release/fcgi-engine") |"
 [ -n "$REF_ENGINE" ] && echo "| engine, $REF_ENGINE | $(per_request engine "$REF_ENGINE") |"
 for transport in mio smol; do
-    echo "| hello on $transport, 64 connections | $(per_request server "$TARGET/release/examples/hello" "$transport" --log off) |"
-    [ -n "$REF_HELLO" ] && echo "| hello on $transport, $REF_HELLO | $(per_request server "$REF_HELLO" "$transport") |"
+    for conns in 1 64; do
+        echo "| hello on $transport, $conns connection(s) | $(per_request server "$TARGET/release/examples/hello" "$transport" "$conns" --log off) |"
+        [ -n "$REF_HELLO" ] && echo "| hello on $transport, $conns connection(s), $REF_HELLO | $(per_request server "$REF_HELLO" "$transport" "$conns") |"
+    done
 done

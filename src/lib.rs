@@ -1,6 +1,7 @@
 //! ember-fcgi: a FastCGI responder toolkit with a `no_std`, allocation-free protocol core
 //! and two servers that run the same handler: [`mio`] (one thread, one readiness loop) and
-//! [`smol`] (tasks on the smol executor).
+//! [`smol`] (handlers may await any smol async work; its loops run on a thread of their
+//! own, or as a future on your smol executor).
 //!
 //! ```no_run
 //! use ember_fcgi::prelude::*;
@@ -33,7 +34,7 @@ pub use ember_fcgi_host as host;
 /// The single-threaded mio readiness-loop server.
 #[cfg(feature = "mio")]
 pub use ember_fcgi_mio as mio;
-/// The smol executor server.
+/// The server for smol applications: handlers may await timers, files, sockets.
 #[cfg(feature = "smol")]
 pub use ember_fcgi_smol as smol;
 

@@ -1,4 +1,5 @@
-//! End-to-end: fcgi-load against fcgi-baseline over TCP and Unix sockets.
+//! End-to-end: fcgi-load against fcgi-baseline over TCP and Unix sockets, and against
+//! fcgi-smol-serve (the smol transport's `serve()` path that bench.sh compares with `run`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -11,17 +12,49 @@ struct Server {
 }
 
 impl Server {
+    /// Starts fcgi-baseline (it says where it listens on stdout).
     fn start(listen: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fcgi-baseline"))
             .args(["--listen", listen])
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn fcgi-baseline");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on ").expect("listening line").to_string();
+        let addr = listening_on(child.stdout.take().unwrap());
         Server { child, addr }
     }
+
+    /// Starts fcgi-smol-serve (it says where it listens on stderr).
+    fn start_smol_serve() -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fcgi-smol-serve"))
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn fcgi-smol-serve");
+        let addr = listening_on(child.stderr.take().unwrap());
+        Server { child, addr }
+    }
+
+    /// Sends SIGTERM and waits (up to 5 s) for a successful exit.
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "server ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{status:?}");
+    }
+}
+
+/// The address of a `listening on ADDR` first line.
+fn listening_on(output: impl std::io::Read) -> String {
+    let mut line = String::new();
+    BufReader::new(output).read_line(&mut line).unwrap();
+    line.trim().strip_prefix("listening on ").expect("listening line").to_string()
 }
 
 impl Drop for Server {
@@ -92,18 +125,16 @@ fn unix_socket_and_sigterm() {
     let mut s = Server::start(&format!("unix:{}", path.display()));
     assert_clean(&s.addr, &["--requests", "200", "--connections", "2"], 200);
     assert_clean(&s.addr, &["--no-keep-conn", "--requests", "100"], 100);
-    let pid = s.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "server ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status:?}");
+    s.terminate();
     let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn smol_serve_answers_and_stops_on_sigterm() {
+    let mut s = Server::start_smol_serve();
+    assert_clean(&s.addr, &["--requests", "500", "--connections", "4"], 500);
+    assert_clean(&s.addr, &["--no-keep-conn", "--requests", "100"], 100);
+    s.terminate();
 }
 
 #[test]

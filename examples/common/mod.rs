@@ -20,7 +20,8 @@ use ember_fcgi::host::{BindError, Limits, Listen, Listener};
 pub enum Transport {
     /// `ember_fcgi::mio`: one thread, one readiness loop.
     Mio,
-    /// `ember_fcgi::smol`: tasks on the smol executor; handlers may await other async work.
+    /// `ember_fcgi::smol`: the same runtime on a `polling` poller; handlers may await any
+    /// smol async work.
     Smol,
 }
 

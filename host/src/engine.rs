@@ -1,7 +1,9 @@
 //! One connection's engine on a server: the core driver over request memory borrowed from
-//! the loop's [`BufferPool`] only while requests are in flight, and the application's
-//! handler behind a guard that counts requests and turns panics into errors.
+//! the loop's [`BufferPool`] while requests are in flight (and until the loop recalls it,
+//! a moment after: [`Lease`]), and the application's handler behind a guard that counts
+//! requests and turns panics into errors.
 
+use std::cell::Cell;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -42,39 +44,72 @@ impl<H> Clone for EngineCtx<'_, H> {
 
 impl<H> Copy for EngineCtx<'_, H> {}
 
-/// Boxes the engine of one connection, with as many request slots as the pool's
-/// capacities ask for (1; up to 8; up to 32: each its own future type, so a connection
-/// never carries slots it cannot use). `readable` says whether the socket may have input
-/// (or EOF, or an error, or the transport wants the engine to look: e.g. it is closing);
-/// the transport polls the future again whenever that may have changed.
-pub fn boxed_engine<'a, R, W, H>(
-    reader: R,
-    writer: W,
-    readable: impl Fn() -> bool + 'a,
-    status: &'a ConnectionStatus,
-    ctx: EngineCtx<'a, H>,
-) -> ConnFuture<'a>
-where
-    R: Read<Error = io::Error> + 'a,
-    W: Write<Error = io::Error> + 'a,
-    H: Handler + 'a,
-{
-    match ctx.pool.capacities().requests {
-        0 | 1 => Box::pin(serve_pooled::<1, _, _, _>(reader, writer, readable, status, ctx)),
-        2..=8 => Box::pin(serve_pooled::<8, _, _, _>(reader, writer, readable, status, ctx)),
-        _ => Box::pin(serve_pooled::<32, _, _, _>(reader, writer, readable, status, ctx)),
+/// Whether a connection's engine holds a block of request memory, and whether its loop
+/// wants it back. A connection at rest (idle at a record boundary) keeps its block until
+/// recalled, so back-to-back keep-alive requests reuse the driver already laid out in it;
+/// the loop recalls it a moment later (`IdleRelease::memory_after`).
+#[derive(Debug)]
+pub struct Lease {
+    held: Cell<bool>,
+    recalled: Cell<bool>,
+    /// Give the block back as soon as the connection is at rest, without a recall.
+    at_once: bool,
+}
+
+impl Lease {
+    /// A lease whose block goes back as soon as the connection is at rest (`at_once`), or
+    /// when recalled.
+    pub fn new(at_once: bool) -> Self {
+        Self { held: Cell::new(false), recalled: Cell::new(false), at_once }
+    }
+
+    /// Whether the engine holds a block now.
+    pub fn is_held(&self) -> bool {
+        self.held.get()
+    }
+
+    /// Whether the block goes back without a recall.
+    pub fn is_at_once(&self) -> bool {
+        self.at_once
+    }
+
+    /// Asks for the block back: the engine returns it when next polled, if the connection
+    /// is still at rest then (poll it).
+    pub fn recall(&self) {
+        self.recalled.set(true);
+    }
+
+    fn take_recall(&self) -> bool {
+        self.recalled.replace(false) || self.at_once
+    }
+}
+
+/// Marks a [`Lease`] held while it lives (however the engine ends).
+struct Held<'l>(&'l Lease);
+
+impl<'l> Held<'l> {
+    fn new(lease: &'l Lease) -> Self {
+        lease.held.set(true);
+        Self(lease)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.held.set(false);
     }
 }
 
 /// Serves a connection: waits until it is readable, borrows a block from the pool, runs the
-/// core driver until the connection is idle at a record boundary again
-/// ([`ConnectionStatus::is_idle_at_boundary`]), returns the block, and starts over. An
-/// idle keep-alive connection so holds no request memory, and steady state allocates
-/// nothing (the pool lends the same blocks again).
+/// core driver in it until the connection is at rest (idle at a record boundary,
+/// [`ConnectionStatus::is_idle_at_boundary`]) and the block is recalled (see [`Lease`]),
+/// returns the block, and starts over. An idle keep-alive connection so holds no request
+/// memory, and steady state allocates nothing (the pool lends the same blocks again).
 pub async fn serve_pooled<const N: usize, R, W, H>(
     mut reader: R,
     mut writer: W,
     readable: impl Fn() -> bool,
+    lease: &Lease,
     status: &ConnectionStatus,
     ctx: EngineCtx<'_, H>,
 ) -> ConnResult
@@ -87,7 +122,8 @@ where
     let handler = Guarded { handler: ctx.handler, counters: ctx.counters, status };
     loop {
         poll_fn(|_| if readable() { Poll::Ready(()) } else { Poll::Pending }).await;
-        let mut block = ctx.pool.take();
+        let mut block = ctx.pool.lend();
+        let _held = Held::new(lease);
         let outcome = match SliceBuffers::<N>::new(&mut block, ctx.pool.capacities()) {
             Ok(mut buffers) => {
                 let mut serving = pin!(serve_connection(
@@ -100,7 +136,8 @@ where
                 ));
                 poll_fn(|cx| match serving.as_mut().poll(cx) {
                     Poll::Ready(result) => Poll::Ready(Some(result)),
-                    Poll::Pending if status.is_idle_at_boundary() => Poll::Ready(None),
+                    // A recall that finds the connection busy again is dropped.
+                    Poll::Pending if lease.take_recall() && status.is_idle_at_boundary() => Poll::Ready(None),
                     Poll::Pending => Poll::Pending,
                 })
                 .await
@@ -108,7 +145,6 @@ where
             // The transports check the capacities when they start; close if not.
             Err(_) => Some(Ok(())),
         };
-        ctx.pool.put(block);
         if let Some(result) = outcome {
             return result;
         }

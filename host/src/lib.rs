@@ -27,6 +27,6 @@ pub use allow::WebServerAddrs;
 pub use limits::{Limits, deadline};
 pub use listen::{BindError, Listen, Listener, ParseListenError, inherited_fastcgi_socket};
 pub use park::ThreadPark;
-pub use pool::BufferPool;
+pub use pool::{BufferPool, Lent};
 pub use systemd::{SystemdError, SystemdSocket, systemd_sockets};
 pub use watch::{Wait, Watch};

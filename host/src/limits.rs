@@ -13,7 +13,8 @@ pub struct Limits {
     pub protocol: Config,
     /// Memory of one busy connection: buffers, params store, body windows and requests
     /// per connection (see [`Capacities`]); taken from a pool when a request begins and
-    /// returned when the connection is idle again. Default: [`Limits::SERVER_CAPACITIES`].
+    /// returned soon after the connection is idle again (`IdleRelease::memory_after`).
+    /// Default: [`Limits::SERVER_CAPACITIES`].
     pub capacities: Capacities,
     /// Connections served at once; one more is accepted and closed at once. Default 1024.
     pub max_connections: usize,

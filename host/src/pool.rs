@@ -3,6 +3,7 @@
 //! follows work and steady state allocates nothing.
 
 use std::cell::{Cell, RefCell};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -49,20 +50,22 @@ impl BufferPool {
     }
 
     /// Lends a block: a free one, or a new one (zeroed by the allocator, so its pages cost
-    /// nothing until used).
-    pub fn take(&self) -> Box<[u8]> {
+    /// nothing until used). It comes back when the [`Lent`] is dropped, however its
+    /// connection ends.
+    pub fn lend(&self) -> Lent<'_> {
         self.lent.set(self.lent.get() + 1);
         self.counters.memory_lent.fetch_add(self.bytes(), Ordering::Relaxed);
-        if let Some(block) = self.free.borrow_mut().pop() {
-            return block;
-        }
-        self.allocated.set(self.allocated.get() + 1);
-        self.counters.memory_allocated.fetch_add(self.bytes(), Ordering::Relaxed);
-        vec![0u8; self.block_bytes].into_boxed_slice()
+        let free = self.free.borrow_mut().pop();
+        let block = free.unwrap_or_else(|| {
+            self.allocated.set(self.allocated.get() + 1);
+            self.counters.memory_allocated.fetch_add(self.bytes(), Ordering::Relaxed);
+            vec![0u8; self.block_bytes].into_boxed_slice()
+        });
+        Lent { pool: self, block }
     }
 
     /// Takes a block back.
-    pub fn put(&self, block: Box<[u8]>) {
+    fn put(&self, block: Box<[u8]>) {
         self.lent.set(self.lent.get().saturating_sub(1));
         self.counters.memory_lent.fetch_sub(self.bytes(), Ordering::Relaxed);
         self.free.borrow_mut().push(block);
@@ -79,9 +82,67 @@ impl BufferPool {
     }
 }
 
+/// A block lent by a [`BufferPool`]; dropping it gives it back (also when a connection's
+/// engine is dropped in the middle of a request: a timeout, a shutdown).
+#[derive(Debug)]
+pub struct Lent<'p> {
+    pool: &'p BufferPool,
+    block: Box<[u8]>,
+}
+
+impl Deref for Lent<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.block
+    }
+}
+
+impl DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.block
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        // An empty boxed slice does not allocate.
+        self.pool.put(std::mem::take(&mut self.block));
+    }
+}
+
 impl Drop for BufferPool {
     fn drop(&mut self) {
         let free = self.free.get_mut().len() as u64;
         self.counters.memory_allocated.fetch_sub(free * self.bytes(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> BufferPool {
+        let capacities = Capacities { input: 1024, output: 1024, params: 2048, window: 512, requests: 2 };
+        BufferPool::new(capacities, 4, Arc::default())
+    }
+
+    #[test]
+    fn a_dropped_lease_returns_its_block() {
+        let pool = pool();
+        let bytes = pool.capacities().memory_bytes();
+        let first = pool.lend();
+        assert_eq!(first.len(), bytes);
+        let at = first.as_ptr();
+        drop(first);
+        assert_eq!((pool.lent_bytes(), pool.allocated_bytes()), (0, bytes));
+        // The same block again: nothing new allocated.
+        let again = pool.lend();
+        assert_eq!((again.as_ptr(), pool.lent_bytes(), pool.allocated_bytes()), (at, bytes, bytes));
+        let second = pool.lend();
+        assert_eq!((pool.lent_bytes(), pool.allocated_bytes()), (2 * bytes, 2 * bytes));
+        drop((again, second));
+        assert_eq!(pool.lent_bytes(), 0);
+        assert_eq!(pool.counters.memory_lent.load(Ordering::Relaxed), 0);
+        assert_eq!(pool.counters.memory_allocated.load(Ordering::Relaxed), 2 * bytes as u64);
     }
 }

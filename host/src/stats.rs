@@ -23,7 +23,8 @@ pub struct Counters {
     pub handler_panics: AtomicU64,
     pub requests: AtomicU64,
     pub requests_aborted: AtomicU64,
-    /// Request memory lent to busy connections now (bytes).
+    /// Request memory lent to connections now (busy, or idle for less than
+    /// `IdleRelease::memory_after`), in bytes.
     pub memory_lent: AtomicU64,
     /// Request memory allocated by the pools (lent or free, bytes).
     pub memory_allocated: AtomicU64,
@@ -125,7 +126,8 @@ pub struct StatsSnapshot {
     pub requests: u64,
     /// Of those, requests the web server aborted (or whose connection failed).
     pub requests_aborted: u64,
-    /// Request memory lent to busy connections now (bytes).
+    /// Request memory lent to connections now (busy, or idle for less than
+    /// `IdleRelease::memory_after`), in bytes.
     pub memory_lent: u64,
     /// Request memory the pools hold, lent or free (bytes); at most `Limits::memory_bound`.
     pub memory_allocated: u64,
@@ -317,7 +319,12 @@ impl StatsSnapshot {
                 self.memory_per_connection,
             ),
             f("memory_request_bytes", Gauge, "Request memory of one busy connection.", self.request_memory),
-            f("memory_lent_bytes", Gauge, "Request memory lent to busy connections now.", self.memory_lent),
+            f(
+                "memory_lent_bytes",
+                Gauge,
+                "Request memory lent to connections now (busy or just idle).",
+                self.memory_lent,
+            ),
             f(
                 "memory_allocated_bytes",
                 Gauge,

@@ -282,6 +282,9 @@ pub struct Snapshot {
     pub handler_panics: u64,
     pub requests: u64,
     pub requests_aborted: u64,
+    /// Request memory lent to connections now, and held by the pool (lent or free).
+    pub memory_lent: u64,
+    pub memory_allocated: u64,
 }
 
 macro_rules! snapshot_from {
@@ -299,6 +302,8 @@ macro_rules! snapshot_from {
             handler_panics: s.handler_panics,
             requests: s.requests,
             requests_aborted: s.requests_aborted,
+            memory_lent: s.memory_lent,
+            memory_allocated: s.memory_allocated,
         }
     }};
 }
@@ -432,7 +437,13 @@ impl Running {
         assert_eq!((reply.protocol_status, reply.body_str()), (REQUEST_COMPLETE, "hello again\n".to_owned()));
         assert!(c.closed_by_server(), "the server closes after a request without KEEP_CONN");
         drop(c);
-        self.wait_open(open)
+        let s = self.wait_open(open);
+        if open > 0 {
+            return s;
+        }
+        // Every connection is gone: its request memory is back in the pool, not lost with
+        // it (a lost block would be allocated again by the next request).
+        self.wait_for("request memory back in the pool", |s| s.memory_lent == 0 && s.memory_allocated > 0)
     }
 }
 

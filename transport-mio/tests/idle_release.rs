@@ -38,7 +38,7 @@ fn an_idle_engine_is_released_and_made_again() {
     static ALLOCS: AtomicU64 = AtomicU64::new(0);
     // Long enough that back-to-back requests never see a release, even on a busy machine.
     const AFTER: Duration = Duration::from_millis(200);
-    let server = counted_server(&ALLOCS, IdleRelease { after: AFTER, keep: 0 });
+    let server = counted_server(&ALLOCS, IdleRelease { after: AFTER, keep: 0, ..IdleRelease::default() });
     let mut c = server.client();
     assert_eq!(c.get("/hello", "one"), "hello one");
     // Back to back: the engine stays.
@@ -94,6 +94,58 @@ fn few_connections_keep_their_engines() {
     drop(clients);
     server.wait_no_connections();
     server.stop();
+}
+
+#[test]
+fn request_memory_goes_back_shortly_after_the_connection_rests() {
+    static ALLOCS: AtomicU64 = AtomicU64::new(0);
+    // Engines are kept: only the request memory comes and goes.
+    let server = counted_server(&ALLOCS, IdleRelease::NEVER);
+    let block = test_limits().capacities.memory_bytes() as u64;
+    let mut c = server.client();
+    assert_eq!(c.get("/hello", "one"), "hello one");
+    // At rest: the block goes back to the pool within a sweep or two (`memory_after`).
+    wait_until("the block back in the pool", || server.snapshot().memory_lent == 0);
+    assert_eq!(server.snapshot().memory_allocated, block);
+    // The next requests borrow the same block again: nothing is allocated.
+    let n = allocations(&ALLOCS, || {
+        for i in 0..20 {
+            assert_eq!(c.get("/hello", &i.to_string()), format!("hello {i}"));
+        }
+    });
+    assert_eq!(n, 0);
+    wait_until("the block back in the pool", || server.snapshot().memory_lent == 0);
+    assert_eq!(server.snapshot().memory_allocated, block);
+    drop(c);
+    server.wait_no_connections();
+    server.stop();
+}
+
+#[test]
+fn memory_after_says_how_long_a_resting_connection_keeps_its_memory() {
+    static ALLOCS: AtomicU64 = AtomicU64::new(0);
+    let block = test_limits().capacities.memory_bytes() as u64;
+    // Never recalled: the connection at rest keeps its block.
+    let kept = counted_server(&ALLOCS, IdleRelease { memory_after: Duration::MAX, ..IdleRelease::NEVER });
+    let mut c = kept.client();
+    assert_eq!(c.get("/hello", "kept"), "hello kept");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!((kept.snapshot().memory_lent, kept.snapshot().memory_allocated), (block, block));
+    // Closing the connection returns it.
+    drop(c);
+    kept.wait_no_connections();
+    wait_until("the block back in the pool", || kept.snapshot().memory_lent == 0);
+    kept.stop();
+    // Zero: it goes back as soon as the connection is at rest, without a sweep.
+    static ALLOCS_ZERO: AtomicU64 = AtomicU64::new(0);
+    let at_once =
+        counted_server(&ALLOCS_ZERO, IdleRelease { memory_after: Duration::ZERO, ..IdleRelease::NEVER });
+    let mut c = at_once.client();
+    assert_eq!(c.get("/hello", "at once"), "hello at once");
+    wait_until("the block back in the pool", || at_once.snapshot().memory_lent == 0);
+    drop(c);
+    at_once.wait_no_connections();
+    at_once.stop();
 }
 
 fn fnv(bytes: &[u8]) -> u64 {

@@ -21,9 +21,9 @@
 //! Memory: a connection is one engine future, boxed when it is accepted, holding the core
 //! driver and the handler's own future, but no buffers: its request memory
 //! ([`Limits::capacities`]) is lent from the loop's pool when a request begins and given
-//! back when the connection is idle again. An engine idle for a while is dropped too, while
-//! many connections are open ([`IdleRelease`]), so ten thousand idle keep-alive connections
-//! cost a few MiB. After that, serving requests allocates nothing with `run` and
+//! back a moment after the connection is idle again ([`IdleRelease::memory_after`]). An
+//! engine idle for a while is dropped too, while many connections are open
+//! ([`IdleRelease`]), so ten thousand idle keep-alive connections cost a few MiB. After that, serving requests allocates nothing with `run` and
 //! `run_threads` (the `no_alloc` test counts 0 allocations in 2000 keep-alive requests).
 //!
 //! The connections are run by the host's connection runtime ([`ember_fcgi_host::runtime`],

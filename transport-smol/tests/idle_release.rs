@@ -14,9 +14,11 @@ const AFTER: Duration = Duration::from_millis(50);
 fn released_server(limits: ember_fcgi_smol::Limits) -> Running {
     let app = TestApp::default();
     let listen = Listen::Tcp("127.0.0.1:0".parse().unwrap());
-    let server = Server::bind(&listen, app.clone(), limits)
-        .expect("bind")
-        .with_idle_release(IdleRelease { after: AFTER, keep: 0 });
+    let server = Server::bind(&listen, app.clone(), limits).expect("bind").with_idle_release(IdleRelease {
+        after: AFTER,
+        keep: 0,
+        ..IdleRelease::default()
+    });
     Running::start(server, app, 0)
 }
 

@@ -32,7 +32,8 @@ pub struct MemoryBudget {
     /// Memory allocated once per loop at start (the scratch buffer, and the binding's own,
     /// e.g. the event buffer of `run`).
     pub fixed: usize,
-    /// Request memory lent to busy connections now (0 before the server runs).
+    /// Request memory lent to connections now, busy or idle for less than
+    /// [`IdleRelease::memory_after`](super::IdleRelease::memory_after) (0 before the server runs).
     pub request_memory_lent: usize,
     /// Request memory the pool holds now, lent or free.
     pub request_memory_allocated: usize,

@@ -57,7 +57,7 @@ where
         pool: &shared.pool,
         config: &shared.config,
     };
-    serve_pooled::<N, _, _, _>(Reader(&io), Writer(&io), || io.may_read(), &io.status, ctx).await
+    serve_pooled::<N, _, _, _>(Reader(&io), Writer(&io), || io.may_read(), &io.lease, &io.status, ctx).await
 }
 
 /// Boxes the engine of a connection, with as many request slots as the capacities ask
@@ -112,8 +112,8 @@ pub(crate) struct Entry<'a, S> {
     pub(crate) io: Rc<ConnIo<S>>,
     /// The engine; `None` while lingering, and while serving when released.
     future: Option<ConnFuture<'a>>,
-    /// Since when the engine has been idle at a record boundary (it exists and said so
-    /// after its last poll).
+    /// Since when the engine has been idle at a record boundary (it exists, said so after
+    /// its last poll, and read no input since).
     rest_since: Option<Instant>,
     wake: Arc<ConnWaker>,
     waker: Waker,
@@ -193,6 +193,23 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
         self.rest_since.and_then(|t| t.checked_add(after))
     }
 
+    /// When the engine's request memory is recalled: `after` past the moment it came to
+    /// rest, if it holds some (and does not give it back by itself).
+    pub(crate) fn memory_recall_at(&self, after: Duration) -> Option<Instant> {
+        let lease = &self.io.lease;
+        if !lease.is_held() || lease.is_at_once() {
+            return None;
+        }
+        self.release_at(after)
+    }
+
+    /// Asks the engine to give its request memory back to the pool, and queues a poll for
+    /// it to do so (if it is still at rest then).
+    pub(crate) fn recall_memory(&self) {
+        self.io.lease.recall();
+        self.wake_later();
+    }
+
     /// Drops the engine (and its buffers) if it is still at rest since `release_at`,
     /// no input is waiting and nothing is queued for it; true if it did.
     pub(crate) fn release_engine(&mut self) -> bool {
@@ -233,10 +250,14 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
     fn track(&mut self, now: Instant) {
         let status = &self.io.status;
         self.watch.observe(status, || now);
-        if status.is_idle_at_boundary() {
-            self.rest_since.get_or_insert(now);
-        } else {
+        let input_seen = self.io.take_input_seen();
+        if !status.is_idle_at_boundary() {
             self.rest_since = None;
+        } else if input_seen {
+            // Served something in this poll and came to rest again.
+            self.rest_since = Some(now);
+        } else {
+            self.rest_since.get_or_insert(now);
         }
     }
 

@@ -25,6 +25,7 @@ use std::task::Poll;
 use embedded_io_async::{ErrorType, Read, Write};
 use ember_fcgi_core::ConnectionStatus;
 
+use crate::engine::Lease;
 use crate::listen::Listener;
 use crate::stats::Counters;
 
@@ -196,12 +197,24 @@ pub(crate) struct ConnIo<S> {
     short_clears: bool,
     /// The server's counters (bytes in and out).
     counters: Arc<Counters>,
+    /// Whether the engine holds request memory, and the runtime's recall of it.
+    pub(crate) lease: Lease,
+    /// Input was read since the runtime last looked ([`Self::take_input_seen`]).
+    input_seen: Cell<bool>,
 }
 
 impl<S: AsRef<Stream>> ConnIo<S> {
-    pub(crate) fn new(socket: S, scratch: Scratch, counters: Arc<Counters>, short_clears: bool) -> Self {
+    pub(crate) fn new(
+        socket: S,
+        scratch: Scratch,
+        counters: Arc<Counters>,
+        short_clears: bool,
+        lease: Lease,
+    ) -> Self {
         Self {
             counters,
+            lease,
+            input_seen: Cell::new(false),
             socket,
             status: ConnectionStatus::new(),
             scratch,
@@ -233,6 +246,11 @@ impl<S: AsRef<Stream>> ConnIo<S> {
         if event.writable {
             self.writable.set(true);
         }
+    }
+
+    /// Whether the engine read input since the last call (so it was not at rest all along).
+    pub(crate) fn take_input_seen(&self) -> bool {
+        self.input_seen.replace(false)
     }
 
     /// Whether a read may find something without waiting for another event.
@@ -324,6 +342,7 @@ impl<S: AsRef<Stream>> Read for Reader<'_, S> {
                             io.readable.set(false);
                         }
                         if n > 0 {
+                            io.input_seen.set(true);
                             return Poll::Ready(Ok(n));
                         }
                         // Only skipped bytes: read on (or wait for more).
