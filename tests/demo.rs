@@ -30,7 +30,11 @@ fn serves_until_interrupted_then_cleans_up() {
     let nginx = support::tools::nginx();
     support::examples_dir(); // built already: the script's own cargo build is a no-op
     let port = free_port();
-    let mut child = Command::new("bash")
+    // SIGINT back to its default for the script: a shell that starts with it ignored (as
+    // a background job of a shell without job control does) cannot trap it, and would
+    // never stop.
+    let mut child = Command::new("env")
+        .args(["--default-signal=INT", "bash"])
         .arg(script())
         .args(["--transport", "smol", "--port", &port.to_string()])
         .env("NGINX", nginx)

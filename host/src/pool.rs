@@ -127,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_lease_returns_its_block() {
+    fn dropping_a_lent_block_returns_it() {
         let pool = pool();
         let bytes = pool.capacities().memory_bytes();
         let first = pool.lend();

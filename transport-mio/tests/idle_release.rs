@@ -1,6 +1,7 @@
 //! `IdleRelease`: the engine of a connection idle at a record boundary is dropped (its
 //! memory returned) and made again, with one allocation, when the connection is readable;
-//! the web server sees no difference. A counting allocator tells when it happened. (Its own
+//! the web server sees no difference; a resting connection's request memory goes back to
+//! the pool after `memory_after`. A counting allocator tells when it happened. (Its own
 //! test binary: a global allocator affects every test in it.)
 
 mod common;

@@ -84,12 +84,12 @@ pub trait Reactor {
 /// A connection takes a block of request memory from its loop's pool when input arrives
 /// and lays the core driver out in it. When the connection comes to rest (no request,
 /// nothing buffered), it keeps the block for [`memory_after`](Self::memory_after), so
-/// back-to-back keep-alive requests reuse the driver (laying it out again costs about 7 %
+/// back-to-back keep-alive requests reuse the driver (laying it out again costs about 8 %
 /// of a small request's instructions); then the block goes back to the pool. The ceiling
 /// is the same either way: one block per connection.
 ///
-/// A connection's engine future holds the driver's state and the handler's future (its
-/// request memory is back in the pool while it is idle). Once the engine reports
+/// A connection's engine future holds the driver's state and the handler's future (by
+/// then its request memory is back in the pool). Once the engine reports
 /// the connection idle at a record boundary (no request, nothing buffered:
 /// [`ConnectionStatus::is_idle_at_boundary`]) for [`after`](Self::after), and more than
 /// [`keep`](Self::keep) connections hold an engine, the server drops that engine; the
