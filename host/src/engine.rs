@@ -34,6 +34,9 @@ pub struct EngineCtx<'a, H> {
     pub counters: &'a Counters,
     pub pool: &'a BufferPool,
     pub config: &'a Config,
+    /// Give request memory back as soon as a connection is at rest, without a recall
+    /// (`IdleRelease::memory_after` is zero).
+    pub return_at_once: bool,
 }
 
 impl<H> Clone for EngineCtx<'_, H> {
@@ -47,30 +50,18 @@ impl<H> Copy for EngineCtx<'_, H> {}
 /// Whether a connection's engine holds a block of request memory, and whether its loop
 /// wants it back. A connection at rest (idle at a record boundary) keeps its block until
 /// recalled, so back-to-back keep-alive requests reuse the driver already laid out in it;
-/// the loop recalls it a moment later (`IdleRelease::memory_after`).
-#[derive(Debug)]
+/// the loop recalls it a moment later (`IdleRelease::memory_after`), unless the engine
+/// gives it back at once ([`EngineCtx::return_at_once`]).
+#[derive(Debug, Default)]
 pub struct Lease {
     held: Cell<bool>,
     recalled: Cell<bool>,
-    /// Give the block back as soon as the connection is at rest, without a recall.
-    at_once: bool,
 }
 
 impl Lease {
-    /// A lease whose block goes back as soon as the connection is at rest (`at_once`), or
-    /// when recalled.
-    pub fn new(at_once: bool) -> Self {
-        Self { held: Cell::new(false), recalled: Cell::new(false), at_once }
-    }
-
     /// Whether the engine holds a block now.
     pub fn is_held(&self) -> bool {
         self.held.get()
-    }
-
-    /// Whether the block goes back without a recall.
-    pub fn is_at_once(&self) -> bool {
-        self.at_once
     }
 
     /// Asks for the block back: the engine returns it when next polled, if the connection
@@ -80,7 +71,7 @@ impl Lease {
     }
 
     fn take_recall(&self) -> bool {
-        self.recalled.replace(false) || self.at_once
+        self.recalled.replace(false)
     }
 }
 
@@ -137,7 +128,11 @@ where
                 poll_fn(|cx| match serving.as_mut().poll(cx) {
                     Poll::Ready(result) => Poll::Ready(Some(result)),
                     // A recall that finds the connection busy again is dropped.
-                    Poll::Pending if lease.take_recall() && status.is_idle_at_boundary() => Poll::Ready(None),
+                    Poll::Pending
+                        if (lease.take_recall() || ctx.return_at_once) && status.is_idle_at_boundary() =>
+                    {
+                        Poll::Ready(None)
+                    }
                     Poll::Pending => Poll::Pending,
                 })
                 .await

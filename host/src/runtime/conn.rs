@@ -41,6 +41,8 @@ pub(crate) struct LoopShared<H> {
     pub(crate) counters: Arc<Counters>,
     pub(crate) pool: BufferPool,
     pub(crate) config: Config,
+    /// `IdleRelease::memory_after` is zero: engines give request memory back at once.
+    pub(crate) return_at_once: bool,
 }
 
 /// The engine of one connection, with `N` request slots.
@@ -56,6 +58,7 @@ where
         counters: &shared.counters,
         pool: &shared.pool,
         config: &shared.config,
+        return_at_once: shared.return_at_once,
     };
     serve_pooled::<N, _, _, _>(Reader(&io), Writer(&io), || io.may_read(), &io.lease, &io.status, ctx).await
 }
@@ -194,10 +197,9 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
     }
 
     /// When the engine's request memory is recalled: `after` past the moment it came to
-    /// rest, if it holds some (and does not give it back by itself).
+    /// rest, if it holds some (with `after` zero the engine gives it back by itself).
     pub(crate) fn memory_recall_at(&self, after: Duration) -> Option<Instant> {
-        let lease = &self.io.lease;
-        if !lease.is_held() || lease.is_at_once() {
+        if after.is_zero() || !self.io.lease.is_held() {
             return None;
         }
         self.release_at(after)

@@ -204,16 +204,10 @@ pub(crate) struct ConnIo<S> {
 }
 
 impl<S: AsRef<Stream>> ConnIo<S> {
-    pub(crate) fn new(
-        socket: S,
-        scratch: Scratch,
-        counters: Arc<Counters>,
-        short_clears: bool,
-        lease: Lease,
-    ) -> Self {
+    pub(crate) fn new(socket: S, scratch: Scratch, counters: Arc<Counters>, short_clears: bool) -> Self {
         Self {
             counters,
-            lease,
+            lease: Lease::default(),
             input_seen: Cell::new(false),
             socket,
             status: ConnectionStatus::new(),

@@ -49,7 +49,6 @@ pub use io::{Event, SCRATCH_BYTES, Stream};
 pub use server::Setup;
 pub use wake::{Shutdown, ShutdownHandle, Wakes};
 
-use crate::engine::Lease;
 use crate::stats::{Counters, Stats};
 use crate::{BufferPool, Limits, Listener, Wait, WebServerAddrs, deadline, events};
 
@@ -206,7 +205,13 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         events::started(&listener.describe(), &limits, budget.per_connection, budget.total());
         Self {
             listener: Some(listener),
-            loop_shared: Rc::new(LoopShared { handler, counters, pool, config }),
+            loop_shared: Rc::new(LoopShared {
+                handler,
+                counters,
+                pool,
+                config,
+                return_at_once: release.memory_after.is_zero(),
+            }),
             limits,
             allow,
             wakes,
@@ -407,9 +412,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             Counters::drop_one(&counters.open);
             return;
         };
-        let lease = Lease::new(self.release.memory_after.is_zero());
-        let io =
-            ConnIo::new(socket, Rc::clone(&self.scratch), Arc::clone(&counters), self.reports_fin, lease);
+        let io = ConnIo::new(socket, Rc::clone(&self.scratch), Arc::clone(&counters), self.reports_fin);
         let entry = vacant.insert(Entry::new(key, io, &self.loop_shared, &self.wakes, now));
         schedule(&mut self.run_queue, entry, key);
         Counters::bump(&counters.accepted);

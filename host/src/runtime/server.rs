@@ -98,9 +98,10 @@ macro_rules! server_methods {
             self
         }
 
-        /// When the engine futures of idle connections are dropped to save memory; by
-        /// default after 100 ms idle while more than 256 connections of a loop hold one.
-        /// See `IdleRelease`; `IdleRelease::NEVER` turns it off.
+        /// When idle connections give back their request memory (by default 5 ms after
+        /// they come to rest) and their engine futures (by default after 100 ms idle while
+        /// more than 256 connections of a loop hold one). See `IdleRelease`;
+        /// `IdleRelease::NEVER` keeps the engines.
         pub fn with_idle_release(mut self, release: $crate::runtime::IdleRelease) -> Self {
             self.setup.release = release;
             self
