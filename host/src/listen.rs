@@ -21,8 +21,8 @@ pub enum Listen {
     /// The listening socket inherited as fd 0 (spawn-fcgi, lighttpd `bin-path`, mod_fcgid).
     Inherited,
     /// A socket passed by systemd socket activation (`LISTEN_FDS`, from fd 3): the first one,
-    /// or the one whose `FileDescriptorName=` is given. TCP or Unix. Bind it at startup,
-    /// before starting threads: the variables are then removed from the environment.
+    /// or the one whose `FileDescriptorName=` is given. TCP or Unix. The variables stay set;
+    /// a child process ignores them, as `LISTEN_PID` names this one.
     Systemd(Option<String>),
 }
 

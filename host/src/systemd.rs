@@ -3,9 +3,11 @@
 //! `LISTEN_FDNAMES` (their `FileDescriptorName=`s, `:`-separated). systemd and its
 //! `systemd-socket-activate` tool do this.
 //!
-//! The variables are read once, the first time a systemd socket is asked for, and then
-//! removed from the environment (as `sd_listen_fds(1)` does), so child processes do not
-//! see them; the sockets are marked close-on-exec. Each socket can be taken once.
+//! The variables are read once, the first time a systemd socket is asked for, and left in
+//! the environment: removing them (`sd_listen_fds(1)`) races with any thread that reads the
+//! environment, which no safe function may allow. A child process still takes none of
+//! them: `LISTEN_PID` names this process, and the sockets are marked close-on-exec. Each
+//! socket can be taken once.
 
 use std::fmt;
 use std::net::TcpListener;
@@ -112,7 +114,7 @@ pub(crate) fn parse(
         .collect())
 }
 
-/// Reads the variables (the first time only), removes them from the environment and marks
+/// Reads the variables (the first time only; they stay set, see the module doc) and marks
 /// the fds close-on-exec.
 fn read_env() -> Result<Passed, SystemdError> {
     let var = |name| std::env::var(name).ok();
@@ -122,12 +124,6 @@ fn read_env() -> Result<Passed, SystemdError> {
         var("LISTEN_FDS").as_deref(),
         var("LISTEN_FDNAMES").as_deref(),
     )?;
-    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-        // SAFETY: `remove_var` races with other threads reading the environment. A program
-        // takes its listen sockets at startup, before it starts threads (the doc of
-        // `Listen::Systemd` says so), and this runs once per process.
-        unsafe { std::env::remove_var(name) };
-    }
     for socket in &sockets {
         let _ = with_fd(socket.fd, |sock| sock.set_cloexec(true));
     }
