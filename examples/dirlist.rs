@@ -30,8 +30,8 @@ use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use blocking::unblock;
-use ember_fcgi::host::Limits;
 use ember_fcgi::prelude::*;
+use ember_fcgi::server::Limits;
 
 /// Entries read per trip to the thread pool.
 const BATCH: usize = 64;
@@ -126,13 +126,15 @@ impl Handler for DirList {
         // An error before the head is a 500 (the library answers it and logs the text).
         let (mut entries, mut dir) = unblock(move || std::fs::read_dir(&dir).map(|entries| (entries, dir)))
             .await
-            .map_err(|e| format!("dirlist: cannot read the directory: {e}"))?;
+            .map_err(|e| HandlerError::msg(&format_args!("dirlist: cannot read the directory: {e}")))?;
         res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
         loop {
             let (batch, back) = unblock(move || (next_batch(&dir, &mut entries), (entries, dir))).await;
             (entries, dir) = back;
             // After the head the status cannot change: an error ends the listing, logged.
-            let batch = batch.map_err(|e| format!("dirlist: listing {} stopped: {e}", dir.display()))?;
+            let batch = batch.map_err(|e| {
+                HandlerError::msg(&format_args!("dirlist: listing {} stopped: {e}", dir.display()))
+            })?;
             let Some(batch) = batch else { return Ok(()) };
             for line in batch {
                 res.write_all(line.as_bytes()).await?;

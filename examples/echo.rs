@@ -26,8 +26,8 @@ mod common;
 
 use std::process::ExitCode;
 
-use ember_fcgi::host::Limits;
 use ember_fcgi::prelude::*;
+use ember_fcgi::server::Limits;
 use ember_fcgi::{Role, Roles};
 use sha2::{Digest, Sha256};
 

@@ -8,8 +8,8 @@ mod common;
 
 use std::process::ExitCode;
 
-use ember_fcgi::host::Limits;
 use ember_fcgi::prelude::*;
+use ember_fcgi::server::Limits;
 
 struct Hello;
 

@@ -13,8 +13,8 @@ mod common;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use ember_fcgi::host::Limits;
 use ember_fcgi::prelude::*;
+use ember_fcgi::server::Limits;
 
 /// How much of the body the page shows; the rest is counted, not kept.
 const SHOWN_BODY: usize = 4096;

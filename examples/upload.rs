@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use blocking::{Unblock, unblock};
-use ember_fcgi::host::Limits;
 use ember_fcgi::prelude::*;
+use ember_fcgi::server::Limits;
 use futures_lite::AsyncWriteExt;
 use sha2::{Digest, Sha256};
 
@@ -79,7 +79,7 @@ impl Upload {
 
 /// A file-system error with what was being done to which file (for the web server's log).
 fn disk(doing: &str, path: &Path, e: io::Error) -> HandlerError {
-    HandlerError::from(format!("upload: {doing} {}: {e}", path.display()))
+    HandlerError::msg(&format_args!("upload: {doing} {}: {e}", path.display()))
 }
 
 impl Handler for Upload {

@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! use ember_fcgi::prelude::*;
-//! use ember_fcgi::host::{Limits, Listen};
+//! use ember_fcgi::server::{Limits, Listen};
 //!
 //! struct Hello;
 //!
@@ -29,14 +29,42 @@
 //! `http`) bridges to the `http` crate's types. The README has a section on each.
 
 pub use ember_fcgi_core::*;
-/// Listen addresses, the inherited FastCGI socket, `FCGI_WEB_SERVER_ADDRS` and limits.
-pub use ember_fcgi_host as host;
+
+mod body;
+pub use body::ReadToVec;
+
+/// What a handler module usually imports: the trait, its types, the I/O traits that give
+/// `read`, `write_all` and `flush`, and [`ReadToVec`].
+pub mod prelude {
+    pub use crate::ReadToVec;
+    pub use ember_fcgi_core::prelude::*;
+}
+
+/// What every std server shares: where to listen, the limits, who may connect, the live
+/// counters, the graceful shutdown and the status pages.
+pub mod server {
+    pub use ember_fcgi_host::runtime::{IdleRelease, MemoryBudget, ShutdownHandle};
+    pub use ember_fcgi_host::stats::{Stats, StatsSnapshot};
+    pub use ember_fcgi_host::status::StatusPages;
+    pub use ember_fcgi_host::{
+        BindError, Limits, Listen, Listener, ParseListenError, SystemdError, SystemdSocket, WebServerAddrs,
+        inherited_fastcgi_socket, systemd_sockets,
+    };
+}
+
 /// The single-threaded mio readiness-loop server.
 #[cfg(feature = "mio")]
-pub use ember_fcgi_mio as mio;
+pub mod mio {
+    /// The `mio` crate the server is built on, for [`Server::register`] into your own `Poll`.
+    pub use ember_fcgi_mio::mio;
+    pub use ember_fcgi_mio::{Registered, Server};
+}
+
 /// The server for smol applications: handlers may await timers, files, sockets.
 #[cfg(feature = "smol")]
-pub use ember_fcgi_smol as smol;
+pub mod smol {
+    pub use ember_fcgi_smol::Server;
+}
 
 #[cfg(feature = "http")]
 pub mod http;

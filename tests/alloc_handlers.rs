@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use ember_fcgi_testkit::alloc::{CountingAllocator, allocations};
 
-use ember_fcgi::host::stats::Stats;
-use ember_fcgi::host::{Limits, Listen};
 use ember_fcgi::prelude::*;
+use ember_fcgi::server::Stats;
+use ember_fcgi::server::{Limits, Listen};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -29,6 +29,8 @@ impl fmt::Display for QuotaExceeded {
         write!(f, "quota exceeded after {} requests", self.0)
     }
 }
+
+impl std::error::Error for QuotaExceeded {}
 
 fn check_quota(path: &str, served: u64) -> Result<(), QuotaExceeded> {
     if path == "/fail" { Err(QuotaExceeded(served)) } else { Ok(()) }
@@ -132,7 +134,7 @@ fn measure_while(
 
 fn limits() -> Limits {
     let hour = Duration::from_secs(3600);
-    Limits { head_timeout: hour, idle_timeout: hour, ..Limits::default() }
+    Limits::default().with_head_timeout(hour).with_idle_timeout(hour)
 }
 
 fn check_stats(stats: &Stats) {

@@ -15,7 +15,7 @@ mod faults_support;
 use std::io;
 use std::time::Duration;
 
-use ember_fcgi::host::Limits;
+use ember_fcgi::server::Limits;
 use faults_support::*;
 
 macro_rules! on_both_transports {
@@ -94,7 +94,7 @@ fn one_byte_at_a_time(t: Transport) {
 }
 
 fn slow_head_is_cut_off(t: Transport) {
-    let server = t.start_app(Limits { head_timeout: Duration::from_millis(300), ..test_limits() });
+    let server = t.start_app(test_limits().with_head_timeout(Duration::from_millis(300)));
     let mut c = server.client();
     // One byte per 20 ms: the head would take about 3.5 s, far over the head timeout.
     let head = head_bytes(1, true, "/hello", "slow", "");
@@ -114,7 +114,7 @@ fn slow_head_is_cut_off(t: Transport) {
 }
 
 fn idle_connections_time_out(t: Transport) {
-    let server = t.start_app(Limits { idle_timeout: Duration::from_millis(300), ..test_limits() });
+    let server = t.start_app(test_limits().with_idle_timeout(Duration::from_millis(300)));
     let mut silent = server.client();
     let mut used = server.client();
     used.hello("then idle");
@@ -453,7 +453,7 @@ fn huge_content_length_with_a_short_body(t: Transport) {
     push_record(&mut out, STDIN, 1, b"");
     c.send(&out);
     assert_eq!(c.reply(1).body_str(), upload_answer(b"0123456789"));
-    // A body larger than read_to_end's buffer says BodyTooLarge.
+    // A body larger than read_into_slice's buffer says BodyTooLarge.
     let body = pattern_vec(100);
     assert_eq!(c.request(true, "/read-to-end", "", &body).status(), 413);
     c.hello("after");
@@ -517,7 +517,7 @@ fn duplicate_begin_closes_the_connection(t: Transport) {
 }
 
 fn get_values_mid_stream(t: Transport) {
-    let server = t.start_app(Limits { max_connections: 77, ..test_limits() });
+    let server = t.start_app(test_limits().with_max_connections(77));
     let names =
         ["FCGI_MAX_CONNS", "FCGI_MAX_REQS", "FCGI_MPXS_CONNS", "NOT_A_VALUE", "FCGI_MAX_CONNS_AND_MORE"];
     let expected: Vec<(String, String)> =
@@ -566,7 +566,7 @@ fn get_values_mid_stream(t: Transport) {
 
 fn connection_limit_exceeded_twice(t: Transport) {
     const N: usize = 4;
-    let server = t.start_app(Limits { max_connections: N, ..test_limits() });
+    let server = t.start_app(test_limits().with_max_connections(N));
     let mut clients: Vec<Client> = (0..2 * N).map(|_| server.client()).collect();
     let s = server.wait_for("every connection accepted or refused", |s| {
         s.accepted + s.refused_over_limit == 2 * N as u64
@@ -844,11 +844,7 @@ fn table_half_close(t: Transport) {
 
 /// Limits with a short body and send stall timeout.
 fn stall_limits() -> Limits {
-    Limits {
-        body_timeout: Duration::from_millis(300),
-        send_timeout: Duration::from_millis(300),
-        ..test_limits()
-    }
+    test_limits().with_body_timeout(Duration::from_millis(300)).with_send_timeout(Duration::from_millis(300))
 }
 
 /// A head that promises 10 body bytes that never come: after `body_timeout` the handler's
@@ -925,15 +921,13 @@ fn panic_after_output_closes_only_its_connection(t: Transport) {
 
 /// `Duration::MAX` is a valid limit everywhere: it means never.
 fn duration_max_limits_are_valid(t: Transport) {
-    let limits = Limits {
-        idle_timeout: Duration::MAX,
-        head_timeout: Duration::MAX,
-        body_timeout: Duration::MAX,
-        send_timeout: Duration::MAX,
-        shutdown_timeout: Duration::MAX,
-        close_linger: Duration::MAX,
-        ..test_limits()
-    };
+    let limits = test_limits()
+        .with_idle_timeout(Duration::MAX)
+        .with_head_timeout(Duration::MAX)
+        .with_body_timeout(Duration::MAX)
+        .with_send_timeout(Duration::MAX)
+        .with_shutdown_timeout(Duration::MAX)
+        .with_close_linger(Duration::MAX);
     let server = t.start_app(limits);
     let mut kept = server.client();
     for i in 0..3 {

@@ -18,8 +18,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-use ember_fcgi::host::{Limits, Listen};
 use ember_fcgi::prelude::*;
+use ember_fcgi::server::{Limits, Listen};
 use ember_fcgi_testkit::tools::{loud, nginx};
 use ember_fcgi_testkit::web::{Nginx, NginxConf, nginx_conf};
 use ember_fcgi_testkit::wire::{self as fcgi, TextRequest};
@@ -394,7 +394,7 @@ impl Handler for BadHeader {
 /// Runs `BadHeader` on `transport` with one connection at most and a 300 ms head timeout;
 /// returns its address and a function that stops it.
 fn log_server(transport: Transport) -> (SocketAddr, Box<dyn FnOnce()>) {
-    let limits = Limits { max_connections: 1, head_timeout: Duration::from_millis(300), ..Limits::default() };
+    let limits = Limits::default().with_max_connections(1).with_head_timeout(Duration::from_millis(300));
     let listen: Listen = "127.0.0.1:0".parse().unwrap();
     type Run = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
     let (addr, stop, run): (SocketAddr, Box<dyn FnOnce()>, Run) = match transport {
@@ -649,9 +649,9 @@ impl Handler for Hello {
 #[test]
 fn several_loops_show_each_loop() {
     let python = prometheus_python();
-    let listener = ember_fcgi::host::Listener::bind(&"127.0.0.1:0".parse().unwrap()).expect("bind");
+    let listener = ember_fcgi::server::Listener::bind(&"127.0.0.1:0".parse().unwrap()).expect("bind");
     let addr = listener.local_addr().unwrap();
-    let pages = ember_fcgi::host::status::StatusPages::new(Hello).with_status_path("/status");
+    let pages = ember_fcgi::server::StatusPages::new(Hello).with_status_path("/status");
     let board = pages.board();
     let mut loops = Vec::new();
     for _ in 0..2 {

@@ -82,7 +82,17 @@ impl<const IN: usize, const OUT: usize, const PARAMS: usize, const REQS: usize, 
 }
 
 /// How much memory one connection gets, chosen at run time (see [`SliceBuffers`]).
+/// [`Capacities::new`] (also `Default`) is the size of [`DefaultBuffers`]; change one
+/// field at a time with the `with_` methods:
+///
+/// ```
+/// use ember_fcgi_core::Capacities;
+///
+/// let caps = Capacities::new().with_params(64 * 1024).with_requests(4);
+/// assert_eq!(caps.memory_bytes(), 4096 + 4096 + 4 * (64 * 1024 + 1024));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Capacities {
     /// Input buffer: socket reads land here (at least [`MIN_INPUT`]).
     pub input: usize,
@@ -99,6 +109,42 @@ pub struct Capacities {
 }
 
 impl Capacities {
+    /// The capacities of [`DefaultBuffers`]: 4096 bytes in, out and of params, a
+    /// [`DEFAULT_WINDOW`] window, one request at a time.
+    pub const fn new() -> Self {
+        Self { input: 4096, output: 4096, params: 4096, window: DEFAULT_WINDOW, requests: 1 }
+    }
+
+    /// With an input buffer of `bytes`.
+    pub const fn with_input(mut self, bytes: usize) -> Self {
+        self.input = bytes;
+        self
+    }
+
+    /// With an output buffer of `bytes`.
+    pub const fn with_output(mut self, bytes: usize) -> Self {
+        self.output = bytes;
+        self
+    }
+
+    /// With a params store of `bytes` per request.
+    pub const fn with_params(mut self, bytes: usize) -> Self {
+        self.params = bytes;
+        self
+    }
+
+    /// With a body window of `bytes` per request.
+    pub const fn with_window(mut self, bytes: usize) -> Self {
+        self.window = bytes;
+        self
+    }
+
+    /// With `requests` concurrent requests per connection.
+    pub const fn with_requests(mut self, requests: usize) -> Self {
+        self.requests = requests;
+        self
+    }
+
     /// Bytes of caller memory [`SliceBuffers::new`] needs for these capacities.
     pub const fn memory_bytes(&self) -> usize {
         self.input
@@ -118,6 +164,12 @@ impl Capacities {
             return Err(CapacityError::Requests { requests: self.requests });
         }
         Ok(())
+    }
+}
+
+impl Default for Capacities {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

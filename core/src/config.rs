@@ -35,6 +35,7 @@ impl BitOr for Roles {
 
 /// Protocol settings shared by every connection of a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Roles this server plays. Default: Responder only.
     pub roles: Roles,
@@ -44,8 +45,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Responder only, 1024 connections.
     pub const fn new() -> Self {
         Self { roles: Roles::RESPONDER, max_conns: 1024 }
+    }
+
+    /// With the roles this server plays.
+    pub const fn with_roles(mut self, roles: Roles) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    /// With `max_conns` reported as FCGI_MAX_CONNS.
+    pub const fn with_max_conns(mut self, max_conns: u32) -> Self {
+        self.max_conns = max_conns;
+        self
     }
 }
 

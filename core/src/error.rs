@@ -4,6 +4,7 @@ use core::fmt;
 
 /// Why a read or write on a request's streams failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StreamError {
     /// The web server aborted the request (FCGI_ABORT_REQUEST, or it closed the connection
     /// before the request's input was complete).
@@ -19,8 +20,11 @@ pub enum StreamError {
     TimedOut,
     /// FCGI_DATA was read before FCGI_STDIN reached its end (the spec sends STDIN first).
     DataBeforeStdin,
-    /// `read_to_end` was given a buffer smaller than the stream.
-    BodyTooLarge { capacity: usize },
+    /// The stream is longer than the room it was read into: the slice given to
+    /// `read_into_slice`, or the limit given to `read_to_vec`.
+    BodyTooLarge,
+    /// `read_into_slice` was given an empty slice for a stream that is not empty.
+    EmptyBuffer,
     /// A header name or value passed to a response helper is not valid in a CGI head
     /// (empty or non-token name, CR or LF in a value, or a bad status code).
     InvalidHeader,
@@ -52,9 +56,10 @@ impl StreamError {
             Self::DataBeforeStdin => {
                 ("FCGI_DATA read before FCGI_STDIN was read to its end", None, "", None, "")
             }
-            Self::BodyTooLarge { capacity } => {
-                ("request body does not fit the ", Some(capacity as u64), "-byte buffer", None, "")
+            Self::BodyTooLarge => {
+                ("request body is larger than the buffer or limit it was read into", None, "", None, "")
             }
+            Self::EmptyBuffer => ("request body read into an empty buffer", None, "", None, ""),
             Self::InvalidHeader => ("invalid CGI response header or status", None, "", None, ""),
         };
         ErrorText { head, first, middle, second, tail }
@@ -122,14 +127,15 @@ impl embedded_io::Error for StreamError {
             Self::ConnectionClosed => ErrorKind::ConnectionReset,
             Self::BodyTruncated { .. } | Self::DataTruncated { .. } => ErrorKind::InvalidData,
             Self::TimedOut => ErrorKind::TimedOut,
-            Self::DataBeforeStdin | Self::InvalidHeader => ErrorKind::InvalidInput,
-            Self::BodyTooLarge { .. } => ErrorKind::OutOfMemory,
+            Self::DataBeforeStdin | Self::InvalidHeader | Self::EmptyBuffer => ErrorKind::InvalidInput,
+            Self::BodyTooLarge => ErrorKind::OutOfMemory,
         }
     }
 }
 
 /// A violation of FastCGI 1.0 by the web server; the connection is closed without a reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// A record header with a version other than 1.
     UnsupportedVersion(u8),
@@ -175,6 +181,7 @@ impl core::error::Error for ProtocolError {}
 
 /// Why [`crate::serve_connection`] stopped serving a connection early.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ConnectionError<E> {
     /// Reading from the web server failed.
     Read(E),

@@ -167,9 +167,14 @@ impl<'a> Request<'a> {
         DataReader { conn: self.conn, slot: self.slot }
     }
 
-    /// Reads the whole body into `buf`; `BodyTooLarge` if it does not fit.
-    pub async fn read_to_end(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
-        read_to_end(self, buf).await
+    /// Reads the rest of the body into the slice or array `buf` (never a `Vec`, see
+    /// [`BodyBuffer`]) and returns how many bytes it holds; `BodyTooLarge` if the body does
+    /// not fit, `EmptyBuffer` if `buf` is empty and the body is not.
+    pub async fn read_into_slice<B: BodyBuffer + ?Sized>(
+        &mut self,
+        buf: &mut B,
+    ) -> Result<usize, StreamError> {
+        read_into_slice(self, buf.as_mut_bytes()).await
     }
 
     /// Says the handler will not read the body (FCGI_STDIN, and FCGI_DATA for a Filter):
@@ -212,9 +217,13 @@ impl DataReader<'_> {
         self.conn.view(self.slot).data_received
     }
 
-    /// Reads the whole data stream into `buf`; `BodyTooLarge` if it does not fit.
-    pub async fn read_to_end(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
-        read_to_end(self, buf).await
+    /// Reads the rest of the data stream into the slice or array `buf`, as
+    /// [`Request::read_into_slice`] does.
+    pub async fn read_into_slice<B: BodyBuffer + ?Sized>(
+        &mut self,
+        buf: &mut B,
+    ) -> Result<usize, StreamError> {
+        read_into_slice(self, buf.as_mut_bytes()).await
     }
 }
 
@@ -228,7 +237,48 @@ impl Read for DataReader<'_> {
     }
 }
 
-async fn read_to_end<R: Read<Error = StreamError>>(
+/// Room a whole body is read into: a byte slice or array of the caller's. A `Vec<u8>` is
+/// not one on purpose: `&mut Vec<u8>` would coerce to a slice of its length, usually 0.
+///
+/// ```
+/// # use ember_fcgi_core::prelude::*;
+/// async fn read(req: &mut Request<'_>) -> Result<(), StreamError> {
+///     let mut form = [0u8; 1024];
+///     let n = req.read_into_slice(&mut form).await?; // an array, or `&mut buf[..]`
+///     let _form = &form[..n];
+///     Ok(())
+/// }
+/// ```
+///
+/// ```compile_fail,E0277
+/// # use ember_fcgi_core::prelude::*;
+/// async fn read(req: &mut Request<'_>) -> Result<usize, StreamError> {
+///     let mut body = Vec::new();
+///     req.read_into_slice(&mut body).await // a Vec is not a BodyBuffer
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "a body is read into a byte slice or array, not into `{Self}`",
+    note = "on std, `read_to_vec(limit)` (ember_fcgi::prelude) reads the whole body into a new `Vec<u8>`"
+)]
+pub trait BodyBuffer {
+    /// The bytes to fill.
+    fn as_mut_bytes(&mut self) -> &mut [u8];
+}
+
+impl BodyBuffer for [u8] {
+    fn as_mut_bytes(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+impl<const N: usize> BodyBuffer for [u8; N] {
+    fn as_mut_bytes(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+async fn read_into_slice<R: Read<Error = StreamError>>(
     reader: &mut R,
     buf: &mut [u8],
 ) -> Result<usize, StreamError> {
@@ -242,7 +292,8 @@ async fn read_to_end<R: Read<Error = StreamError>>(
     let mut probe = [0u8; 1];
     match reader.read(&mut probe).await? {
         0 => Ok(filled),
-        _ => Err(StreamError::BodyTooLarge { capacity: buf.len() }),
+        _ if buf.is_empty() => Err(StreamError::EmptyBuffer),
+        _ => Err(StreamError::BodyTooLarge),
     }
 }
 

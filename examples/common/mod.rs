@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ember_fcgi::Handler;
-use ember_fcgi::host::status::StatusPages;
-use ember_fcgi::host::{BindError, Limits, Listen, Listener};
+use ember_fcgi::server::StatusPages;
+use ember_fcgi::server::{BindError, Limits, Listen, Listener};
 
 /// The server that runs the handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,7 +300,7 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
             Long("listen") => {
                 let value = parser.value().map_err(|e| e.to_string())?;
                 let text = value.to_str().ok_or("the listen address is not UTF-8")?;
-                listen = text.parse().map_err(|e: ember_fcgi::host::ParseListenError| e.to_string())?;
+                listen = text.parse().map_err(|e: ember_fcgi::server::ParseListenError| e.to_string())?;
                 listen_given = true;
             }
             Long(name @ ("log" | "status-path" | "ping-path")) => {

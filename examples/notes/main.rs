@@ -32,9 +32,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use db::{Db, Note};
-use ember_fcgi::host::Limits;
 use ember_fcgi::http::{RequestExt, ResponseExt};
 use ember_fcgi::prelude::*;
+use ember_fcgi::server::Limits;
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -200,13 +200,12 @@ impl Notes {
         if req.params().content_length().is_some_and(|n| n > MAX_BODY as u64) {
             return Ok(too_large()); // the unread body is skipped, not read
         }
-        let mut buf = vec![0u8; MAX_BODY];
-        let n = match req.read_to_end(&mut buf).await {
-            Ok(n) => n,
-            Err(StreamError::BodyTooLarge { .. }) => return Ok(too_large()),
+        let body = match req.read_to_vec(MAX_BODY).await {
+            Ok(body) => body,
+            Err(StreamError::BodyTooLarge) => return Ok(too_large()),
             Err(e) => return Err(e.into()),
         };
-        let (title, text) = match parse_note(&buf[..n]) {
+        let (title, text) = match parse_note(&body) {
             Ok(note) => note,
             Err(refusal) => return Ok(refusal.into()),
         };

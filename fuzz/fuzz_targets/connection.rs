@@ -257,7 +257,7 @@ fuzz_target!(|data: &[u8]| {
         2 => Roles::RESPONDER | Roles::FILTER,
         _ => Roles::AUTHORIZER,
     };
-    let config = Config { roles, max_conns: 7 };
+    let config = Config::new().with_roles(roles).with_max_conns(7);
     let handler = FuzzEcho {
         read_size: [1, 7, 64, 13][usize::from(setup >> 5) & 3],
         flush_every: if count_byte & 4 != 0 { 3 } else { 0 },

@@ -188,7 +188,7 @@ impl<H: Handler> Handler for Guarded<'_, H> {
                 if !answered {
                     self.status.expire();
                 }
-                Err(HandlerError::from("the handler panicked"))
+                Err(HandlerError::msg("the handler panicked"))
             }
         };
         if response.aborted() {

@@ -5,8 +5,17 @@ use std::time::{Duration, Instant};
 use ember_fcgi_core::{Capacities, Config};
 
 /// Server limits, the same on every std transport. Any `Duration` is valid, including
-/// `Duration::MAX` (never).
+/// `Duration::MAX` (never). Start from `Default` and change what differs:
+///
+/// ```
+/// use std::time::Duration;
+/// use ember_fcgi_host::Limits;
+///
+/// let limits = Limits::default().with_max_connections(256).with_idle_timeout(Duration::from_secs(30));
+/// assert_eq!(limits.max_connections, 256);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Protocol settings (accepted roles). `protocol.max_conns` is set from
     /// `max_connections` by the transport, so GET_VALUES reports the truth.
@@ -43,13 +52,12 @@ impl Limits {
     /// params (one full 64 KiB PARAMS record, as nginx sends for a request with its default
     /// `large_client_header_buffers`, with room for hundreds of params), a 16 KiB body
     /// window, one request at a time (what nginx, Apache, lighttpd and Caddy use).
-    pub const SERVER_CAPACITIES: Capacities = Capacities {
-        input: 16 * 1024,
-        output: 16 * 1024,
-        params: 128 * 1024,
-        window: 16 * 1024,
-        requests: 1,
-    };
+    pub const SERVER_CAPACITIES: Capacities = Capacities::new()
+        .with_input(16 * 1024)
+        .with_output(16 * 1024)
+        .with_params(128 * 1024)
+        .with_window(16 * 1024)
+        .with_requests(1);
 }
 
 impl Default for Limits {
@@ -69,9 +77,63 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// With the protocol settings (accepted roles).
+    pub const fn with_protocol(mut self, protocol: Config) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// With the memory of one busy connection.
+    pub const fn with_capacities(mut self, capacities: Capacities) -> Self {
+        self.capacities = capacities;
+        self
+    }
+
+    /// With at most `max_connections` connections served at once.
+    pub const fn with_max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// With the idle timeout.
+    pub const fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// With the head (params) timeout.
+    pub const fn with_head_timeout(mut self, head_timeout: Duration) -> Self {
+        self.head_timeout = head_timeout;
+        self
+    }
+
+    /// With the body timeout.
+    pub const fn with_body_timeout(mut self, body_timeout: Duration) -> Self {
+        self.body_timeout = body_timeout;
+        self
+    }
+
+    /// With the send timeout.
+    pub const fn with_send_timeout(mut self, send_timeout: Duration) -> Self {
+        self.send_timeout = send_timeout;
+        self
+    }
+
+    /// With the graceful shutdown's deadline.
+    pub const fn with_shutdown_timeout(mut self, shutdown_timeout: Duration) -> Self {
+        self.shutdown_timeout = shutdown_timeout;
+        self
+    }
+
+    /// With the close linger.
+    pub const fn with_close_linger(mut self, close_linger: Duration) -> Self {
+        self.close_linger = close_linger;
+        self
+    }
+
     /// The protocol config with FCGI_MAX_CONNS set from `max_connections`.
     pub fn protocol_config(&self) -> Config {
-        Config { max_conns: u32::try_from(self.max_connections).unwrap_or(u32::MAX), ..self.protocol }
+        self.protocol.with_max_conns(u32::try_from(self.max_connections).unwrap_or(u32::MAX))
     }
 
     /// The ceiling of request memory: `max_connections` busy connections.

@@ -122,7 +122,12 @@ mod tests {
     use super::*;
 
     fn pool() -> BufferPool {
-        let capacities = Capacities { input: 1024, output: 1024, params: 2048, window: 512, requests: 2 };
+        let capacities = Capacities::new()
+            .with_input(1024)
+            .with_output(1024)
+            .with_params(2048)
+            .with_window(512)
+            .with_requests(2);
         BufferPool::new(capacities, 4, Arc::default())
     }
 

@@ -4,8 +4,11 @@ use std::cell::RefCell;
 
 use ::http::{HeaderMap, Method, StatusCode, Version};
 
-use super::*;
+use ::http::request::Parts;
+
+use super::bridge::*;
 use crate::{Buffers, Config, HandlerError, Role, Roles, handler_fn, serve_blocking};
+use crate::{Request, Response, StreamError};
 
 fn record(out: &mut Vec<u8>, ty: u8, content: &[u8]) {
     let len = u16::try_from(content.len()).expect("short test record");
@@ -70,7 +73,7 @@ fn serve<H: crate::Handler>(handler: &H, role: Role, params: &[(&str, &str)]) ->
     let role = if role == Role::Authorizer { 2 } else { 1 };
     let input = script(role, params);
     let mut buffers = Buffers::<4096, 4096, 4096, 1>::new();
-    let config = Config { roles: Roles::ALL, ..Config::default() };
+    let config = Config::default().with_roles(Roles::ALL);
     let mut sink = Sink(Vec::new());
     serve_blocking(Source(&input), &mut sink, handler, &mut buffers, &config, &mut crate::Spin)
         .expect("served");
@@ -212,9 +215,12 @@ fn http_response_is_written_as_a_cgi_response() {
             .header("Location", "https://example.com/next")
             .header("Set-Cookie", "a=1")
             .header("Set-Cookie", "b=2")
-            .header("X-Bytes", ::http::HeaderValue::from_bytes(b"caf\xe9").map_err(|e| e.to_string())?)
+            .header(
+                "X-Bytes",
+                ::http::HeaderValue::from_bytes(b"caf\xe9").map_err(|e| HandlerError::msg(&e))?,
+            )
             .body("moved\n")
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| HandlerError::msg(&e))?;
         res.send_http(response).await?;
         Ok::<(), HandlerError>(())
     });

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ember_fcgi::host::{Limits, Listen, WebServerAddrs};
 use ember_fcgi::prelude::*;
+use ember_fcgi::server::{Limits, Listen, ShutdownHandle, Stats, WebServerAddrs};
 use ember_fcgi::{Capacities, Roles};
 pub use ember_fcgi_testkit::data::*;
 pub use ember_fcgi_testkit::*;
@@ -76,7 +76,7 @@ impl AppState {
 /// - `/hello?WHO`: "hello WHO\n".
 /// - `/upload`: streams the body, answers "len=N fnv=HASH\n"; a body that ends short of
 ///   CONTENT_LENGTH gets 400 "truncated expected=E received=R\n".
-/// - `/read-to-end`: `read_to_end` into a 64-byte buffer; 400 when truncated, 413 when it
+/// - `/read-to-end`: `read_into_slice` into a 64-byte buffer; 400 when truncated, 413 when it
 ///   does not fit, else "len=N\n".
 /// - `/strict`: like `/upload`, but passes read errors on with `?` (the engine answers).
 /// - `/download?N`: N bytes of the test pattern.
@@ -160,7 +160,7 @@ impl App {
             }
             "/read-to-end" => {
                 let mut buf = [0u8; 64];
-                match req.read_to_end(&mut buf).await {
+                match req.read_into_slice(&mut buf).await {
                     Ok(n) => {
                         let text = fmt_into(&mut line, format_args!("len={n}\n"));
                         res.send_response(200, content_type::TEXT, text).await
@@ -173,8 +173,8 @@ impl App {
                         );
                         res.send_response(400, content_type::TEXT, text).await
                     }
-                    Err(StreamError::BodyTooLarge { capacity }) => {
-                        let text = fmt_into(&mut line, format_args!("too large for {capacity}\n"));
+                    Err(StreamError::BodyTooLarge) => {
+                        let text = fmt_into(&mut line, format_args!("too large for {}\n", buf.len()));
                         res.send_response(413, content_type::TEXT, text).await
                     }
                     Err(e) => Err(e),
@@ -257,13 +257,12 @@ pub fn fmt_into<'a>(buf: &'a mut [u8; 128], args: std::fmt::Arguments<'_>) -> &'
 
 /// Limits for the scenarios: Responder and Filter roles, short lingering.
 pub fn test_limits() -> Limits {
-    let mut limits = Limits {
-        // The store of a small host (4 KiB of params), so the oversize cases stay small.
-        capacities: Capacities { input: 4096, output: 4096, params: 4096, window: 1024, requests: 1 },
-        close_linger: Duration::from_millis(200),
-        shutdown_timeout: Duration::from_secs(2),
-        ..Limits::default()
-    };
+    // The store of a small host (4 KiB of params), so the oversize cases stay small.
+    let capacities = Capacities::new().with_input(4096).with_output(4096).with_params(4096).with_window(1024);
+    let mut limits = Limits::default()
+        .with_capacities(capacities)
+        .with_close_linger(Duration::from_millis(200))
+        .with_shutdown_timeout(Duration::from_secs(2));
     limits.protocol.roles = Roles::RESPONDER | Roles::FILTER;
     limits
 }
@@ -308,16 +307,6 @@ macro_rules! snapshot_from {
     }};
 }
 
-enum StatsHandle {
-    Mio(ember_fcgi::mio::Stats),
-    Smol(ember_fcgi::smol::Stats),
-}
-
-enum StopHandle {
-    Mio(ember_fcgi::mio::ShutdownHandle),
-    Smol(ember_fcgi::smol::ShutdownHandle),
-}
-
 /// Which server runs the handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -337,7 +326,7 @@ impl Transport {
                     .with_web_server_addrs(allow);
                 let (addr, stats, stop) = (server.local_addr(), server.stats(), server.shutdown_handle());
                 let thread = std::thread::spawn(move || server.run());
-                (addr, StatsHandle::Mio(stats), StopHandle::Mio(stop), thread)
+                (addr, stats, stop, thread)
             }
             Self::Smol => {
                 let server = ember_fcgi::smol::Server::bind(&listen, handler, limits)
@@ -345,7 +334,7 @@ impl Transport {
                     .with_web_server_addrs(allow);
                 let (addr, stats, stop) = (server.local_addr(), server.stats(), server.shutdown_handle());
                 let thread = std::thread::spawn(move || server.run());
-                (addr, StatsHandle::Smol(stats), StopHandle::Smol(stop), thread)
+                (addr, stats, stop, thread)
             }
         };
         Running {
@@ -371,7 +360,7 @@ impl Transport {
     pub fn start_app_mpx2(self, limits: Limits) -> Running {
         let app = App::default();
         let state = Arc::clone(&app.state);
-        let limits = Limits { capacities: Capacities { requests: 2, ..limits.capacities }, ..limits };
+        let limits = limits.with_capacities(limits.capacities.with_requests(2));
         let mut running = self.start(app, limits);
         running.app = state;
         running
@@ -382,8 +371,8 @@ impl Transport {
 pub struct Running {
     pub transport: Transport,
     pub addr: SocketAddr,
-    stats: StatsHandle,
-    stop: StopHandle,
+    stats: Stats,
+    stop: ShutdownHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
     /// What the test application saw (when it is the handler).
     pub app: Arc<AppState>,
@@ -395,10 +384,7 @@ impl Running {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        match &self.stats {
-            StatsHandle::Mio(s) => snapshot_from!(s.snapshot()),
-            StatsHandle::Smol(s) => snapshot_from!(s.snapshot()),
-        }
+        snapshot_from!(self.stats.snapshot())
     }
 
     /// Waits (up to 10 s) until `cond` holds of the counters; panics with them if not.
@@ -449,10 +435,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        match &self.stop {
-            StopHandle::Mio(h) => h.shutdown(),
-            StopHandle::Smol(h) => h.shutdown(),
-        }
+        self.stop.shutdown();
         if let Some(thread) = self.thread.take() {
             let result = thread.join();
             if !std::thread::panicking() {

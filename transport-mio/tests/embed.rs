@@ -29,8 +29,7 @@ struct Embedded {
 /// The thread returns how many connections its own service accepted.
 fn start(share_waker: bool) -> Embedded {
     let listen = Listen::Tcp("127.0.0.1:0".parse().unwrap());
-    let server =
-        Server::bind(&listen, TestHandler, Limits { max_connections: 1000, ..test_limits() }).unwrap();
+    let server = Server::bind(&listen, TestHandler, test_limits().with_max_connections(1000)).unwrap();
     let (fcgi_addr, stop, stats) = (server.local_addr().unwrap(), server.shutdown_handle(), server.stats());
     let mut own = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let own_addr = own.local_addr().unwrap();

@@ -39,7 +39,7 @@ fn an_idle_engine_is_released_and_made_again() {
     static ALLOCS: AtomicU64 = AtomicU64::new(0);
     // Long enough that back-to-back requests never see a release, even on a busy machine.
     const AFTER: Duration = Duration::from_millis(200);
-    let server = counted_server(&ALLOCS, IdleRelease { after: AFTER, keep: 0, ..IdleRelease::default() });
+    let server = counted_server(&ALLOCS, IdleRelease::default().with_after(AFTER).with_keep(0));
     let mut c = server.client();
     assert_eq!(c.get("/hello", "one"), "hello one");
     // Back to back: the engine stays.
@@ -79,7 +79,7 @@ fn never_keeps_every_engine() {
 fn few_connections_keep_their_engines() {
     static ALLOCS: AtomicU64 = AtomicU64::new(0);
     // The default keeps engines while at most 256 connections hold one.
-    let release = IdleRelease { after: Duration::from_millis(20), ..IdleRelease::default() };
+    let release = IdleRelease::default().with_after(Duration::from_millis(20));
     let server = counted_server(&ALLOCS, release);
     let mut clients: Vec<Client> = (0..10).map(|_| server.client()).collect();
     for c in &mut clients {
@@ -127,7 +127,7 @@ fn memory_after_says_how_long_a_resting_connection_keeps_its_memory() {
     static ALLOCS: AtomicU64 = AtomicU64::new(0);
     let block = test_limits().capacities.memory_bytes() as u64;
     // Never recalled: the connection at rest keeps its block.
-    let kept = counted_server(&ALLOCS, IdleRelease { memory_after: Duration::MAX, ..IdleRelease::NEVER });
+    let kept = counted_server(&ALLOCS, IdleRelease::NEVER.with_memory_after(Duration::MAX));
     let mut c = kept.client();
     assert_eq!(c.get("/hello", "kept"), "hello kept");
     std::thread::sleep(Duration::from_millis(100));
@@ -139,8 +139,7 @@ fn memory_after_says_how_long_a_resting_connection_keeps_its_memory() {
     kept.stop();
     // Zero: it goes back as soon as the connection is at rest, without a sweep.
     static ALLOCS_ZERO: AtomicU64 = AtomicU64::new(0);
-    let at_once =
-        counted_server(&ALLOCS_ZERO, IdleRelease { memory_after: Duration::ZERO, ..IdleRelease::NEVER });
+    let at_once = counted_server(&ALLOCS_ZERO, IdleRelease::NEVER.with_memory_after(Duration::ZERO));
     let mut c = at_once.client();
     assert_eq!(c.get("/hello", "at once"), "hello at once");
     wait_until("the block back in the pool", || at_once.snapshot().memory_lent == 0);

@@ -48,7 +48,7 @@ fn many_concurrent_connections() {
 
 #[test]
 fn get_values_reports_max_connections() {
-    let server = tcp_server(Limits { max_connections: 77, ..test_limits() });
+    let server = tcp_server(test_limits().with_max_connections(77));
     let mut c = server.client();
     c.send(&get_values_bytes(&["FCGI_MAX_CONNS", "FCGI_MPXS_CONNS", "NOT_A_VARIABLE"]));
     let r = c.record();
@@ -198,7 +198,7 @@ fn large_bodies_both_ways() {
 
 #[test]
 fn over_the_connection_limit_is_closed_at_once() {
-    let server = tcp_server(Limits { max_connections: 2, ..test_limits() });
+    let server = tcp_server(test_limits().with_max_connections(2));
     let mut a = server.client();
     let mut b = server.client();
     assert_eq!(a.get("/hello", "a"), "hello a");
@@ -223,8 +223,7 @@ fn over_the_connection_limit_is_closed_at_once() {
 #[test]
 fn memory_budget_is_known_before_start() {
     let listen = Listen::Tcp("127.0.0.1:0".parse().unwrap());
-    let server =
-        Server::bind(&listen, TestHandler, Limits { max_connections: 1000, ..Limits::default() }).unwrap();
+    let server = Server::bind(&listen, TestHandler, Limits::default().with_max_connections(1000)).unwrap();
     let budget = server.memory_budget();
     // The engine holds no buffers: request memory is lent from the pool while busy.
     assert!(budget.connection_future < budget.request_memory, "{budget}");
@@ -336,9 +335,13 @@ fn handler_woken_from_another_thread() {
 
 #[test]
 fn multiplexed_requests_with_larger_buffers() {
-    let capacities =
-        ember_fcgi_mio::Capacities { input: 8192, output: 8192, params: 2048, window: 1024, requests: 4 };
-    let limits = Limits { capacities, ..test_limits() };
+    let capacities = ember_fcgi_mio::Capacities::new()
+        .with_input(8192)
+        .with_output(8192)
+        .with_params(2048)
+        .with_window(1024)
+        .with_requests(4);
+    let limits = test_limits().with_capacities(capacities);
     let listener = ember_fcgi_mio::Listener::bind(&Listen::Tcp("127.0.0.1:0".parse().unwrap())).unwrap();
     let server = Server::from_listener(listener, TestHandler, limits).unwrap();
     let addr = server.local_addr();

@@ -10,13 +10,11 @@ use common::*;
 use ember_fcgi_mio::{Limits, Listen, Server};
 
 fn short(idle_ms: u64, head_ms: u64, shutdown_ms: u64) -> Limits {
-    Limits {
-        idle_timeout: Duration::from_millis(idle_ms),
-        head_timeout: Duration::from_millis(head_ms),
-        shutdown_timeout: Duration::from_millis(shutdown_ms),
-        close_linger: Duration::from_millis(200),
-        ..Limits::default()
-    }
+    Limits::default()
+        .with_idle_timeout(Duration::from_millis(idle_ms))
+        .with_head_timeout(Duration::from_millis(head_ms))
+        .with_shutdown_timeout(Duration::from_millis(shutdown_ms))
+        .with_close_linger(Duration::from_millis(200))
 }
 
 /// BEGIN and PARAMS of a `/wait` request whose body is still to come.
@@ -130,8 +128,7 @@ fn shutdown_before_run_returns_at_once() {
 
 #[test]
 fn close_lingers_discarding_input_then_closes() {
-    let server =
-        tcp_server(Limits { close_linger: Duration::from_millis(1000), ..short(10_000, 10_000, 5_000) });
+    let server = tcp_server(short(10_000, 10_000, 5_000).with_close_linger(Duration::from_millis(1000)));
     let mut c = server.client();
     c.send(&request_bytes(1, false, "/hello", "bye", b""));
     assert_eq!(c.reply(1).body_str(), "hello bye");

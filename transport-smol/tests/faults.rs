@@ -8,7 +8,7 @@ use std::net::Shutdown;
 use std::time::Duration;
 
 use common::*;
-use ember_fcgi_smol::{Limits, Server, WebServerAddrs};
+use ember_fcgi_smol::{Server, WebServerAddrs};
 
 #[test]
 fn abort_request_mid_body() {
@@ -81,7 +81,7 @@ fn client_disconnects_mid_response() {
 
 #[test]
 fn over_max_connections_is_accepted_and_closed() {
-    let server = Running::tcp(Limits { max_connections: 2, ..test_limits() });
+    let server = Running::tcp(test_limits().with_max_connections(2));
     let mut c1 = Client::tcp(server.addr());
     let mut c2 = Client::tcp(server.addr());
     assert_eq!(c1.request(true, "/hello", "", b"").status(), 200);
@@ -102,7 +102,7 @@ fn over_max_connections_is_accepted_and_closed() {
 
 #[test]
 fn idle_timeout_closes_idle_connections_only() {
-    let server = Running::tcp(Limits { idle_timeout: Duration::from_millis(300), ..test_limits() });
+    let server = Running::tcp(test_limits().with_idle_timeout(Duration::from_millis(300)));
     // A request that takes longer than the idle timeout is not cut...
     let mut c = Client::tcp(server.addr());
     let reply = c.request(true, "/sleep", "ms=700", b"");
@@ -119,7 +119,7 @@ fn idle_timeout_closes_idle_connections_only() {
 
 #[test]
 fn head_timeout_closes_slow_heads_only() {
-    let server = Running::tcp(Limits { head_timeout: Duration::from_millis(300), ..test_limits() });
+    let server = Running::tcp(test_limits().with_head_timeout(Duration::from_millis(300)));
     // Params that never end: closed.
     let mut c = Client::tcp(server.addr());
     let mut out = Vec::new();

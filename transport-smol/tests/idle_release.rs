@@ -15,11 +15,9 @@ const AFTER: Duration = Duration::from_millis(50);
 fn released_server(limits: ember_fcgi_smol::Limits) -> Running {
     let app = TestApp::default();
     let listen = Listen::Tcp("127.0.0.1:0".parse().unwrap());
-    let server = Server::bind(&listen, app.clone(), limits).expect("bind").with_idle_release(IdleRelease {
-        after: AFTER,
-        keep: 0,
-        ..IdleRelease::default()
-    });
+    let server = Server::bind(&listen, app.clone(), limits)
+        .expect("bind")
+        .with_idle_release(IdleRelease::default().with_after(AFTER).with_keep(0));
     Running::start(server, app, 0)
 }
 
@@ -45,7 +43,7 @@ fn a_released_connection_serves_on() {
 
 #[test]
 fn a_released_connection_still_times_out() {
-    let limits = ember_fcgi_smol::Limits { idle_timeout: Duration::from_millis(300), ..test_limits() };
+    let limits = test_limits().with_idle_timeout(Duration::from_millis(300));
     let server = released_server(limits);
     let mut c = Client::tcp(server.addr());
     assert_eq!(c.request(true, "/hello", "", b"").body(), b"Hello, World!\n");

@@ -23,7 +23,7 @@ struct Small;
 impl Handler for Small {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let mut body = [0u8; 64];
-        let n = req.read_to_end(&mut body).await?;
+        let n = req.read_into_slice(&mut body).await?;
         res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
         res.write_all(b"got ").await?;
         res.write_all(&body[..n]).await?;
@@ -86,7 +86,7 @@ fn measure(mode: Mode) -> u64 {
     // The timeout timer is re-armed about once per `head_timeout` (not per request); an
     // hour keeps that out of the measured window even on a slow machine.
     let hour = Duration::from_secs(3600);
-    let limits = Limits { head_timeout: hour, idle_timeout: hour, ..Limits::default() };
+    let limits = Limits::default().with_head_timeout(hour).with_idle_timeout(hour);
     let server = Server::bind(&listen, Small, limits).expect("bind");
     let addr = server.local_addr().expect("tcp");
     let stop = server.shutdown_handle();

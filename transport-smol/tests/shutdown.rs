@@ -7,7 +7,6 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ember_fcgi_smol::Limits;
 
 /// Waits until connecting to `addr` is refused (the listener is closed).
 fn wait_refused(addr: std::net::SocketAddr) {
@@ -47,7 +46,7 @@ fn graceful_shutdown_finishes_the_request_in_flight() {
 
 #[test]
 fn shutdown_timeout_closes_what_is_left() {
-    let server = Running::tcp(Limits { shutdown_timeout: Duration::from_millis(200), ..test_limits() });
+    let server = Running::tcp(test_limits().with_shutdown_timeout(Duration::from_millis(200)));
     let mut stuck = Client::tcp(server.addr());
     stuck.send(&request_bytes(1, true, "/gate", "", b""));
     assert_eq!(stuck.record().kind, STDOUT);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ember_fcgi_smol::{Limits, Listen};
+use ember_fcgi_smol::Listen;
 
 #[test]
 fn ipv4_hello_and_keep_conn_sequence() {
@@ -38,7 +38,7 @@ fn ipv6_hello() {
 
 #[test]
 fn get_values_reports_max_connections() {
-    let server = Running::tcp(Limits { max_connections: 77, ..test_limits() });
+    let server = Running::tcp(test_limits().with_max_connections(77));
     let mut c = Client::tcp(server.addr());
     let values = c.get_values(&["FCGI_MAX_CONNS", "FCGI_MPXS_CONNS", "FCGI_UNKNOWN"]);
     assert_eq!(
@@ -172,9 +172,13 @@ fn other_requests_go_on_while_a_handler_awaits() {
 fn custom_buffers_small_and_multiplexed() {
     // Tiny buffers: everything streams through 512 bytes in and 256 out.
     let app = TestApp::default();
-    let capacities =
-        ember_fcgi_smol::Capacities { input: 512, output: 256, params: 1024, window: 256, requests: 2 };
-    let limits = ember_fcgi_smol::Limits { capacities, ..test_limits() };
+    let capacities = ember_fcgi_smol::Capacities::new()
+        .with_input(512)
+        .with_output(256)
+        .with_params(1024)
+        .with_window(256)
+        .with_requests(2);
+    let limits = test_limits().with_capacities(capacities);
     let server =
         ember_fcgi_smol::Server::bind(&"127.0.0.1:0".parse().unwrap(), app.clone(), limits).expect("bind");
     let server = Running::start(server, app, 0);

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use ember_fcgi_smol::{Limits, Listen, Server};
+use ember_fcgi_smol::{Listen, Server};
 
 fn start_threads(threads: usize) -> Running {
     let app = TestApp::default();
@@ -63,7 +63,7 @@ fn two_threads_serve_many_concurrent_clients() {
 #[test]
 fn max_connections_bounds_all_loops_together() {
     let app = TestApp::default();
-    let limits = Limits { max_connections: 2, ..test_limits() };
+    let limits = test_limits().with_max_connections(2);
     let server =
         Server::bind(&Listen::Tcp("127.0.0.1:0".parse().unwrap()), app.clone(), limits).expect("bind");
     let server = Running::start(server, app, 2);

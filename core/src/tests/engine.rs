@@ -478,7 +478,15 @@ fn body_shorter_than_content_length_is_detected() {
     let (out, _) = run(&BodyCheck, &request(1, false, &[(b"CONTENT_LENGTH", b"3")], b"abc"));
     assert_eq!(stream(&parse(&out), 6, 1), b"Ok(3)");
     let (out, _) = run(&BodyCheck, &request(1, false, &[], b"123456789"));
-    assert_eq!(stream(&parse(&out), 6, 1), b"Err(BodyTooLarge { capacity: 8 })");
+    assert_eq!(stream(&parse(&out), 6, 1), b"Err(BodyTooLarge)");
+}
+
+#[test]
+fn an_empty_buffer_is_not_reported_as_too_small() {
+    let (out, _) = run(&EmptyBufferCheck, &request(1, false, &[], b"abc"));
+    assert_eq!(stream(&parse(&out), 6, 1), b"Err(EmptyBuffer)");
+    let (out, _) = run(&EmptyBufferCheck, &request(1, false, &[], b""));
+    assert_eq!(stream(&parse(&out), 6, 1), b"Ok(0)");
 }
 
 #[test]

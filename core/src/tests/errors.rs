@@ -18,6 +18,8 @@ impl fmt::Display for DiskOnFire {
     }
 }
 
+impl core::error::Error for DiskOnFire {}
+
 fn store(disk: u32) -> Result<(), DiskOnFire> {
     Err(DiskOnFire(disk))
 }
@@ -44,7 +46,7 @@ fn app_error_after_output_keeps_the_output_and_logs() {
     let handler = handler_fn(async |_req: &mut Request<'_>, res: &mut Response<'_>| {
         res.send_head(200, &[("Content-Type", "text/plain")]).await?;
         res.write_all(b"partial").await?;
-        Err("lost the rest".into())
+        Err(HandlerError::msg("lost the rest"))
     });
     let (out, _) = run(&handler, &request(1, false, &[], b""));
     let recs = parse(&out);
@@ -57,7 +59,7 @@ fn app_error_after_output_keeps_the_output_and_logs() {
 fn app_status_set_by_the_handler_is_kept() {
     let handler = handler_fn(async |_req: &mut Request<'_>, res: &mut Response<'_>| {
         res.set_app_status(42);
-        Err(HandlerError::from("bad"))
+        Err(HandlerError::msg("bad"))
     });
     let (out, _) = run(&handler, &request(1, false, &[], b""));
     assert_eq!(ends(&parse(&out)), vec![(1, 42, 0)]);

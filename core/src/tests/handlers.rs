@@ -100,7 +100,19 @@ pub struct BodyCheck;
 impl Handler for BodyCheck {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let mut buf = [0u8; 8];
-        let outcome = req.read_to_end(&mut buf).await;
+        let outcome = req.read_into_slice(&mut buf).await;
+        let line = std::format!("{outcome:?}");
+        res.write_all(line.as_bytes()).await?;
+        Ok(())
+    }
+}
+
+/// Reads the body into an empty slice; reports what it saw.
+pub struct EmptyBufferCheck;
+
+impl Handler for EmptyBufferCheck {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+        let outcome = req.read_into_slice(&mut [0u8; 0][..]).await;
         let line = std::format!("{outcome:?}");
         res.write_all(line.as_bytes()).await?;
         Ok(())

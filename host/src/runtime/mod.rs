@@ -102,6 +102,7 @@ pub trait Reactor {
 ///
 /// [`ConnectionStatus::is_idle_at_boundary`]: ember_fcgi_core::ConnectionStatus::is_idle_at_boundary
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IdleRelease {
     /// How long a connection at rest keeps its request memory. Default 5 ms (it goes
     /// back at the first deadline sweep after that: sweeps are at least 10 ms apart);
@@ -119,6 +120,24 @@ impl IdleRelease {
     pub const NEVER: Self = Self { memory_after: Self::MEMORY_AFTER, after: Duration::MAX, keep: usize::MAX };
 
     const MEMORY_AFTER: Duration = Duration::from_millis(5);
+
+    /// With how long a connection at rest keeps its request memory.
+    pub const fn with_memory_after(mut self, memory_after: Duration) -> Self {
+        self.memory_after = memory_after;
+        self
+    }
+
+    /// With how long an engine must have been idle before it may be released.
+    pub const fn with_after(mut self, after: Duration) -> Self {
+        self.after = after;
+        self
+    }
+
+    /// With how many engines are kept whatever their idle time.
+    pub const fn with_keep(mut self, keep: usize) -> Self {
+        self.keep = keep;
+        self
+    }
 }
 
 impl Default for IdleRelease {

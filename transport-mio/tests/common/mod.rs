@@ -176,11 +176,9 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Limits with short timeouts for tests.
 pub fn test_limits() -> ember_fcgi_mio::Limits {
-    ember_fcgi_mio::Limits {
-        shutdown_timeout: Duration::from_secs(5),
-        close_linger: Duration::from_millis(300),
-        ..Default::default()
-    }
+    ember_fcgi_mio::Limits::default()
+        .with_shutdown_timeout(Duration::from_secs(5))
+        .with_close_linger(Duration::from_millis(300))
 }
 
 pub fn tcp_server(limits: ember_fcgi_mio::Limits) -> Running {

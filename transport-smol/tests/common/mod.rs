@@ -187,7 +187,7 @@ impl TestApp {
 
 /// Limits for tests: short lingering so closes are quick.
 pub fn test_limits() -> Limits {
-    Limits { close_linger: Duration::from_millis(200), ..Limits::default() }
+    Limits::default().with_close_linger(Duration::from_millis(200))
 }
 
 /// A server running on its own thread(s); shut down and joined on drop.
