@@ -17,7 +17,9 @@
 //! the parser can go on to the records behind them (abort, GET_VALUES, other requests,
 //! EOF). When the window is full, the parser stops there: FastCGI has no flow control, so
 //! a request that neither reads nor discards its body holds back the connection's input
-//! once its window is full (backpressure), never memory.
+//! once its window is full (backpressure), never memory. The parser also stops at a whole
+//! record whose reply (GET_VALUES_RESULT, UNKNOWN_TYPE, a refusing END_REQUEST) does not
+//! fit the output buffer now; ARCHITECTURE.md states the whole rule.
 //!
 //! Output invariant: `[out_sent..out_sealed]` holds whole records ready to send;
 //! `[out_sealed..out_len]` is at most one open record (header written when sealed).

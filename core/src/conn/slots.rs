@@ -168,7 +168,8 @@ impl ConnState<'_, '_> {
         Some(overflowed)
     }
 
-    /// The handler of slot `i` returned: writes the closing records when there is room.
+    /// The handler of slot `i` returned: writes the closing records when there is room, or
+    /// none if the connection is dead or the request was silenced by EOF.
     pub(crate) fn poll_close(&mut self, i: usize) -> Poll<()> {
         self.slots[i].phase = Phase::Closing;
         if self.note_expired() || self.dead() || self.slots[i].silent {

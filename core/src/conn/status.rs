@@ -118,7 +118,8 @@ impl ConnectionStatus {
         self.idle_at_boundary.set(idle);
     }
 
-    /// Requests between BEGIN_REQUEST and their END_REQUEST.
+    /// Requests accepted and not ended: from BEGIN_REQUEST until their END_REQUEST is
+    /// queued, or until they end without one (connection failed, or input cut by EOF).
     pub fn active_requests(&self) -> u16 {
         self.active.get()
     }
