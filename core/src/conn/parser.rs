@@ -43,7 +43,7 @@ pub(super) const NEW_HEADER: Parse = Parse::Header { buf: [0; HEADER_LEN], got: 
 
 impl ConnState<'_, '_> {
     /// Input bytes the parser will skip unseen before it needs any (see
-    /// [`ConnectionStatus::discardable`]): the rest of a record no handler reads, or
+    /// [`ConnectionStatus::discardable`](super::ConnectionStatus::discardable)): the rest of a record no handler reads, or
     /// padding; 0 while unparsed input waits or the next bytes matter.
     pub(crate) fn discardable(&self) -> usize {
         if self.in_pos < self.in_len || self.input_over() {

@@ -34,7 +34,7 @@ pub struct SlotState {
     pub(super) decoder: NvDecoder,
     pub(crate) aborted: bool,
     /// Aborted because the peer went away: send nothing more for this request.
-    pub(super) silent: bool,
+    silent: bool,
     pub(super) stdin_eof: bool,
     pub(super) data_eof: bool,
     pub(super) stdin_received: u64,
@@ -57,9 +57,9 @@ pub struct SlotState {
     pub(super) waiting_input: bool,
     pub(super) stdout_written: u64,
     pub(super) stderr_used: bool,
-    pub(super) app_status: u32,
+    app_status: u32,
     pub(super) flush_target: u64,
-    pub(super) waker: Option<Waker>,
+    waker: Option<Waker>,
 }
 
 impl SlotState {
@@ -197,7 +197,7 @@ impl ConnState<'_, '_> {
         Poll::Ready(())
     }
 
-    /// Recounts the slots for the transport's [`ConnectionStatus`].
+    /// Recounts the slots for the transport's [`ConnectionStatus`](super::ConnectionStatus).
     fn update_status(&self) {
         let active = self.slots.iter().filter(|s| s.phase != Phase::Free).count();
         let in_head = self.slots.iter().filter(|s| s.phase == Phase::Params).count();

@@ -62,7 +62,7 @@ impl ConnectionStatus {
     }
 
     /// The transport gives up on this connection (a stall timeout expired): from the next
-    /// poll on, handlers' reads and writes fail with [`StreamError::TimedOut`] and the
+    /// poll on, handlers' reads and writes fail with [`StreamError::TimedOut`](crate::StreamError::TimedOut) and the
     /// driver returns [`ConnectionError::TimedOut`](crate::ConnectionError::TimedOut).
     pub fn expire(&self) {
         self.expired.set(true);
