@@ -40,9 +40,12 @@ const PARAMS_TOO_LARGE: &[u8] =
 /// while handlers run, so it notices FCGI_ABORT_REQUEST, answers FCGI_GET_VALUES and sees
 /// other requests and the peer's EOF while a handler is busy, as long as an unread body
 /// fits its request's window (past that, input waits for the handler: see
-/// [`Request::discard_body`]). END_REQUEST is sent at most once per request (none once the
-/// peer is gone). `status` is kept current for the transport's timeouts, and says when the
-/// future may be dropped and started again later without the peer noticing
+/// [`Request::discard_body`]) and a reply the engine owes (GET_VALUES_RESULT, UNKNOWN_TYPE,
+/// a refusing END_REQUEST) fits the output buffer (else input waits for the writer).
+/// END_REQUEST is sent at most once per request: none once the connection failed or timed
+/// out, nor for a request whose input was incomplete when the peer closed its side.
+/// `status` is kept current for the transport's timeouts, and says when the future may be
+/// dropped and started again later without the peer noticing
 /// ([`ConnectionStatus::is_idle_at_boundary`]).
 pub fn serve_connection<R, W, H, B>(
     reader: R,
@@ -282,6 +285,10 @@ async fn slot_task<H: Handler>(
             if let Err(error) = outcome {
                 report(&mut response, error).await;
             }
+        } else {
+            // Nothing else borrows a running slot's params: the parser's borrow ends with
+            // each step, and the previous request's `Request` was dropped before it closed.
+            debug_assert!(false, "params of slot {i} missing or borrowed as its handler starts");
         }
         poll_fn(|_| state.borrow_mut().poll_close(i)).await;
     }

@@ -9,8 +9,12 @@
 //! ## Contract
 //! - Nothing the network sends can make this crate panic, allocate, or grow: every bad
 //!   input has a defined outcome (see [`ProtocolError`] and the README's table).
-//! - END_REQUEST goes out exactly once per request, after its streams are closed and
-//!   after its handler returned.
+//! - END_REQUEST goes out at most once per request: after its handler returned (also when
+//!   the web server aborted it) and after the empty records that close its streams. It is
+//!   queued unless the connection has failed or timed out by then, or the web server
+//!   closed its side before the request's input was complete (that request ends silently);
+//!   once queued it is sent unless writing fails. A refused BEGIN_REQUEST gets one at once
+//!   (`UNKNOWN_ROLE`, `CANT_MPX_CONN` or `OVERLOADED`) and runs no handler.
 //!
 //! ## Memory of one connection
 //! | piece | bytes |
