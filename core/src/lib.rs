@@ -8,7 +8,7 @@
 //!
 //! ## Contract
 //! - Nothing the network sends can make this crate panic, allocate, or grow: every bad
-//!   input has a defined outcome (see [`ProtocolError`] and the README's table).
+//!   input has a defined outcome (see [`ProtocolError`] and the table in `docs/bad-input.md`).
 //! - END_REQUEST goes out exactly once per request, after its streams are closed and
 //!   after its handler returned.
 //!
