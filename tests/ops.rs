@@ -217,7 +217,9 @@ fn readme_block(heading: &str, info: &str, containing: &str) -> String {
     readme_blocks(heading)
         .into_iter()
         .find(|(i, body)| i == info && body.contains(containing))
-        .unwrap_or_else(|| panic!("docs/operating.md `## {heading}` has no ```{info} block with {containing:?}"))
+        .unwrap_or_else(|| {
+            panic!("docs/operating.md `## {heading}` has no ```{info} block with {containing:?}")
+        })
         .1
 }
 
@@ -547,7 +549,10 @@ fn systemd_socket_activation(combo: Combo) {
     // Keys the test applies, and keys only systemd applies (permissions, install target).
     let known = ["ListenStream", "FileDescriptorName", "SocketMode", "SocketGroup", "WantedBy", "ExecStart"];
     for (key, _) in socket_unit.iter().chain(&service_unit) {
-        assert!(known.contains(&key.as_str()), "docs/operating.md unit key {key} is not handled by this test");
+        assert!(
+            known.contains(&key.as_str()),
+            "docs/operating.md unit key {key} is not handled by this test"
+        );
     }
     assert_eq!(get(&socket_unit, "ListenStream"), "/run/app.sock");
     let dir = TempDir::new("ops-sd");
