@@ -219,6 +219,9 @@ fn guide_snippets_are_the_tested_configs() {
         web::apache_snippet(&tcp).trim().to_owned(),
         web::caddy_snippet(&tcp).lines().next().unwrap().trim().trim_end_matches(" {").to_owned(),
     ] {
-        assert!(guide.contains(&format!("# or, over TCP: {line}")), "docs/deploying.md lacks `# or, over TCP: {line}`");
+        assert!(
+            guide.contains(&format!("# or, over TCP: {line}")),
+            "docs/deploying.md lacks `# or, over TCP: {line}`"
+        );
     }
 }
