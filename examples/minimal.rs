@@ -1,4 +1,4 @@
-//! The README's "A FastCGI app in 15 lines", verbatim (`tests/cli.rs` checks that they
+//! The README's "A FastCGI app in 18 lines", verbatim (`tests/cli.rs` checks that they
 //! match, and runs it): serves on the address given as its argument, 127.0.0.1:9000 without.
 
 use ember_fcgi::prelude::*;

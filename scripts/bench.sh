@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The documented benchmark (README, "Performance"): the no-parse baseline server and the
+# The documented benchmark (docs/performance.md): the no-parse baseline server and the
 # hello example on both transports, loaded by fcgi-load over loopback TCP, then 10,000
 # idle connections held by fcgi-idle. Prints one table (req/s, latency, ratio to the
 # baseline measured in the same run, server CPU per request, idle memory) and writes the

@@ -79,8 +79,8 @@ if ! command -v cargo >/dev/null; then
 fi
 
 # --- build -------------------------------------------------------------------------------
-echo "demo.sh: building the $example example (release)..." >&2
-(cd "$repo" && cargo build --release --quiet --example "$example")
+echo "demo.sh: building the $example example (release; cargo shows its progress)..." >&2
+(cd "$repo" && cargo build --release --example "$example")
 app_bin=${CARGO_TARGET_DIR:-$repo/target}/release/examples/$example
 [ -x "$app_bin" ] || { echo "demo.sh: built binary not found at $app_bin" >&2; exit 1; }
 

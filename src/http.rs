@@ -37,8 +37,9 @@
 //!   nginx drops request headers with an underscore unless `underscores_in_headers on`, so
 //!   behind nginx the names are exact.
 //! - **Duplicated headers.** A variable the web server sent twice gives two values of one
-//!   header, in the order sent (`HeaderMap::get_all`). nginx joins repeated request headers
-//!   into one variable itself (`, `, and `; ` for `Cookie`).
+//!   header, in the order sent (`HeaderMap::get_all`). nginx 1.22 (Debian 12's) passes a
+//!   request header that comes twice as two variables: two `Cookie:` lines arrive as two
+//!   `HTTP_COOKIE` params, and so as two `cookie` values here, not joined into one.
 //! - **No body length.** Authorizer requests, and GETs from most servers, have no (or an
 //!   empty) `CONTENT_LENGTH`: there is then no `content-length` header.
 //! - `HTTP_CONTENT_TYPE` and `HTTP_CONTENT_LENGTH`, which RFC 3875 says a server should not

@@ -73,3 +73,15 @@ pub mod http;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+#[doc = include_str!("../docs/handlers.md")]
+#[cfg(doctest)]
+pub struct HandlersGuideDoctests;
+#[doc = include_str!("../docs/deploying.md")]
+#[cfg(doctest)]
+pub struct DeployingGuideDoctests;
+#[doc = include_str!("../docs/operating.md")]
+#[cfg(doctest)]
+pub struct OperatingGuideDoctests;
+#[doc = include_str!("../docs/embedded.md")]
+#[cfg(doctest)]
+pub struct EmbeddedGuideDoctests;

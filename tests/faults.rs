@@ -7,7 +7,7 @@
 //! request succeeds on a fresh connection and the open-connection count returns to what
 //! the test still holds open; where a counter says what happened, it is checked too.
 //!
-//! The scenarios also pin down each row of the README's "What each bad input gets" table
+//! The scenarios also pin down each row of the "What each bad input gets" table (`docs/bad-input.md`)
 //! (the `table_*` ones, plus those for aborts, oversize params, short bodies, unknown ids).
 
 mod faults_support;
@@ -603,7 +603,7 @@ fn connection_limit_exceeded_twice(t: Transport) {
     assert_eq!((s.accepted, s.refused_over_limit, s.closed_with_error), (2 * N as u64 + 1, N as u64, 0));
 }
 
-// ---- the README's bad-input table, row by row -------------------------------------------
+// ---- docs/bad-input.md, row by row ------------------------------------------------------
 
 fn table_malformed_begin(t: Transport) {
     let server = t.start_app(test_limits());

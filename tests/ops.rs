@@ -1,8 +1,8 @@
 //! Running it in production: the status and ping pages through nginx in all three formats
-//! (OpenMetrics parsed by the Python `prometheus_client` parser), the README's
+//! (OpenMetrics parsed by the Python `prometheus_client` parser), the operating guide's (`docs/operating.md`)
 //! localhost-only nginx locations and Prometheus job, the log lines of a refusal, a
 //! timeout and a handler error, systemd socket activation with `systemd-socket-activate`
-//! from the README's `.socket`/`.service` pair (TCP and Unix), and `spawn-fcgi`.
+//! from the guide's `.socket`/`.service` pair (TCP and Unix), and `spawn-fcgi`.
 //!
 //! Missing tools (nginx, systemd-socket-activate, spawn-fcgi, python3-prometheus-client)
 //! fail the tests (they name the package); `scripts/setup.sh` installs them.
@@ -192,16 +192,16 @@ fn status_pages_through_nginx(combo: Combo) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The README's "Operating it" snippets
+// The operating guide's (docs/operating.md) snippets
 
-/// The fenced blocks (with their info string) of the README section `### {heading}`.
+/// The fenced blocks (with their info string) of the guide's section `## {heading}`.
 fn readme_blocks(heading: &str) -> Vec<(String, String)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
-    let section = readme
-        .split("\n### ")
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operating.md"))
+        .expect("docs/operating.md");
+    let section = guide
+        .split("\n## ")
         .find(|s| s.starts_with(heading))
-        .unwrap_or_else(|| panic!("README has no `### {heading}`"));
-    let section = section.split("\n## ").next().unwrap_or_default();
+        .unwrap_or_else(|| panic!("docs/operating.md has no `## {heading}`"));
     section
         .split("```")
         .skip(1)
@@ -217,11 +217,13 @@ fn readme_block(heading: &str, info: &str, containing: &str) -> String {
     readme_blocks(heading)
         .into_iter()
         .find(|(i, body)| i == info && body.contains(containing))
-        .unwrap_or_else(|| panic!("README `### {heading}` has no ```{info} block with {containing:?}"))
+        .unwrap_or_else(|| {
+            panic!("docs/operating.md `## {heading}` has no ```{info} block with {containing:?}")
+        })
         .1
 }
 
-/// The scrape URL path and query of the README's Prometheus job.
+/// The scrape URL path and query of the guide's Prometheus job.
 fn scrape_path(job: &str) -> String {
     let path = job.lines().find_map(|l| l.trim().strip_prefix("metrics_path: ")).expect("metrics_path");
     let lines: Vec<&str> = job.lines().collect();
@@ -237,8 +239,9 @@ fn scrape_path(job: &str) -> String {
     format!("{path}?{}", query.join("&"))
 }
 
-/// nginx with the README's status/ping locations in its server block, passing to `app` (an
-/// upstream of the example), and `include fastcgi_params` as Debian's file.
+/// nginx with the operating guide's status/ping locations in its server block, passing to
+/// `app` (an upstream of the example); they include Debian's `/etc/nginx/fastcgi_params`
+/// (a copy of its params is written beside the config too, for a relative include).
 fn start_nginx_with(dir: &TempDir, app: &Endpoint, locations: &str) -> (std::process::Child, u16) {
     let binary = nginx();
     let port = free_port();
@@ -546,7 +549,10 @@ fn systemd_socket_activation(combo: Combo) {
     // Keys the test applies, and keys only systemd applies (permissions, install target).
     let known = ["ListenStream", "FileDescriptorName", "SocketMode", "SocketGroup", "WantedBy", "ExecStart"];
     for (key, _) in socket_unit.iter().chain(&service_unit) {
-        assert!(known.contains(&key.as_str()), "README unit key {key} is not handled by this test");
+        assert!(
+            known.contains(&key.as_str()),
+            "docs/operating.md unit key {key} is not handled by this test"
+        );
     }
     assert_eq!(get(&socket_unit, "ListenStream"), "/run/app.sock");
     let dir = TempDir::new("ops-sd");

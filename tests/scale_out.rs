@@ -1,5 +1,5 @@
 //! More than one process: two `hello` processes, each on its own Unix socket, behind one
-//! nginx upstream that lists both (README, "More than one core"). nginx reports which
+//! nginx upstream that lists both (docs/deploying.md, "More than one core"). nginx reports which
 //! process answered each request (`X-Upstream: $upstream_addr`), so the test sees both
 //! serve; then one process stops and the other takes every request.
 

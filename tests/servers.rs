@@ -1,7 +1,7 @@
-//! The README's "Deploying" snippets for lighttpd, Apache (mod_proxy_fcgi) and Caddy, proved
-//! end to end: the `echo` and `redirect` examples behind each real server, driven over HTTP
+//! The deployment guide's (`docs/deploying.md`) snippets for lighttpd, Apache
+//! (mod_proxy_fcgi) and Caddy, proved end to end: the `echo` and `redirect` examples behind each real server, driven over HTTP
 //! with ureq, for every (transport, TCP or Unix socket) pair; lighttpd also starting the app
-//! itself (`bin-path`, the listening socket as fd 0); and a check that the README shows
+//! itself (`bin-path`, the listening socket as fd 0); and a check that the guide shows
 //! exactly the snippets these configs are built from. See `ember_fcgi_testkit::web::servers` for the configs.
 
 mod support;
@@ -159,16 +159,17 @@ fn lighttpd_spawns_smol() {
     lighttpd_spawns(Transport::Smol);
 }
 
-/// The fenced blocks under the README heading that starts with `heading`, with comments and
+/// The deployment guide the snippets are checked against.
+const GUIDE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploying.md");
+
+/// The fenced blocks under the guide's heading that starts with `heading`, with comments and
 /// blank lines dropped and trailing whitespace trimmed.
-fn readme_blocks(heading: &str) -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
-    let section = readme
-        .split("\n### ")
+fn guide_blocks(heading: &str) -> Vec<String> {
+    let guide = std::fs::read_to_string(GUIDE).expect("docs/deploying.md");
+    let section = guide
+        .split("\n## ")
         .find(|s| s.starts_with(heading))
-        .unwrap_or_else(|| panic!("README has no `### {heading}` section"));
-    let section = section.split("\n## ").next().unwrap();
+        .unwrap_or_else(|| panic!("docs/deploying.md has no `## {heading}` section"));
     section
         .split("```")
         .skip(1)
@@ -186,10 +187,11 @@ fn normalize(config: &str) -> String {
         .collect()
 }
 
-/// The README's lighttpd, Apache and Caddy snippets are the ones the tests above run with,
-/// for the README's paths: the (comment-stripped) snippet appears in a block of its section.
+/// The deployment guide's lighttpd, Apache and Caddy snippets are the ones the tests above
+/// run with, for the guide's paths: the (comment-stripped) snippet appears in a block of its
+/// section.
 #[test]
-fn readme_snippets_are_the_tested_configs() {
+fn guide_snippets_are_the_tested_configs() {
     let unix = Endpoint::Unix("/run/app.sock".into());
     let tcp = Endpoint::Tcp("127.0.0.1:9000".parse().unwrap());
     let cases = [
@@ -202,21 +204,24 @@ fn readme_snippets_are_the_tested_configs() {
         ("Caddy (tested end to end)", web::caddy_snippet(&unix)),
     ];
     for (heading, snippet) in cases {
-        let blocks = readme_blocks(heading);
+        let blocks = guide_blocks(heading);
         let snippet = normalize(&snippet);
         assert!(
             blocks.iter().any(|b| b.contains(&snippet)),
-            "README `### {heading}` does not show\n{snippet}\nits blocks (comments stripped):\n{}",
+            "docs/deploying.md `## {heading}` does not show\n{snippet}\nits blocks (comments stripped):\n{}",
             blocks.join("----\n")
         );
     }
     // The TCP forms are shown in comments, verbatim.
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let guide = std::fs::read_to_string(GUIDE).unwrap();
     for line in [
         web::lighttpd_snippet(&tcp).lines().nth(2).unwrap().trim().to_owned(),
         web::apache_snippet(&tcp).trim().to_owned(),
         web::caddy_snippet(&tcp).lines().next().unwrap().trim().trim_end_matches(" {").to_owned(),
     ] {
-        assert!(readme.contains(&format!("# or, over TCP: {line}")), "README lacks `# or, over TCP: {line}`");
+        assert!(
+            guide.contains(&format!("# or, over TCP: {line}")),
+            "docs/deploying.md lacks `# or, over TCP: {line}`"
+        );
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! ## Contract
 //! - Nothing the network sends can make this crate panic, allocate, or grow: every bad
-//!   input has a defined outcome (see [`ProtocolError`] and the README's table).
+//!   input has a defined outcome (see [`ProtocolError`] and the table in `docs/bad-input.md`).
 //! - END_REQUEST goes out at most once per request: after its handler returned (also when
 //!   the web server aborted it) and after the empty records that close its streams. It is
 //!   queued unless the connection has failed or timed out by then, or the web server
