@@ -127,7 +127,7 @@ impl Handler for DirList {
         let (mut entries, mut dir) = unblock(move || std::fs::read_dir(&dir).map(|entries| (entries, dir)))
             .await
             .map_err(|e| HandlerError::msg(&format_args!("dirlist: cannot read the directory: {e}")))?;
-        res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
+        let mut out = res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
         loop {
             let (batch, back) = unblock(move || (next_batch(&dir, &mut entries), (entries, dir))).await;
             (entries, dir) = back;
@@ -137,8 +137,8 @@ impl Handler for DirList {
             })?;
             let Some(batch) = batch else { return Ok(()) };
             for line in batch {
-                res.write_all(line.as_bytes()).await?;
-                res.flush().await?;
+                out.write_all(line.as_bytes()).await?;
+                out.flush().await?;
             }
         }
     }

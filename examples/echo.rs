@@ -64,18 +64,18 @@ impl Handler for Echo {
         if req.role() == Role::Authorizer {
             headers.push(("Variable-AUTH-ECHO", "1"));
         }
-        res.send_head(200, &headers).await?;
+        let mut out = res.send_head(200, &headers).await?;
         for (name, value) in req.params() {
-            res.write_all(name).await?;
-            res.write_all(b"=").await?;
-            res.write_all(value).await?;
-            res.write_all(b"\n").await?;
+            out.write_all(name).await?;
+            out.write_all(b"=").await?;
+            out.write_all(value).await?;
+            out.write_all(b"\n").await?;
         }
         let mut tail = format!("STDIN-LENGTH={stdin_length}\nSTDIN-SHA256={stdin_sha}\n");
         if let Some((data_length, data_sha)) = data {
             tail += &format!("DATA-LENGTH={data_length}\nDATA-SHA256={data_sha}\n");
         }
-        res.write_all(tail.as_bytes()).await?;
+        out.write_all(tail.as_bytes()).await?;
         Ok(())
     }
 }

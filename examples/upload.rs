@@ -85,8 +85,9 @@ fn disk(doing: &str, path: &Path, e: io::Error) -> HandlerError {
 impl Handler for Upload {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         if !matches!(req.params().request_method(), Some("POST" | "PUT")) {
-            res.send_head(405, &[("Allow", "POST, PUT"), ("Content-Type", content_type::TEXT)]).await?;
-            res.write_all(b"POST or PUT the file as the request body\n").await?;
+            let mut out =
+                res.send_head(405, &[("Allow", "POST, PUT"), ("Content-Type", content_type::TEXT)]).await?;
+            out.write_all(b"POST or PUT the file as the request body\n").await?;
             return Ok(());
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);

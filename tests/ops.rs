@@ -390,7 +390,8 @@ struct BadHeader;
 
 impl Handler for BadHeader {
     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-        Ok(res.send_head(200, &[("Bad Header", "x")]).await?)
+        res.send_head(200, &[("Bad Header", "x")]).await?;
+        Ok(())
     }
 }
 

@@ -164,7 +164,7 @@ impl Handler for Discard {
             total += n;
         }
         self.0.set(total);
-        res.write_all(&[total as u8]).await?;
+        res.raw_output().write_all(&[total as u8]).await?;
         Ok(())
     }
 }
@@ -173,8 +173,8 @@ struct Hello;
 
 impl Handler for Hello {
     async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-        res.send_head(200, &[("Content-Type", "text/plain")]).await?;
-        res.write_all(b"Hello, World!\n").await?;
+        let mut out = res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+        out.write_all(b"Hello, World!\n").await?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use core::fmt;
 use embedded_io_async::{Read, Write};
 
 use crate::error::{StreamError, decimal};
-use crate::handler::Response;
+use crate::handler::{Response, ResponseBody};
 
 /// Common content types, so JSON and streaming responses need no string literals.
 pub mod content_type {
@@ -185,14 +185,34 @@ impl<E: fmt::Display> fmt::Display for CopyError<E> {
 
 impl<E: fmt::Debug + fmt::Display> core::error::Error for CopyError<E> {}
 
-impl Response<'_> {
-    /// Writes the CGI head: `Status: NNN Reason`, each header, and the empty line.
-    /// `InvalidHeader` (nothing written) for a status outside 100..=999 or a bad header.
-    pub fn send_head(
-        &mut self,
+impl<'a> Response<'a> {
+    /// Writes the CGI head: `Status: NNN Reason`, each header, and the empty line, and
+    /// returns the writer of the body. `InvalidHeader` (nothing written) for a status
+    /// outside 100..=999 or a bad header; `HeadAlreadySent` if a head (or raw output) went
+    /// out before.
+    ///
+    /// ```
+    /// # use ember_fcgi_core::prelude::*;
+    /// # async fn f(res: &mut Response<'_>) -> Result<(), StreamError> {
+    /// let mut body = res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
+    /// body.write_all(b"streamed ").await?;
+    /// body.write_all(b"body\n").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// There is no way to write body bytes before the head:
+    ///
+    /// ```compile_fail,E0599
+    /// # use ember_fcgi_core::prelude::*;
+    /// # async fn f(res: &mut Response<'_>) -> Result<(), StreamError> {
+    /// res.write_all(b"a body before its head").await?; // Response has no write_all
+    /// # Ok(()) }
+    /// ```
+    pub fn send_head<'r>(
+        &'r mut self,
         status: u16,
         headers: &[(&str, &str)],
-    ) -> impl Future<Output = Result<(), StreamError>> {
+    ) -> impl Future<Output = Result<ResponseBody<'r>, StreamError>> {
         self.head(status, headers)
     }
 
@@ -202,78 +222,47 @@ impl Response<'_> {
     /// ```
     /// # use ember_fcgi_core::prelude::*;
     /// # async fn f(res: &mut Response<'_>) -> Result<(), StreamError> {
-    /// res.send_head_bytes(200, &[("Content-Disposition", b"attachment; filename=\"caf\xe9.txt\"")]).await?;
     /// assert_eq!(
-    ///     res.send_head_bytes(200, &[("X-Evil", b"a\r\nSet-Cookie: x")]).await,
-    ///     Err(StreamError::InvalidHeader)
+    ///     res.send_head_bytes(200, &[("X-Evil", b"a\r\nSet-Cookie: x")]).await.err(),
+    ///     Some(StreamError::InvalidHeader)
     /// );
+    /// res.send_head_bytes(200, &[("Content-Disposition", b"attachment; filename=\"caf\xe9.txt\"")]).await?;
     /// # Ok(()) }
     /// ```
-    pub fn send_head_bytes(
-        &mut self,
+    pub fn send_head_bytes<'r>(
+        &'r mut self,
         status: u16,
         headers: &[(&str, &[u8])],
-    ) -> impl Future<Output = Result<(), StreamError>> {
+    ) -> impl Future<Output = Result<ResponseBody<'r>, StreamError>> {
         self.head(status, headers)
     }
 
     // Not an `async fn`: its future would hold the arguments twice (as passed, and moved
     // into the body); the block holds them once.
     #[allow(clippy::manual_async_fn)]
-    fn head<V: AsRef<[u8]>>(
-        &mut self,
+    fn head<'r, V: AsRef<[u8]>>(
+        &'r mut self,
         status: u16,
         headers: &[(&str, V)],
-    ) -> impl Future<Output = Result<(), StreamError>> {
+    ) -> impl Future<Output = Result<ResponseBody<'r>, StreamError>> {
         async move {
+            self.check_no_head()?;
             if !(100..=999).contains(&status)
                 || !headers.iter().all(|(n, v)| is_token(n) && is_field_value(v.as_ref()))
             {
                 return Err(StreamError::InvalidHeader);
             }
             let digits = status_digits(status);
-            if self.head_now(&digits, status, headers, b"") {
-                return Ok(());
+            let mut out = self.stdout();
+            if head_now(&mut out, &digits, status, headers, b"") {
+                return Ok(out);
             }
             // Piece by piece, with one await for all of them.
             for at in 0..head_pieces(headers.len()) {
-                self.write_all(head_piece(&digits, status, headers, at)).await?;
+                out.write_all(head_piece(&digits, status, headers, at)).await?;
             }
-            Ok(())
+            Ok(out)
         }
-    }
-
-    /// The whole head in one step if the output buffer has room for it now (the common
-    /// case; saves a call per piece). Not async, so its slices never live in the future.
-    /// `body` (possibly empty) follows the head in the same step.
-    fn head_now<V: AsRef<[u8]>>(
-        &mut self,
-        digits: &[u8; 3],
-        status: u16,
-        headers: &[(&str, V)],
-        body: &[u8],
-    ) -> bool {
-        if headers.len() > HEAD_NOW_HEADERS {
-            return false;
-        }
-        // Straight-line, not `head_piece` in a loop: this is every response's hot path.
-        let mut parts: [&[u8]; 7 + 4 * HEAD_NOW_HEADERS] = [&[]; 7 + 4 * HEAD_NOW_HEADERS];
-        parts[..5].copy_from_slice(&[b"Status: ", digits, b" ", reason_phrase(status).as_bytes(), b"\r\n"]);
-        let mut n = 5;
-        for (name, value) in headers {
-            parts[n..n + 4].copy_from_slice(&[name.as_bytes(), b": ", value.as_ref(), b"\r\n"]);
-            n += 4;
-        }
-        parts[n] = b"\r\n";
-        parts[n + 1] = body;
-        self.write_now(&parts[..n + 2])
-    }
-
-    async fn write_header(&mut self, name: &str, value: &[u8]) -> Result<(), StreamError> {
-        self.write_all(name.as_bytes()).await?;
-        self.write_all(b": ").await?;
-        self.write_all(value).await?;
-        self.write_all(b"\r\n").await
     }
 
     /// A complete response: head with `Content-Type` and `Content-Length`, then `body`.
@@ -283,6 +272,7 @@ impl Response<'_> {
         content_type: &str,
         body: &[u8],
     ) -> Result<(), StreamError> {
+        self.check_no_head()?;
         let mut digits = [0u8; 20];
         let length = decimal(body.len() as u64, &mut digits);
         let headers = [("Content-Type", content_type), ("Content-Length", length)];
@@ -290,12 +280,11 @@ impl Response<'_> {
         // The names are tokens; only the caller's content type needs a look.
         if (100..=999).contains(&status)
             && is_field_value(content_type.as_bytes())
-            && self.head_now(&status_digits(status), status, &headers, body)
+            && head_now(&mut self.stdout(), &status_digits(status), status, &headers, body)
         {
             return Ok(());
         }
-        self.send_head(status, &headers).await?;
-        self.write_all(body).await
+        self.send_head(status, &headers).await?.write_all(body).await
     }
 
     /// A streamed response: the head, then each chunk (flushed after each when
@@ -311,16 +300,51 @@ impl Response<'_> {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        self.send_head(status, &[("Content-Type", content_type)]).await?;
+        let mut body = self.send_head(status, &[("Content-Type", content_type)]).await?;
         for chunk in chunks {
-            self.write_all(chunk.as_ref()).await?;
+            body.write_all(chunk.as_ref()).await?;
             if flush_each {
-                self.flush().await?;
+                body.flush().await?;
             }
         }
         Ok(())
     }
 
+    /// A redirect by RFC 3875 §6.2: a local path (`/x?y`) gives a local redirect (only a
+    /// `Location` line, which the web server resolves); an absolute URI gives a client
+    /// redirect (the web server answers 302). Anything else is `InvalidHeader`.
+    pub async fn send_redirect(&mut self, location: &str) -> Result<(), StreamError> {
+        self.check_no_head()?;
+        if !is_field_value(location.as_bytes()) || !(is_local_path(location) || has_scheme(location)) {
+            return Err(StreamError::InvalidHeader);
+        }
+        let mut out = self.stdout();
+        for part in [b"Location: ".as_slice(), location.as_bytes(), b"\r\n\r\n"] {
+            out.write_all(part).await?;
+        }
+        Ok(())
+    }
+
+    /// A client redirect with an explicit 3xx status and a short document (RFC 3875
+    /// §6.2.4), e.g. 301 or 308. `location` must be an absolute URI.
+    pub async fn send_redirect_with_status(
+        &mut self,
+        status: u16,
+        location: &str,
+    ) -> Result<(), StreamError> {
+        if !(300..=399).contains(&status) || !is_field_value(location.as_bytes()) || !has_scheme(location) {
+            return Err(StreamError::InvalidHeader);
+        }
+        let mut body =
+            self.send_head(status, &[("Location", location), ("Content-Type", content_type::TEXT)]).await?;
+        for part in [b"Redirecting to ".as_slice(), location.as_bytes(), b"\n"] {
+            body.write_all(part).await?;
+        }
+        Ok(())
+    }
+}
+
+impl ResponseBody<'_> {
     /// Copies an async source (a file, a socket, another stream) into the body until it
     /// ends; returns the bytes copied. Uses a 512-byte stack buffer.
     pub async fn copy_from<R: Read>(&mut self, source: &mut R) -> Result<u64, CopyError<R::Error>> {
@@ -335,33 +359,32 @@ impl Response<'_> {
             total += n as u64;
         }
     }
+}
 
-    /// A redirect by RFC 3875 §6.2: a local path (`/x?y`) gives a local redirect (only a
-    /// `Location` line, which the web server resolves); an absolute URI gives a client
-    /// redirect (the web server answers 302). Anything else is `InvalidHeader`.
-    pub async fn send_redirect(&mut self, location: &str) -> Result<(), StreamError> {
-        if !is_field_value(location.as_bytes()) || !(is_local_path(location) || has_scheme(location)) {
-            return Err(StreamError::InvalidHeader);
-        }
-        self.write_header("Location", location.as_bytes()).await?;
-        self.write_all(b"\r\n").await
+/// The whole head in one step if the output buffer has room for it now (the common case;
+/// saves a call per piece). Not async, so its slices never live in the future. `body`
+/// (possibly empty) follows the head in the same step.
+fn head_now<V: AsRef<[u8]>>(
+    out: &mut ResponseBody<'_>,
+    digits: &[u8; 3],
+    status: u16,
+    headers: &[(&str, V)],
+    body: &[u8],
+) -> bool {
+    if headers.len() > HEAD_NOW_HEADERS {
+        return false;
     }
-
-    /// A client redirect with an explicit 3xx status and a short document (RFC 3875
-    /// §6.2.4), e.g. 301 or 308. `location` must be an absolute URI.
-    pub async fn send_redirect_with_status(
-        &mut self,
-        status: u16,
-        location: &str,
-    ) -> Result<(), StreamError> {
-        if !(300..=399).contains(&status) || !is_field_value(location.as_bytes()) || !has_scheme(location) {
-            return Err(StreamError::InvalidHeader);
-        }
-        self.send_head(status, &[("Location", location), ("Content-Type", content_type::TEXT)]).await?;
-        self.write_all(b"Redirecting to ").await?;
-        self.write_all(location.as_bytes()).await?;
-        self.write_all(b"\n").await
+    // Straight-line, not `head_piece` in a loop: this is every response's hot path.
+    let mut parts: [&[u8]; 7 + 4 * HEAD_NOW_HEADERS] = [&[]; 7 + 4 * HEAD_NOW_HEADERS];
+    parts[..5].copy_from_slice(&[b"Status: ", digits, b" ", reason_phrase(status).as_bytes(), b"\r\n"]);
+    let mut n = 5;
+    for (name, value) in headers {
+        parts[n..n + 4].copy_from_slice(&[name.as_bytes(), b": ", value.as_ref(), b"\r\n"]);
+        n += 4;
     }
+    parts[n] = b"\r\n";
+    parts[n + 1] = body;
+    out.write_now(&parts[..n + 2])
 }
 
 #[cfg(test)]

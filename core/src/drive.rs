@@ -271,7 +271,7 @@ async fn slot_task<H: Handler>(
             let outcome = if request.aborted() {
                 Ok(())
             } else if overflowed {
-                response.write_all(PARAMS_TOO_LARGE).await.map_err(HandlerError::from)
+                response.stdout().write_all(PARAMS_TOO_LARGE).await.map_err(HandlerError::from)
             } else {
                 let mut handling = pin!(handler.handle(&mut request, &mut response));
                 poll_fn(|cx| {
@@ -306,7 +306,7 @@ fn report<'r>(response: &'r mut Response<'_>, error: HandlerError) -> impl Futur
             return;
         }
         if response.bytes_written() == 0 {
-            let _ = response.write_all(INTERNAL_ERROR_HEAD).await;
+            let _ = response.stdout().write_all(INTERNAL_ERROR_HEAD).await;
         }
         let mut stderr = response.stderr();
         let _ = stderr.write_all(error.message().as_bytes()).await;

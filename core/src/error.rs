@@ -28,6 +28,9 @@ pub enum StreamError {
     /// A header name or value passed to a response helper is not valid in a CGI head
     /// (empty or non-token name, CR or LF in a value, or a bad status code).
     InvalidHeader,
+    /// A response helper that sends a head was called after the head (or raw output) was
+    /// written: a response has one head.
+    HeadAlreadySent,
 }
 
 impl StreamError {
@@ -61,6 +64,7 @@ impl StreamError {
             }
             Self::EmptyBuffer => ("request body read into an empty buffer", None, "", None, ""),
             Self::InvalidHeader => ("invalid CGI response header or status", None, "", None, ""),
+            Self::HeadAlreadySent => ("the response head was already sent", None, "", None, ""),
         };
         ErrorText { head, first, middle, second, tail }
     }
@@ -127,7 +131,9 @@ impl embedded_io::Error for StreamError {
             Self::ConnectionClosed => ErrorKind::ConnectionReset,
             Self::BodyTruncated { .. } | Self::DataTruncated { .. } => ErrorKind::InvalidData,
             Self::TimedOut => ErrorKind::TimedOut,
-            Self::DataBeforeStdin | Self::InvalidHeader | Self::EmptyBuffer => ErrorKind::InvalidInput,
+            Self::DataBeforeStdin | Self::InvalidHeader | Self::EmptyBuffer | Self::HeadAlreadySent => {
+                ErrorKind::InvalidInput
+            }
             Self::BodyTooLarge => ErrorKind::OutOfMemory,
         }
     }

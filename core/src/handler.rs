@@ -30,9 +30,9 @@ use crate::wire::Role;
 /// impl Handler for Hello {
 ///     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
 ///         let name = req.params().get_str("QUERY_STRING").unwrap_or("");
-///         res.send_head(200, &[("Content-Type", "text/plain")]).await?;
-///         res.write_all(b"Hello ").await?;
-///         res.write_all(name.as_bytes()).await?;
+///         let mut body = res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+///         body.write_all(b"Hello ").await?;
+///         body.write_all(name.as_bytes()).await?;
 ///         Ok(())
 ///     }
 /// }
@@ -297,9 +297,11 @@ async fn read_into_slice<R: Read<Error = StreamError>>(
     }
 }
 
-/// The response: FCGI_STDOUT as a writer, FCGI_STDERR via [`Response::stderr`], and the
-/// CGI helpers of [`crate::cgi`]. Writes are buffered and cut into records by the engine;
-/// `flush` sends what is buffered.
+/// The response: the CGI helpers of [`crate::cgi`] that send a head (and maybe a body),
+/// FCGI_STDERR via [`Response::stderr`], and the app status. Body bytes are written through
+/// the [`ResponseBody`] that [`send_head`](Response::send_head) returns, so none can
+/// precede the head, and a second head is refused (`HeadAlreadySent`). A handler that
+/// writes its own CGI head says so with [`raw_output`](Response::raw_output).
 pub struct Response<'a> {
     conn: &'a dyn Conn,
     slot: usize,
@@ -330,15 +332,53 @@ impl<'a> Response<'a> {
         self.conn.view(self.slot).app_status
     }
 
-    /// Bytes written to FCGI_STDOUT so far.
+    /// Bytes written to FCGI_STDOUT so far (head and body).
     pub fn bytes_written(&self) -> u64 {
         self.conn.view(self.slot).stdout_written
     }
 
+    /// FCGI_STDOUT as it is, for a handler that writes the CGI head itself (`Status:`,
+    /// headers, an empty line, then the body): nothing checks what it writes. The typed
+    /// helpers ([`send_head`](Self::send_head), [`send_response`](Self::send_response), ...)
+    /// are the way that cannot produce a response the web server rejects.
+    pub fn raw_output(&mut self) -> ResponseBody<'_> {
+        self.stdout()
+    }
+
+    /// FCGI_STDOUT, for the helpers once they have checked or written the head.
+    pub(crate) fn stdout(&mut self) -> ResponseBody<'_> {
+        ResponseBody { conn: self.conn, slot: self.slot }
+    }
+
+    /// `Err(HeadAlreadySent)` once anything went to FCGI_STDOUT.
+    pub(crate) fn check_no_head(&self) -> Result<(), StreamError> {
+        if self.bytes_written() == 0 { Ok(()) } else { Err(StreamError::HeadAlreadySent) }
+    }
+}
+
+/// The body of a response: FCGI_STDOUT as a writer, from [`Response::send_head`] (after
+/// the head) or [`Response::raw_output`]. Writes are buffered and cut into records by the
+/// engine; `flush` sends what is buffered.
+pub struct ResponseBody<'a> {
+    conn: &'a dyn Conn,
+    slot: usize,
+}
+
+impl ResponseBody<'_> {
     /// Writes all of `data` to FCGI_STDOUT: `Write::write_all`, as one future type whose
     /// poll every call shares (the trait's default is inlined into each caller's future).
     pub fn write_all<'w>(&'w mut self, data: &'w [u8]) -> WriteAll<'w> {
         WriteAll { conn: self.conn, slot: self.slot, stream: OutStream::Stdout, data }
+    }
+
+    /// The error stream (logged by nginx as "FastCGI sent in stderr").
+    pub fn stderr(&mut self) -> Stderr<'_> {
+        Stderr { conn: self.conn, slot: self.slot }
+    }
+
+    /// Bytes written to FCGI_STDOUT so far (head and body).
+    pub fn bytes_written(&self) -> u64 {
+        self.conn.view(self.slot).stdout_written
     }
 
     /// Writes all of `parts` to FCGI_STDOUT now if the output buffer has room for them;
@@ -348,17 +388,23 @@ impl<'a> Response<'a> {
     }
 }
 
-impl ErrorType for Response<'_> {
+impl ErrorType for ResponseBody<'_> {
     type Error = StreamError;
 }
 
-impl Write for Response<'_> {
+impl Write for ResponseBody<'_> {
     fn write(&mut self, buf: &[u8]) -> impl Future<Output = Result<usize, StreamError>> {
         poll_fn(move |cx| self.conn.poll_write(self.slot, OutStream::Stdout, cx, buf))
     }
 
     fn flush(&mut self) -> impl Future<Output = Result<(), StreamError>> {
         poll_fn(move |cx| self.conn.poll_flush(self.slot, cx))
+    }
+}
+
+impl core::fmt::Debug for ResponseBody<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ResponseBody").field("slot", &self.slot).finish_non_exhaustive()
     }
 }
 
@@ -369,13 +415,13 @@ pub struct Stderr<'a> {
 }
 
 impl Stderr<'_> {
-    /// Writes all of `data` to FCGI_STDERR (see [`Response::write_all`]).
+    /// Writes all of `data` to FCGI_STDERR (see [`ResponseBody::write_all`]).
     pub fn write_all<'w>(&'w mut self, data: &'w [u8]) -> WriteAll<'w> {
         WriteAll { conn: self.conn, slot: self.slot, stream: OutStream::Stderr, data }
     }
 }
 
-/// The future of [`Response::write_all`] and [`Stderr::write_all`]: completes when all
+/// The future of [`ResponseBody::write_all`] and [`Stderr::write_all`]: completes when all
 /// of its bytes are in the output buffer.
 #[must_use = "futures do nothing unless awaited"]
 pub struct WriteAll<'a> {

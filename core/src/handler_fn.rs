@@ -18,8 +18,8 @@ use crate::handler_error::HandlerError;
 /// let hits = AtomicU32::new(0); // state shared by every request
 /// let handler = handler_fn(async |_req: &mut Request<'_>, res: &mut Response<'_>| {
 ///     let n = hits.fetch_add(1, Ordering::Relaxed);
-///     res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
-///     res.write_all(if n == 0 { b"first\n" } else { b"again\n" }).await?;
+///     let mut body = res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
+///     body.write_all(if n == 0 { b"first\n" } else { b"again\n" }).await?;
 ///     Ok(())
 /// });
 /// # fn takes<H: Handler>(_: &H) {}

@@ -51,7 +51,7 @@ pub use config::{Config, Roles};
 pub use conn::{ConnectionStatus, MIN_INPUT, MIN_OUTPUT};
 pub use drive::{Park, Spin, serve_blocking, serve_connection};
 pub use error::{ConnectionError, ProtocolError, StreamError};
-pub use handler::{BodyBuffer, DataReader, Handler, Request, Response, Stderr, WriteAll};
+pub use handler::{BodyBuffer, DataReader, Handler, Request, Response, ResponseBody, Stderr, WriteAll};
 pub use handler_error::{HANDLER_ERROR_CAPACITY, HandlerError};
 pub use handler_fn::{FnHandler, handler_fn};
 pub use params::{ArenaBytes, Params, ParamsIter};
@@ -62,7 +62,7 @@ pub use {embedded_io, embedded_io_async};
 /// give `read`, `write_all` and `flush`.
 pub mod prelude {
     pub use crate::cgi::content_type;
-    pub use crate::{Handler, HandlerError, Request, Response, StreamError, handler_fn};
+    pub use crate::{Handler, HandlerError, Request, Response, ResponseBody, StreamError, handler_fn};
     pub use embedded_io_async::{Read, Write};
 }
 

@@ -221,7 +221,7 @@ impl Notes {
     async fn list(&self, res: &mut Response<'_>) -> Result<(), HandlerError> {
         // The first page before the head, so a database error is still a 500.
         let mut page = self.db.call(|c| db::page(c, 0, PAGE)).await?;
-        res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
+        let mut out = res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
         let mut lines = String::new();
         loop {
             lines.clear();
@@ -229,8 +229,8 @@ impl Notes {
                 lines.push_str(&note_json(note).to_string());
                 lines.push('\n');
             }
-            res.write_all(lines.as_bytes()).await?;
-            res.flush().await?;
+            out.write_all(lines.as_bytes()).await?;
+            out.flush().await?;
             let Some(last) = page.last().map(|n| n.id) else { return Ok(()) };
             if page.len() < PAGE as usize {
                 return Ok(());

@@ -42,8 +42,8 @@ impl Handler for FuzzEcho {
         }
         let count = req.params().len();
         let first = req.params().iter().next().map(|(n, _)| n.len()).unwrap_or(0);
-        res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
-        res.write_all(&[count as u8, first as u8]).await?;
+        let mut out = res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
+        out.write_all(&[count as u8, first as u8]).await?;
         let mut buf = [0u8; 64];
         let mut reads = 0u32;
         loop {
@@ -51,10 +51,10 @@ impl Handler for FuzzEcho {
             if n == 0 {
                 break;
             }
-            res.write_all(&buf[..n]).await?;
+            out.write_all(&buf[..n]).await?;
             reads += 1;
             if self.flush_every != 0 && reads.is_multiple_of(self.flush_every) {
-                res.flush().await?;
+                out.flush().await?;
             }
         }
         if req.role() == Role::Filter {
@@ -64,7 +64,7 @@ impl Handler for FuzzEcho {
                 if n == 0 {
                     break;
                 }
-                res.write_all(&buf[..n]).await?;
+                out.write_all(&buf[..n]).await?;
             }
         }
         if self.fail {

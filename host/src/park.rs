@@ -94,7 +94,7 @@ mod tests {
                 Poll::Pending
             })
             .await;
-            Ok(res.write_all(b"done").await?)
+            Ok(res.raw_output().write_all(b"done").await?)
         }
     }
 

@@ -27,8 +27,8 @@ impl Handler for Count {
             total = total.wrapping_add(n as u32);
         }
         let method = req.params().request_method().unwrap_or("?");
-        res.send_head(200, &[("Content-Type", content_type::TEXT), ("X-Method", method)]).await?;
-        res.write_all(&total.to_be_bytes()).await?;
+        let mut out = res.send_head(200, &[("Content-Type", content_type::TEXT), ("X-Method", method)]).await?;
+        out.write_all(&total.to_be_bytes()).await?;
         Ok(())
     }
 }

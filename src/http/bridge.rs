@@ -7,7 +7,7 @@ use ::http::request::Parts;
 use ::http::uri::{Authority, PathAndQuery, Scheme};
 use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
-use crate::{Params, Request, Response, StreamError};
+use crate::{Params, Request, Response, ResponseBody, StreamError};
 
 /// Why a request's CGI variables do not make an `http` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,9 +162,13 @@ impl RequestExt for Request<'_> {
 /// Writing `http` responses to a [`Response`].
 #[allow(async_fn_in_trait)]
 pub trait ResponseExt {
-    /// Writes the CGI head of `status` and `headers`; the body follows with `write_all`.
+    /// Writes the CGI head of `status` and `headers` and returns the writer of the body.
     /// `InvalidHeader` (nothing written) if `headers` holds a `status` header.
-    async fn send_http_head(&mut self, status: StatusCode, headers: &HeaderMap) -> Result<(), StreamError>;
+    async fn send_http_head(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<ResponseBody<'_>, StreamError>;
 
     /// Writes a whole `http::Response`: its head (with `Content-Length` added when
     /// missing), then its body.
@@ -172,7 +176,11 @@ pub trait ResponseExt {
 }
 
 impl ResponseExt for Response<'_> {
-    async fn send_http_head(&mut self, status: StatusCode, headers: &HeaderMap) -> Result<(), StreamError> {
+    async fn send_http_head(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<ResponseBody<'_>, StreamError> {
         if headers.contains_key("status") {
             return Err(StreamError::InvalidHeader);
         }
@@ -186,7 +194,6 @@ impl ResponseExt for Response<'_> {
         if !parts.headers.contains_key(CONTENT_LENGTH) {
             parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
-        self.send_http_head(parts.status, &parts.headers).await?;
-        crate::embedded_io_async::Write::write_all(self, body).await
+        self.send_http_head(parts.status, &parts.headers).await?.write_all(body).await
     }
 }

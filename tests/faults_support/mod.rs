@@ -195,13 +195,13 @@ impl App {
             }
             "/download" => {
                 let total = number;
-                res.send_head(200, &[("Content-Type", content_type::OCTET_STREAM)]).await?;
+                let mut out = res.send_head(200, &[("Content-Type", content_type::OCTET_STREAM)]).await?;
                 let mut buf = [0u8; 8192];
                 let mut sent = 0u64;
                 while sent < total {
                     let n = (total - sent).min(buf.len() as u64) as usize;
                     pattern(sent, &mut buf[..n]);
-                    res.write_all(&buf[..n]).await?;
+                    out.write_all(&buf[..n]).await?;
                     sent += n as u64;
                 }
                 Ok(())
@@ -223,9 +223,9 @@ impl App {
             }
             "/panic" => panic!("the test handler panics on purpose"),
             "/panic-late" => {
-                res.send_head(200, &[("Content-Type", content_type::OCTET_STREAM)]).await?;
-                res.write_all(&vec![7u8; number as usize]).await?;
-                res.flush().await?;
+                let mut out = res.send_head(200, &[("Content-Type", content_type::OCTET_STREAM)]).await?;
+                out.write_all(&vec![7u8; number as usize]).await?;
+                out.flush().await?;
                 panic!("the test handler panics on purpose, after writing")
             }
             _ => res.send_response(404, content_type::TEXT, b"not found\n").await,

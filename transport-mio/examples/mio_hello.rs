@@ -13,10 +13,10 @@ struct Hello;
 impl Handler for Hello {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let name = req.params().query_string();
-        res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
-        res.write_all(b"Hello, ").await?;
-        res.write_all(if name.is_empty() { b"World" } else { name.as_bytes() }).await?;
-        res.write_all(b"!\n").await?;
+        let mut out = res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
+        out.write_all(b"Hello, ").await?;
+        out.write_all(if name.is_empty() { b"World" } else { name.as_bytes() }).await?;
+        out.write_all(b"!\n").await?;
         Ok(())
     }
 }

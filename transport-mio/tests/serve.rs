@@ -316,7 +316,7 @@ impl ember_fcgi_core::Handler for CrossThread {
             }
         })
         .await;
-        Ok(ember_fcgi_core::embedded_io_async::Write::write_all(res, b"Status: 200 OK\r\n\r\nwoken").await?)
+        Ok(res.raw_output().write_all(b"Status: 200 OK\r\n\r\nwoken").await?)
     }
 }
 

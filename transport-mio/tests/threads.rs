@@ -18,10 +18,10 @@ struct WhichThread {
 
 impl Handler for WhichThread {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-        res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+        let mut out = res.send_head(200, &[("Content-Type", "text/plain")]).await?;
         if req.params().get("SCRIPT_NAME") == Some(b"/block") {
-            res.write_all(b"started\n").await?;
-            res.flush().await?;
+            out.write_all(b"started\n").await?;
+            out.flush().await?;
             let (released, wake) = &*self.release;
             let mut released = released.lock().unwrap();
             while !*released {
@@ -29,7 +29,7 @@ impl Handler for WhichThread {
             }
         }
         let name = std::thread::current().name().unwrap_or("?").to_owned();
-        res.write_all(name.as_bytes()).await?;
+        out.write_all(name.as_bytes()).await?;
         Ok(())
     }
 }

@@ -24,9 +24,9 @@ impl Handler for Small {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let mut body = [0u8; 64];
         let n = req.read_into_slice(&mut body).await?;
-        res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
-        res.write_all(b"got ").await?;
-        res.write_all(&body[..n]).await?;
+        let mut out = res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
+        out.write_all(b"got ").await?;
+        out.write_all(&body[..n]).await?;
         Ok(())
     }
 }

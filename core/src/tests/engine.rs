@@ -482,6 +482,14 @@ fn body_shorter_than_content_length_is_detected() {
 }
 
 #[test]
+fn a_response_has_one_head() {
+    let (out, _) = run(&TwoHeads, &request(1, false, &[], b""));
+    let want = b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n\
+        Some(HeadAlreadySent) Err(HeadAlreadySent) Err(HeadAlreadySent)";
+    assert_eq!(stream(&parse(&out), 6, 1), want);
+}
+
+#[test]
 fn an_empty_buffer_is_not_reported_as_too_small() {
     let (out, _) = run(&EmptyBufferCheck, &request(1, false, &[], b"abc"));
     assert_eq!(stream(&parse(&out), 6, 1), b"Err(EmptyBuffer)");

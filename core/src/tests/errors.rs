@@ -44,8 +44,8 @@ fn app_error_before_output_is_500_with_its_text_on_stderr() {
 #[test]
 fn app_error_after_output_keeps_the_output_and_logs() {
     let handler = handler_fn(async |_req: &mut Request<'_>, res: &mut Response<'_>| {
-        res.send_head(200, &[("Content-Type", "text/plain")]).await?;
-        res.write_all(b"partial").await?;
+        let mut out = res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+        out.write_all(b"partial").await?;
         Err(HandlerError::msg("lost the rest"))
     });
     let (out, _) = run(&handler, &request(1, false, &[], b""));

@@ -11,8 +11,8 @@ pub struct Hello;
 
 impl Handler for Hello {
     async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-        res.send_head(200, &[("Content-Type", "text/plain")]).await?;
-        res.write_all(b"Hello, World!\n").await?;
+        let mut out = res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+        out.write_all(b"Hello, World!\n").await?;
         Ok(())
     }
 }
@@ -25,14 +25,14 @@ pub struct Echo;
 
 impl Handler for Echo {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-        res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+        let mut out = res.send_head(200, &[("Content-Type", "text/plain")]).await?;
         let params: Vec<(Vec<u8>, Vec<u8>)> =
             req.params().iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
         for (n, v) in params {
-            res.write_all(&n).await?;
-            res.write_all(b"=").await?;
-            res.write_all(&v).await?;
-            res.write_all(b"\n").await?;
+            out.write_all(&n).await?;
+            out.write_all(b"=").await?;
+            out.write_all(&v).await?;
+            out.write_all(b"\n").await?;
         }
         let mut body = Vec::new();
         let mut buf = [0u8; 100];
@@ -43,8 +43,8 @@ impl Handler for Echo {
             }
             body.extend_from_slice(&buf[..n]);
         }
-        res.write_all(std::format!("STDIN-LENGTH={}\n", body.len()).as_bytes()).await?;
-        res.write_all(&body).await?;
+        out.write_all(std::format!("STDIN-LENGTH={}\n", body.len()).as_bytes()).await?;
+        out.write_all(&body).await?;
         if req.role() == crate::Role::Filter {
             let mut data = Vec::new();
             let mut reader = req.data();
@@ -55,8 +55,8 @@ impl Handler for Echo {
                 }
                 data.extend_from_slice(&buf[..n]);
             }
-            res.write_all(std::format!("DATA-LENGTH={}\n", data.len()).as_bytes()).await?;
-            res.write_all(&data).await?;
+            out.write_all(std::format!("DATA-LENGTH={}\n", data.len()).as_bytes()).await?;
+            out.write_all(&data).await?;
         }
         Ok(())
     }
@@ -76,7 +76,7 @@ impl Handler for Big {
     async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let data = pattern(self.n);
         for piece in data.chunks(self.chunk) {
-            res.write_all(piece).await?;
+            res.raw_output().write_all(piece).await?;
         }
         Ok(())
     }
@@ -88,7 +88,7 @@ pub struct WithStderr;
 impl Handler for WithStderr {
     async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         res.stderr().write_all(b"warn").await?;
-        res.write_all(b"Status: 200 OK\r\n\r\n").await?;
+        res.raw_output().write_all(b"Status: 200 OK\r\n\r\n").await?;
         res.set_app_status(7);
         Ok(())
     }
@@ -102,7 +102,7 @@ impl Handler for BodyCheck {
         let mut buf = [0u8; 8];
         let outcome = req.read_into_slice(&mut buf).await;
         let line = std::format!("{outcome:?}");
-        res.write_all(line.as_bytes()).await?;
+        res.raw_output().write_all(line.as_bytes()).await?;
         Ok(())
     }
 }
@@ -114,7 +114,23 @@ impl Handler for EmptyBufferCheck {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let outcome = req.read_into_slice(&mut [0u8; 0][..]).await;
         let line = std::format!("{outcome:?}");
-        res.write_all(line.as_bytes()).await?;
+        res.raw_output().write_all(line.as_bytes()).await?;
+        Ok(())
+    }
+}
+
+/// Sends a head, then tries a second head, a whole response and a redirect; writes what
+/// each of them returned into the body.
+pub struct TwoHeads;
+
+impl Handler for TwoHeads {
+    async fn handle(&self, _req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+        res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+        let again = res.send_head(201, &[]).await.err();
+        let whole = res.send_response(202, "text/plain", b"x").await;
+        let redirect = res.send_redirect("/elsewhere").await;
+        let line = std::format!("{again:?} {whole:?} {redirect:?}");
+        res.raw_output().write_all(line.as_bytes()).await?;
         Ok(())
     }
 }

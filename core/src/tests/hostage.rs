@@ -160,7 +160,7 @@ impl Handler for LateReader<'_> {
                 }
             }
         }
-        Ok(res.write_all(b"ok").await?)
+        Ok(res.raw_output().write_all(b"ok").await?)
     }
 }
 
@@ -172,9 +172,9 @@ impl Handler for FirstSleeps<'_> {
         if req.request_id() == 1 {
             self.0.wait_gate().await;
             req.discard_body();
-            return Ok(res.write_all(b"late").await?);
+            return Ok(res.raw_output().write_all(b"late").await?);
         }
-        Ok(res.write_all(b"hi").await?)
+        Ok(res.raw_output().write_all(b"hi").await?)
     }
 }
 
@@ -326,7 +326,7 @@ fn a_discarded_body_is_skipped_and_the_connection_goes_on() {
             req.discard_body();
             let mut buf = [0u8; 8];
             assert_eq!(req.read(&mut buf).await, Ok(0));
-            Ok(res.write_all(b"x").await?)
+            Ok(res.raw_output().write_all(b"x").await?)
         }
     }
     let wire = Wire::default();
@@ -479,7 +479,7 @@ impl Handler for Mixed<'_> {
                 self.bodies.borrow_mut()[i] = Some(body.clone());
             }
         }
-        Ok(res.write_all(std::format!("{}", body.len()).as_bytes()).await?)
+        Ok(res.raw_output().write_all(std::format!("{}", body.len()).as_bytes()).await?)
     }
 }
 

@@ -285,7 +285,7 @@ struct StreamEcho;
 
 impl Handler for StreamEcho {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-        res.write_all(b"Status: 200 OK\r\n\r\n").await?;
+        res.raw_output().write_all(b"Status: 200 OK\r\n\r\n").await?;
         let mut buf = [0u8; 37];
         let mut reads = 0u32;
         loop {
@@ -293,10 +293,10 @@ impl Handler for StreamEcho {
             if n == 0 {
                 break;
             }
-            res.write_all(&buf[..n]).await?;
+            res.raw_output().write_all(&buf[..n]).await?;
             reads += 1;
             if reads.is_multiple_of(5) {
-                res.flush().await?;
+                res.raw_output().flush().await?;
             }
         }
         if req.role() == Role::Filter {
@@ -306,11 +306,11 @@ impl Handler for StreamEcho {
                 if n == 0 {
                     break;
                 }
-                res.write_all(&buf[..n]).await?;
+                res.raw_output().write_all(&buf[..n]).await?;
             }
         }
         res.stderr().write_all(b"done").await?;
-        res.flush().await?;
+        res.raw_output().flush().await?;
         Ok(())
     }
 }

@@ -155,6 +155,6 @@ async fn send(response: &mut Response<'_>, content_type: &str, body: &str) -> Re
     let length = body.len().to_string();
     let headers =
         [("Content-Type", content_type), ("Content-Length", &length), ("Cache-Control", "no-store")];
-    response.send_head(200, &headers).await?;
-    response.write_all(body.as_bytes()).await
+    let mut out = response.send_head(200, &headers).await?;
+    out.write_all(body.as_bytes()).await
 }

@@ -19,7 +19,7 @@ impl Handler for Echo {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         // Each step in a block of its own, so that what one step holds across its awaits
         // (the headers, the hash state) does not stay in the future for the next ones.
-        {
+        let mut out = {
             let params = req.params();
             let (mut digits, mut accepted) = ([0u8; 10], [0u8; 10]);
             let count = decimal(params.len(), &mut digits);
@@ -32,8 +32,8 @@ impl Handler for Echo {
                 ("X-Query", params.query_string()),
                 ("X-Params", count),
             ];
-            res.send_head(200, &headers).await?;
-        }
+            res.send_head(200, &headers).await?
+        };
         // The whole body is read before the answer: nginx does not read a response while
         // it still sends the request body, so echoing a large body back would stall.
         let (length, digest) = {
@@ -52,11 +52,11 @@ impl Handler for Echo {
             (length, hex(&sha.finalize().into()))
         };
         let mut digits = [0u8; 10];
-        res.write_all(b"STDIN-LENGTH=").await?;
-        res.write_all(decimal(length, &mut digits).as_bytes()).await?;
-        res.write_all(b"\nSTDIN-SHA256=").await?;
-        res.write_all(&digest).await?;
-        res.write_all(b"\n").await?;
+        out.write_all(b"STDIN-LENGTH=").await?;
+        out.write_all(decimal(length, &mut digits).as_bytes()).await?;
+        out.write_all(b"\nSTDIN-SHA256=").await?;
+        out.write_all(&digest).await?;
+        out.write_all(b"\n").await?;
         Ok(())
     }
 }

@@ -36,8 +36,8 @@ impl Handler for TestHandler {
         let mut line = [0u8; 64];
         if script == "/hello" {
             let text = fmt_into(&mut line, format_args!("hello {query}"));
-            res.send_head(200, &[("Content-Type", "text/plain")]).await?;
-            return Ok(res.write_all(text).await?);
+            let mut out = res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+            return Ok(out.write_all(text).await?);
         }
         let script = match script {
             "/sink" => "/sink",
@@ -65,31 +65,31 @@ impl Handler for TestHandler {
                 } else {
                     fmt_into(&mut line, format_args!("done {total}"))
                 };
-                res.send_head(200, &[("Content-Type", "text/plain")]).await?;
-                Ok(res.write_all(text).await?)
+                let mut out = res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+                Ok(out.write_all(text).await?)
             }
             "/source" => {
                 let total = number;
-                res.send_head(200, &[("Content-Type", "application/octet-stream")]).await?;
+                let mut out = res.send_head(200, &[("Content-Type", "application/octet-stream")]).await?;
                 let mut buf = [0u8; 8192];
                 let mut sent = 0u64;
                 while sent < total {
                     let n = (total - sent).min(buf.len() as u64) as usize;
                     pattern(sent, &mut buf[..n]);
-                    res.write_all(&buf[..n]).await?;
+                    out.write_all(&buf[..n]).await?;
                     sent += n as u64;
                 }
                 Ok(())
             }
             "/stderr" => {
                 res.stderr().write_all(b"a warning").await?;
-                res.send_head(200, &[]).await?;
-                Ok(res.write_all(b"ok").await?)
+                let mut out = res.send_head(200, &[]).await?;
+                Ok(out.write_all(b"ok").await?)
             }
             "/fail" => Err(StreamError::InvalidHeader.into()),
             _ => {
-                res.send_head(404, &[]).await?;
-                Ok(res.write_all(b"not found").await?)
+                let mut out = res.send_head(404, &[]).await?;
+                Ok(out.write_all(b"not found").await?)
             }
         }
     }

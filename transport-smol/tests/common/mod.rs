@@ -93,12 +93,12 @@ impl TestApp {
         match script.as_str() {
             "/hello" => res.send_response(200, content_type::TEXT, b"Hello, World!\n").await,
             "/echo" => {
-                res.send_head(200, &[("Content-Type", content_type::OCTET_STREAM)]).await?;
+                let mut out = res.send_head(200, &[("Content-Type", content_type::OCTET_STREAM)]).await?;
                 let mut buf = [0u8; 8192];
                 loop {
                     match req.read(&mut buf).await? {
                         0 => return Ok(()),
-                        n => res.write_all(&buf[..n]).await?,
+                        n => out.write_all(&buf[..n]).await?,
                     }
                 }
             }
@@ -119,50 +119,50 @@ impl TestApp {
             }
             "/download" => {
                 let total = arg("n", 0);
-                res.send_head(200, &[("Content-Type", content_type::OCTET_STREAM)]).await?;
+                let mut out = res.send_head(200, &[("Content-Type", content_type::OCTET_STREAM)]).await?;
                 let mut buf = vec![0u8; 60_000];
                 let mut sent = 0u64;
                 while sent < total {
                     let n = buf.len().min((total - sent) as usize);
                     pattern(sent, &mut buf[..n]);
-                    res.write_all(&buf[..n]).await?;
+                    out.write_all(&buf[..n]).await?;
                     sent += n as u64;
                 }
                 Ok(())
             }
             "/ndjson" => {
                 let (lines, ms) = (arg("n", 3), arg("ms", 10));
-                res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
+                let mut out = res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
                 for i in 0..lines {
                     smol::Timer::after(Duration::from_millis(ms)).await;
-                    res.write_all(format!("{{\"line\":{i}}}\n").as_bytes()).await?;
-                    res.flush().await?;
+                    out.write_all(format!("{{\"line\":{i}}}\n").as_bytes()).await?;
+                    out.flush().await?;
                 }
                 Ok(())
             }
             "/sleep" => {
-                res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
-                res.write_all(b"started\n").await?;
-                res.flush().await?;
+                let mut out = res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
+                out.write_all(b"started\n").await?;
+                out.flush().await?;
                 smol::Timer::after(Duration::from_millis(arg("ms", 100))).await;
-                res.write_all(b"done\n").await
+                out.write_all(b"done\n").await
             }
             "/gate" => {
                 // Waits, in the async way, until the test opens the gate.
-                res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
-                res.write_all(b"started\n").await?;
-                res.flush().await?;
+                let mut out = res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
+                out.write_all(b"started\n").await?;
+                out.flush().await?;
                 let _ = self.state.gate.1.recv().await;
-                res.write_all(b"released\n").await
+                out.write_all(b"released\n").await
             }
             "/block" => {
                 // Blocks its whole thread: only another thread can serve meanwhile.
-                res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
-                res.write_all(b"started\n").await?;
-                res.flush().await?;
+                let mut out = res.send_head(200, &[("Content-Type", content_type::TEXT)]).await?;
+                out.write_all(b"started\n").await?;
+                out.flush().await?;
                 std::thread::sleep(Duration::from_millis(arg("ms", 100)));
                 let me = format!("done on {:?}\n", std::thread::current().id());
-                res.write_all(me.as_bytes()).await
+                out.write_all(me.as_bytes()).await
             }
             "/thread" => {
                 let me = format!("{:?}", std::thread::current().id());
