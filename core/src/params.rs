@@ -110,6 +110,25 @@ impl ArenaWriter<'_> {
             }
         }
     }
+
+    /// [`NvSink::pair`] for a pair whose name or value is 128 bytes or longer.
+    #[inline(never)]
+    fn long_pair(&mut self, name_value: &[u8], name_len: usize, value_len: usize) {
+        let s = &mut *self.state;
+        let head = len_size(name_len) + len_size(value_len);
+        let end = s.len.saturating_add(head).saturating_add(name_value.len());
+        let encodable = (name_len | value_len) <= MAX_NV_LEN as usize;
+        let dst = if encodable { self.bytes.get_mut(s.len..end) } else { None };
+        let Some(dst) = dst else {
+            s.overflowed = true;
+            return;
+        };
+        let k = write_len(name_len, dst);
+        write_len(value_len, &mut dst[k..]);
+        dst[head..].copy_from_slice(name_value);
+        s.len = end;
+        s.count += 1;
+    }
 }
 
 impl NvSink for ArenaWriter<'_> {
@@ -154,31 +173,26 @@ impl NvSink for ArenaWriter<'_> {
     #[inline]
     fn pair(&mut self, name_value: &[u8], name_len: usize) {
         // Called at a pair boundary only, where `writing` is already false.
-        let s = &mut *self.state;
-        if s.overflowed {
+        if self.state.overflowed {
             return;
         }
-        let name_len = name_len.min(name_value.len());
-        let value_len = name_value.len() - name_len;
+        let Some(value_len) = name_value.len().checked_sub(name_len) else {
+            self.state.overflowed = true;
+            return;
+        };
+        if (name_len | value_len) >= 0x80 {
+            return self.long_pair(name_value, name_len, value_len);
+        }
         // Both lengths below 128 (the usual case): one byte each.
-        let short = (name_len | value_len) < 0x80;
-        let head = if short { 2 } else { len_size(name_len) + len_size(value_len) };
-        let at = s.len;
-        let end = at.saturating_add(head).saturating_add(name_value.len());
-        let encodable = (name_len | value_len) <= MAX_NV_LEN as usize;
-        let dst = if encodable { self.bytes.get_mut(at..end) } else { None };
-        let Some(dst) = dst else {
+        let s = &mut *self.state;
+        let end = s.len.saturating_add(2).saturating_add(name_value.len());
+        let Some((head, body)) = self.bytes.get_mut(s.len..end).and_then(|d| d.split_first_chunk_mut())
+        else {
             s.overflowed = true;
             return;
         };
-        if short {
-            dst[0] = name_len as u8;
-            dst[1] = value_len as u8;
-        } else {
-            let k = write_len(name_len, dst);
-            write_len(value_len, &mut dst[k..]);
-        }
-        dst[head..].copy_from_slice(name_value);
+        *head = [name_len as u8, value_len as u8];
+        body.copy_from_slice(name_value);
         s.len = end;
         s.count += 1;
     }
@@ -566,6 +580,25 @@ mod test {
             assert_eq!(p.get("Q"), Some(&b"last"[..]));
             assert_eq!(p.get("HUGE").map(<[u8]>::len), Some(70_000));
             assert_eq!(p.get(""), Some(&b""[..]));
+        }
+    }
+
+    #[test]
+    fn test_lengths_the_decoder_never_sends_overflow() {
+        // A name longer than the pair's bytes, or lengths past 2^31-1: marked as overflow,
+        // nothing stored.
+        let mut arena = ParamArena::<[u8; 64]>::new();
+        let a: &mut Arena<'_> = &mut arena;
+        a.writer().pair(b"AB", 3);
+        assert!(a.overflowed());
+        assert_eq!(a.params().len(), 0);
+        for (n, v) in [(1, 0x8000_0000), (0x8000_0000, 1), (u32::MAX, u32::MAX)] {
+            a.clear();
+            let mut w = a.writer();
+            w.start(n, v);
+            w.end();
+            assert!(a.overflowed(), "{n} {v}");
+            assert_eq!(a.params().len(), 0);
         }
     }
 
