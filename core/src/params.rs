@@ -308,7 +308,25 @@ pub struct ParamsIter<'a> {
 impl<'a> Iterator for ParamsIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        // The store is empty or holds a whole pair: at least its two length bytes.
+        let &[n, v] = self.rest.first_chunk::<2>()?;
+        if (n | v) >= 0x80 {
+            return self.next_long();
+        }
+        // Both lengths below 128 (the usual case): one byte each.
+        let (n, v) = (usize::from(n), usize::from(v));
+        let (pair, rest) = self.rest.split_at_checked(2 + n + v)?;
+        self.rest = rest;
+        pair[2..].split_at_checked(n)
+    }
+}
+
+impl<'a> ParamsIter<'a> {
+    /// [`Iterator::next`] for a pair whose name or value is 128 bytes or longer.
+    #[inline(never)]
+    fn next_long(&mut self) -> Option<(&'a [u8], &'a [u8])> {
         let (name_value, name_len, used) = split_pair(self.rest)?;
         self.rest = self.rest.get(used..)?;
         name_value.split_at_checked(name_len)
