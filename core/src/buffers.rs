@@ -98,7 +98,8 @@ pub struct Capacities {
     pub input: usize,
     /// Output buffer: response records are assembled here (at least [`MIN_OUTPUT`]).
     pub output: usize,
-    /// Params store per request: names and values plus 4 bytes per param. A request whose
+    /// Params store per request: names and values plus 2 bytes per param (3 more for each
+    /// name or value of 128 bytes or longer); one value may fill it all. A request whose
     /// params do not fit is answered `431` and the connection stays usable.
     pub params: usize,
     /// Body window per request: body bytes wait here while the handler does not read, so

@@ -1,15 +1,14 @@
 //! The fixed-capacity params store: CGI variables received on FCGI_PARAMS.
 //!
-//! Pairs are written into a caller-sized byte arena as they are decoded, each as
-//! `[name_len: u16 BE][value_len: u16 BE][name][value]`, in arrival order. A pair that does
-//! not fit (or whose name or value exceeds 65535 bytes) marks the store as overflowed; the
-//! stream is still decoded to its end so the connection stays in sync. Duplicate names are
-//! all kept; lookups return the last one ("last wins").
+//! Pairs are written into a caller-sized byte arena as they are decoded, in arrival order,
+//! encoded as FastCGI encodes them (§3.4): `[name_len][value_len][name][value]`, each length
+//! one byte when below 128, else four bytes big-endian with the high bit set. So a pair of
+//! short strings costs 2 bytes besides its name and value, and a name or value may be as
+//! long as the store (up to 2^31-1 bytes). A pair that does not fit marks the store as
+//! overflowed; the stream is still decoded to its end so the connection stays in sync.
+//! Duplicate names are all kept; lookups return the last one ("last wins").
 
-use crate::wire::nv::NvSink;
-
-/// Bytes of bookkeeping stored per param besides its name and value.
-pub const PARAM_OVERHEAD: usize = 4;
+use crate::wire::nv::{MAX_NV_LEN, NvSink, len_size, split_pair, write_len};
 
 /// Where a params arena keeps its bytes: an array of its own ([`crate::Buffers`]) or a
 /// caller's slice ([`crate::SliceBuffers`]).
@@ -111,6 +110,25 @@ impl ArenaWriter<'_> {
             }
         }
     }
+
+    /// [`NvSink::pair`] for a pair whose name or value is 128 bytes or longer.
+    #[inline(never)]
+    fn long_pair(&mut self, name_value: &[u8], name_len: usize, value_len: usize) {
+        let s = &mut *self.state;
+        let head = len_size(name_len) + len_size(value_len);
+        let end = s.len.saturating_add(head).saturating_add(name_value.len());
+        let encodable = (name_len | value_len) <= MAX_NV_LEN as usize;
+        let dst = if encodable { self.bytes.get_mut(s.len..end) } else { None };
+        let Some(dst) = dst else {
+            s.overflowed = true;
+            return;
+        };
+        let k = write_len(name_len, dst);
+        write_len(value_len, &mut dst[k..]);
+        dst[head..].copy_from_slice(name_value);
+        s.len = end;
+        s.count += 1;
+    }
 }
 
 impl NvSink for ArenaWriter<'_> {
@@ -122,16 +140,16 @@ impl NvSink for ArenaWriter<'_> {
             return;
         }
         let (n, v) = (name_len as usize, value_len as usize);
-        let fits_u16 = n <= u16::MAX as usize && v <= u16::MAX as usize;
-        let need = PARAM_OVERHEAD.saturating_add(n).saturating_add(v);
-        if !fits_u16 || need > self.bytes.len() - s.len {
+        let head = len_size(n) + len_size(v);
+        let need = head.saturating_add(n).saturating_add(v);
+        if (n | v) > MAX_NV_LEN as usize || need > self.bytes.len() - s.len {
             s.overflowed = true;
             return;
         }
         let at = s.len;
-        self.bytes[at..at + 2].copy_from_slice(&(n as u16).to_be_bytes());
-        self.bytes[at + 2..at + 4].copy_from_slice(&(v as u16).to_be_bytes());
-        s.len += PARAM_OVERHEAD;
+        let k = write_len(n, &mut self.bytes[at..]);
+        write_len(v, &mut self.bytes[at + k..]);
+        s.len += head;
         s.writing = true;
     }
 
@@ -155,22 +173,26 @@ impl NvSink for ArenaWriter<'_> {
     #[inline]
     fn pair(&mut self, name_value: &[u8], name_len: usize) {
         // Called at a pair boundary only, where `writing` is already false.
-        let s = &mut *self.state;
-        if s.overflowed {
+        if self.state.overflowed {
             return;
         }
-        let value_len = name_value.len().saturating_sub(name_len);
-        let at = s.len;
-        let fits_u16 = name_len <= u16::MAX as usize && value_len <= u16::MAX as usize;
-        let end = at.saturating_add(PARAM_OVERHEAD).saturating_add(name_value.len());
-        let dst = if fits_u16 { self.bytes.get_mut(at..end) } else { None };
-        let Some(dst) = dst else {
+        let Some(value_len) = name_value.len().checked_sub(name_len) else {
+            self.state.overflowed = true;
+            return;
+        };
+        if (name_len | value_len) >= 0x80 {
+            return self.long_pair(name_value, name_len, value_len);
+        }
+        // Both lengths below 128 (the usual case): one byte each.
+        let s = &mut *self.state;
+        let end = s.len.saturating_add(2).saturating_add(name_value.len());
+        let Some((head, body)) = self.bytes.get_mut(s.len..end).and_then(|d| d.split_first_chunk_mut())
+        else {
             s.overflowed = true;
             return;
         };
-        dst[..2].copy_from_slice(&(name_len as u16).to_be_bytes());
-        dst[2..4].copy_from_slice(&(value_len as u16).to_be_bytes());
-        dst[PARAM_OVERHEAD..].copy_from_slice(name_value);
+        *head = [name_len as u8, value_len as u8];
+        body.copy_from_slice(name_value);
         s.len = end;
         s.count += 1;
     }
@@ -286,13 +308,28 @@ pub struct ParamsIter<'a> {
 impl<'a> Iterator for ParamsIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let head = self.rest.get(..PARAM_OVERHEAD)?;
-        let n = u16::from_be_bytes([head[0], head[1]]) as usize;
-        let v = u16::from_be_bytes([head[2], head[3]]) as usize;
-        let body = self.rest.get(PARAM_OVERHEAD..PARAM_OVERHEAD + n + v)?;
-        self.rest = &self.rest[PARAM_OVERHEAD + n + v..];
-        Some((&body[..n], &body[n..]))
+        // The store is empty or holds a whole pair: at least its two length bytes.
+        let &[n, v] = self.rest.first_chunk::<2>()?;
+        if (n | v) >= 0x80 {
+            return self.next_long();
+        }
+        // Both lengths below 128 (the usual case): one byte each.
+        let (n, v) = (usize::from(n), usize::from(v));
+        let (pair, rest) = self.rest.split_at_checked(2 + n + v)?;
+        self.rest = rest;
+        pair[2..].split_at_checked(n)
+    }
+}
+
+impl<'a> ParamsIter<'a> {
+    /// [`Iterator::next`] for a pair whose name or value is 128 bytes or longer.
+    #[inline(never)]
+    fn next_long(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        let (name_value, name_len, used) = split_pair(self.rest)?;
+        self.rest = self.rest.get(used..)?;
+        name_value.split_at_checked(name_len)
     }
 }
 
@@ -320,6 +357,11 @@ pub(crate) fn parse_decimal(bytes: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod test {
+    use std::vec;
+    use std::vec::Vec;
+
+    use ember_fcgi_testkit::nv::{LenForm, push_nv_as};
+
     use super::*;
     use crate::wire::nv::{NvDecoder, encode_pair};
 
@@ -332,6 +374,49 @@ mod test {
         }
         d.finish().unwrap();
     }
+
+    /// Feeds a name-value stream in pieces of `chunk` bytes (a fresh writer per piece, as
+    /// the engine takes one per record chunk). A piece holding a whole pair takes the
+    /// `pair` fast path; smaller pieces go through `start`/`name`/`value`/`end`.
+    fn feed(arena: &mut Arena<'_>, stream: &[u8], chunk: usize) {
+        let mut d = NvDecoder::new();
+        for piece in stream.chunks(chunk.max(1)) {
+            d.feed(piece, &mut arena.writer());
+        }
+        d.finish().unwrap();
+    }
+
+    /// The stream of `pairs` as the testkit encodes it, every length in `form`.
+    fn wire(pairs: &[(&[u8], &[u8])], form: LenForm) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, v) in pairs {
+            push_nv_as(&mut out, n, v, form, form);
+        }
+        out
+    }
+
+    /// A length as §3.4 of the spec writes it: one byte below 128, else four bytes
+    /// big-endian with the high bit set.
+    fn spec_len(len: usize) -> Vec<u8> {
+        if len < 128 {
+            vec![len as u8]
+        } else {
+            let l = len as u32;
+            vec![0x80 | (l >> 24) as u8, (l >> 16) as u8, (l >> 8) as u8, l as u8]
+        }
+    }
+
+    /// The bytes a pair takes in the store, written from the spec.
+    fn spec_pair(name: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = spec_len(name.len());
+        out.extend(spec_len(value.len()));
+        out.extend_from_slice(name);
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// Piece sizes that reach both store paths: whole stream, one pair split in many.
+    const CHUNKS: [usize; 4] = [usize::MAX, 4096, 7, 1];
 
     #[test]
     fn test_store_lookup_order_and_duplicates() {
@@ -365,6 +450,7 @@ mod test {
     fn test_overflow_keeps_earlier_params_and_flags() {
         let mut arena = ParamArena::<[u8; 20]>::new();
         let a: &mut Arena<'_> = &mut arena;
+        // A=1 takes 4 bytes; LONGNAME=0123456789 takes 2 + 18 = 20, over the 16 left.
         store_with(&[(b"A", b"1"), (b"LONGNAME", b"0123456789"), (b"B", b"2")], a);
         assert!(a.overflowed());
         // Pairs after the overflow are dropped too, so the result is a prefix.
@@ -376,11 +462,162 @@ mod test {
 
     #[test]
     fn test_exact_fit() {
-        let mut arena = ParamArena::<[u8; 7]>::new();
+        // Two one-byte lengths, a 2-byte name, a 1-byte value.
+        let mut arena = ParamArena::<[u8; 5]>::new();
         let a: &mut Arena<'_> = &mut arena;
         store_with(&[(b"AB", b"C")], a);
         assert!(!a.overflowed());
         assert_eq!(a.params().get("AB"), Some(&b"C"[..]));
+        let mut arena = ParamArena::<[u8; 4]>::new();
+        let a: &mut Arena<'_> = &mut arena;
+        store_with(&[(b"AB", b"C")], a);
+        assert!(a.overflowed());
+        assert_eq!(a.params().len(), 0);
+    }
+
+    #[test]
+    fn test_values_of_any_length_up_to_the_capacity() {
+        for len in [0usize, 1, 127, 128, 65_535, 65_536, 70_000] {
+            let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let expected = spec_pair(b"BIG", &value);
+            // 3-byte name: 1 + 1 + 3 bytes below 128, 1 + 4 + 3 from 128 on.
+            let head = if len < 128 { 2 } else { 5 };
+            assert_eq!(expected.len(), head + 3 + len);
+            for form in [LenForm::Shortest, LenForm::Long] {
+                let stream = wire(&[(b"BIG", &value)], form);
+                for chunk in CHUNKS {
+                    let mut bytes = vec![0u8; expected.len()];
+                    let mut arena = ParamArena::over(&mut bytes[..]);
+                    let a: &mut Arena<'_> = &mut arena;
+                    feed(a, &stream, chunk);
+                    assert!(!a.overflowed(), "len {len} chunk {chunk}");
+                    let p = a.params();
+                    assert_eq!(p.len(), 1);
+                    assert_eq!(p.get("BIG").map(<[u8]>::len), Some(len), "len {len} chunk {chunk}");
+                    assert!(p.get("BIG") == Some(&value[..]), "len {len} chunk {chunk}");
+                    assert!(bytes == expected, "stored bytes, len {len} chunk {chunk}");
+
+                    // One byte less: the pair does not fit.
+                    let mut bytes = vec![0u8; expected.len() - 1];
+                    let mut arena = ParamArena::over(&mut bytes[..]);
+                    let a: &mut Arena<'_> = &mut arena;
+                    feed(a, &stream, chunk);
+                    assert!(a.overflowed(), "len {len} chunk {chunk}");
+                    assert_eq!(a.params().len(), 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn test_names_and_values_around_128() {
+        for n in [0usize, 1, 126, 127, 128, 129] {
+            for v in [0usize, 1, 126, 127, 128, 129] {
+                let name = vec![b'N'; n];
+                let value = vec![b'v'; v];
+                let mut expected = Vec::new();
+                // Name length, value length: one byte below 128, else 0x80 0 0 len.
+                expected.extend(if n < 128 { vec![n as u8] } else { vec![0x80, 0, 0, n as u8] });
+                expected.extend(if v < 128 { vec![v as u8] } else { vec![0x80, 0, 0, v as u8] });
+                expected.extend_from_slice(&name);
+                expected.extend_from_slice(&value);
+                // A small pair after it, so the reader has to step over the big one.
+                expected.extend_from_slice(&[1, 1, b'Z', b'z']);
+                let pairs: [(&[u8], &[u8]); 2] = [(&name, &value), (b"Z", b"z")];
+                for form in [LenForm::Shortest, LenForm::Long] {
+                    for chunk in CHUNKS {
+                        let mut bytes = vec![0u8; expected.len()];
+                        let mut arena = ParamArena::over(&mut bytes[..]);
+                        let a: &mut Arena<'_> = &mut arena;
+                        feed(a, &wire(&pairs, form), chunk);
+                        assert!(!a.overflowed(), "{n} {v} {chunk}");
+                        let got: Vec<(&[u8], &[u8])> = a.params().iter().collect();
+                        assert_eq!(got, pairs, "{n} {v} {chunk}");
+                        assert_eq!(bytes, expected, "{n} {v} {chunk}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn test_pair_over_capacity_by_one_byte_overflows() {
+        let big = vec![b'x'; 1000];
+        // 4 + (1 + 4 + 1 + 1000) + 4 bytes.
+        let pairs: [(&[u8], &[u8]); 3] = [(b"A", b"1"), (b"B", &big), (b"C", b"3")];
+        let need = 4 + 1006 + 4;
+        for chunk in CHUNKS {
+            let stream = wire(&pairs, LenForm::Shortest);
+            let mut bytes = vec![0u8; need];
+            let mut arena = ParamArena::over(&mut bytes[..]);
+            let a: &mut Arena<'_> = &mut arena;
+            feed(a, &stream, chunk);
+            assert!(!a.overflowed());
+            assert_eq!(a.params().iter().collect::<Vec<_>>(), pairs);
+
+            // The big pair misses by one byte: it and the rest are dropped.
+            let mut bytes = vec![0u8; 4 + 1006 - 1];
+            let mut arena = ParamArena::over(&mut bytes[..]);
+            let a: &mut Arena<'_> = &mut arena;
+            feed(a, &stream, chunk);
+            assert!(a.overflowed(), "chunk {chunk}");
+            assert_eq!(a.params().iter().collect::<Vec<_>>(), pairs[..1]);
+
+            // The last pair misses by one byte.
+            let mut bytes = vec![0u8; need - 1];
+            let mut arena = ParamArena::over(&mut bytes[..]);
+            let a: &mut Arena<'_> = &mut arena;
+            feed(a, &stream, chunk);
+            assert!(a.overflowed(), "chunk {chunk}");
+            assert_eq!(a.params().iter().collect::<Vec<_>>(), pairs[..2]);
+        }
+    }
+
+    #[test]
+    fn test_iteration_keeps_arrival_order() {
+        let long = vec![b'L'; 300];
+        let huge = vec![b'H'; 70_000];
+        let pairs: [(&[u8], &[u8]); 7] = [
+            (b"Q", b"1"),
+            (&long, b"2"),
+            (b"HUGE", &huge),
+            (b"", b""),
+            (b"Q", &long),
+            (b"R", b""),
+            (b"Q", b"last"),
+        ];
+        for chunk in CHUNKS {
+            let mut bytes = vec![0u8; 80_000];
+            let mut arena = ParamArena::over(&mut bytes[..]);
+            let a: &mut Arena<'_> = &mut arena;
+            feed(a, &wire(&pairs, LenForm::Shortest), chunk);
+            assert!(!a.overflowed());
+            let p = a.params();
+            assert_eq!(p.len(), pairs.len());
+            assert!(p.iter().eq(pairs.iter().copied()), "chunk {chunk}");
+            assert_eq!(p.get("Q"), Some(&b"last"[..]));
+            assert_eq!(p.get("HUGE").map(<[u8]>::len), Some(70_000));
+            assert_eq!(p.get(""), Some(&b""[..]));
+        }
+    }
+
+    #[test]
+    fn test_lengths_the_decoder_never_sends_overflow() {
+        // A name longer than the pair's bytes, or lengths past 2^31-1: marked as overflow,
+        // nothing stored.
+        let mut arena = ParamArena::<[u8; 64]>::new();
+        let a: &mut Arena<'_> = &mut arena;
+        a.writer().pair(b"AB", 3);
+        assert!(a.overflowed());
+        assert_eq!(a.params().len(), 0);
+        for (n, v) in [(1, 0x8000_0000), (0x8000_0000, 1), (u32::MAX, u32::MAX)] {
+            a.clear();
+            let mut w = a.writer();
+            w.start(n, v);
+            w.end();
+            assert!(a.overflowed(), "{n} {v}");
+            assert_eq!(a.params().len(), 0);
+        }
     }
 
     #[test]

@@ -434,6 +434,92 @@ fn check_output(out: &[u8], input: &[u8]) -> Vec<Record> {
     recs
 }
 
+// ---- params store ----------------------------------------------------------------------
+
+/// Name and value lengths for the params store: small, around 128, and past 65535 (which a
+/// 16-bit length could not hold).
+fn arena_len() -> impl Strategy<Value = usize> {
+    prop_oneof![6 => nv_len(), 1 => 65_530usize..65_545, 1 => 65_536usize..70_001]
+}
+
+fn arena_pairs() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
+    let bytes = || arena_len().prop_flat_map(|n| proptest::collection::vec(any::<u8>(), n));
+    proptest::collection::vec((bytes(), bytes()), 0..6)
+}
+
+/// Bytes a pair takes in the params store: its lengths as §3.4 encodes them (one byte
+/// below 128, else four), then its name and value.
+fn stored_len(name: &[u8], value: &[u8]) -> usize {
+    let len = |n: usize| if n < 128 { 1 } else { 4 };
+    len(name.len()) + len(value.len()) + name.len() + value.len()
+}
+
+/// Pairs as owned name and value bytes.
+type OwnedPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Feeds the testkit's encoding of `pairs` (lengths in the forms `long` picks), cut into
+/// pieces of `sizes`, into a params store of `capacity` bytes; returns whether it
+/// overflowed and the pairs it holds.
+fn through_arena(
+    pairs: &[(Vec<u8>, Vec<u8>)],
+    long: &[bool],
+    sizes: &[usize],
+    capacity: usize,
+) -> (bool, OwnedPairs) {
+    let (stream, _) = encode_all(pairs, long);
+    let mut bytes = vec![0u8; capacity];
+    let mut arena = crate::params::ParamArena::over(&mut bytes[..]);
+    let a: &mut crate::params::Arena<'_> = &mut arena;
+    let mut d = NvDecoder::new();
+    for piece in cut(&stream, sizes) {
+        d.feed(piece, &mut a.writer());
+    }
+    assert_eq!(d.finish(), Ok(()));
+    let params = a.params();
+    assert_eq!(params.len(), params.iter().count());
+    (a.overflowed(), params.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn params_that_fit_round_trip_through_the_store(
+        pairs in arena_pairs(),
+        long in proptest::collection::vec(any::<bool>(), 1..5),
+        sizes in proptest::collection::vec(prop_oneof![1usize..700, 60_000usize..200_000], 1..8),
+        slack in prop_oneof![3 => Just(0usize), 1 => 0usize..10],
+    ) {
+        let need: usize = pairs.iter().map(|(n, v)| stored_len(n, v)).sum();
+        let (overflowed, got) = through_arena(&pairs, &long, &sizes, need + slack);
+        prop_assert!(!overflowed);
+        prop_assert!(got == pairs, "pairs differ");
+    }
+
+    #[test]
+    fn params_over_the_store_keep_the_prefix_that_fits(
+        pairs in arena_pairs(),
+        long in proptest::collection::vec(any::<bool>(), 1..5),
+        sizes in proptest::collection::vec(prop_oneof![1usize..700, 60_000usize..200_000], 1..8),
+        short_by in prop_oneof![3 => Just(1usize), 1 => 1usize..300],
+    ) {
+        let need: usize = pairs.iter().map(|(n, v)| stored_len(n, v)).sum();
+        let capacity = need.saturating_sub(short_by);
+        // The longest prefix whose pairs fit; everything from the first misfit on is dropped.
+        let mut used = 0;
+        let fit = pairs
+            .iter()
+            .take_while(|(n, v)| {
+                used += stored_len(n, v);
+                used <= capacity
+            })
+            .count();
+        let (overflowed, got) = through_arena(&pairs, &long, &sizes, capacity);
+        prop_assert_eq!(overflowed, !pairs.is_empty());
+        prop_assert!(got[..] == pairs[..fit], "kept {} pairs, expected {}", got.len(), fit);
+    }
+}
+
 // ---- arbitrary input --------------------------------------------------------------------
 
 /// A piece of an arbitrary input stream: raw bytes, or a record with arbitrary fields

@@ -75,8 +75,9 @@ fn read_len(input: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// Splits a complete pair off the front of `input`: its name and value (adjacent), the
-/// name's length, and the bytes the pair spans.
-fn split_pair(input: &[u8]) -> Option<(&[u8], usize, usize)> {
+/// name's length, and the bytes the pair spans. The params arena reads its pairs with it too.
+#[inline]
+pub(crate) fn split_pair(input: &[u8]) -> Option<(&[u8], usize, usize)> {
     let (name_len, a) = read_len(input)?;
     let (value_len, b) = read_len(input.get(a..)?)?;
     let name_at = a + b;
@@ -230,7 +231,10 @@ pub fn encode_pair(name: &[u8], value: &[u8], out: &mut [u8]) -> Result<usize, N
     Ok(at + value.len())
 }
 
-fn write_len(len: usize, out: &mut [u8]) -> usize {
+/// Writes `len` (at most [`MAX_NV_LEN`]) into the front of `out`, which has room for
+/// [`len_size`] bytes; returns that size.
+#[inline]
+pub(crate) fn write_len(len: usize, out: &mut [u8]) -> usize {
     if len < 0x80 {
         out[0] = len as u8;
         1
