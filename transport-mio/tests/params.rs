@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use ember_fcgi_core::prelude::*;
-use ember_fcgi_mio::{Capacities, Limits, Listen, Server};
+use ember_fcgi_mio::{Limits, Listen, Server};
 
 /// The params store of these tests: room for a 200,000-byte value.
 const PARAMS_CAPACITY: usize = 256 * 1024;
@@ -26,14 +26,14 @@ impl Handler for BigParam {
             }
             None => fmt_into(&mut line, format_args!("none")),
         };
-        res.send_head(200, &[("Content-Type", "text/plain")]).await?;
-        Ok(res.write_all(text).await?)
+        let mut out = res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+        Ok(out.write_all(text).await?)
     }
 }
 
 fn big_param_server() -> Running {
-    let capacities = Capacities { params: PARAMS_CAPACITY, ..Limits::SERVER_CAPACITIES };
-    let limits = Limits { capacities, ..test_limits() };
+    let capacities = Limits::SERVER_CAPACITIES.with_params(PARAMS_CAPACITY);
+    let limits = test_limits().with_capacities(capacities);
     let listen = Listen::Tcp("127.0.0.1:0".parse().unwrap());
     Running::start(Server::bind(&listen, BigParam, limits).expect("bind"))
 }
