@@ -38,6 +38,7 @@ pub use ember_fcgi_mio as mio;
 #[cfg(feature = "smol")]
 pub use ember_fcgi_smol as smol;
 
+pub mod form;
 #[cfg(feature = "http")]
 pub mod http;
 
