@@ -213,7 +213,9 @@ impl Listener {
                 // From here on, a failure drops the listener, which removes the file.
                 let l = Self::Unix(l, Some(path.clone()));
                 if uid.is_some() || gid.is_some() {
-                    std::os::unix::fs::chown(path, uid, gid)
+                    // lchown: should someone swap the socket for a symlink meanwhile, root
+                    // does not give away the file it points to.
+                    std::os::unix::fs::lchown(path, uid, gid)
                         .map_err(|e| BindError::Chown(listen.clone(), e))?;
                 }
                 if let Some(mode) = *mode {
