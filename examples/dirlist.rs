@@ -30,6 +30,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use blocking::unblock;
+use ember_fcgi::form;
 use ember_fcgi::prelude::*;
 use ember_fcgi::server::Limits;
 
@@ -111,8 +112,7 @@ fn next_batch(dir: &Path, entries: &mut ReadDir) -> io::Result<Option<Vec<String
 
 impl Handler for DirList {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-        let path = common::query_param(req.params().query_string(), "path").unwrap_or_default();
-        let relative = PathBuf::from(common::os_string(path));
+        let relative = PathBuf::from(form::query_value(&req.params(), "path").unwrap_or_default().as_ref());
         let root = self.root.clone();
         let dir = match unblock(move || DirList::resolve(&root, &relative)).await {
             Ok(dir) => dir,

@@ -13,6 +13,7 @@ mod common;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use ember_fcgi::form;
 use ember_fcgi::prelude::*;
 use ember_fcgi::server::Limits;
 
@@ -52,14 +53,11 @@ fn row(out: &mut String, name: &str, value: &[u8]) {
 /// The fields of an `application/x-www-form-urlencoded` string, decoded, one row each
 /// (`name = value`) under the row they came from.
 fn field_rows(out: &mut String, encoded: &[u8]) {
-    for pair in encoded.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
-        let mut halves = pair.splitn(2, |&b| b == b'=');
-        let name = common::percent_decode(halves.next().unwrap_or_default());
-        let value = common::percent_decode(halves.next().unwrap_or_default());
+    for (name, value) in form::parse(encoded) {
         out.push_str("<tr><th></th><td><code>");
-        escape_bytes(out, &name);
+        escape(out, &name);
         out.push_str("</code> = <code>");
-        escape_bytes(out, &value);
+        escape(out, &value);
         out.push_str("</code></td></tr>\n");
     }
 }

@@ -18,9 +18,9 @@ mod common;
 
 use std::process::ExitCode;
 
-use ember_fcgi::Params;
 use ember_fcgi::prelude::*;
 use ember_fcgi::server::Limits;
+use ember_fcgi::{Params, form};
 
 struct Redirect;
 
@@ -39,13 +39,12 @@ fn request_path(params: &Params<'_>) -> String {
 impl Handler for Redirect {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         let params = req.params();
-        let query = params.query_string();
-        let to = common::query_param(query, "to").map(|to| String::from_utf8_lossy(&to).into_owned());
-        let status = common::query_param(query, "status");
+        let to = form::query_value(&params, "to");
+        let status = form::query_value(&params, "status");
         let path = request_path(&params);
         let result = match (to, status) {
             (Some(to), Some(status)) => {
-                let status = std::str::from_utf8(&status).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+                let status = status.parse().unwrap_or(0);
                 res.send_redirect_with_status(status, &to).await
             }
             (Some(to), None) => res.send_redirect(&to).await,

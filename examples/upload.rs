@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use blocking::{Unblock, unblock};
+use ember_fcgi::form;
 use ember_fcgi::prelude::*;
 use ember_fcgi::server::Limits;
 use futures_lite::AsyncWriteExt;
@@ -91,8 +92,8 @@ impl Handler for Upload {
             return Ok(());
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let name = common::query_param(req.params().query_string(), "name")
-            .and_then(|raw| sanitize(&raw))
+        let name = form::query_value(&req.params(), "name")
+            .and_then(|raw| sanitize(raw.as_bytes()))
             .unwrap_or_else(|| format!("upload-{}-{n}.bin", common::unix_millis(SystemTime::now())));
         let part = self.dir.join(format!(".{name}.{n}.part"));
         let target = self.dir.join(&name);

@@ -22,16 +22,25 @@ const MAX_RESERVE: usize = 1 << 20;
 /// # let _ = app;
 /// ```
 pub trait ReadToVec {
-    /// Reads the rest of the stream into a new `Vec`: `Err(BodyTooLarge)` once it is longer
-    /// than `limit` bytes (nothing past `limit + 1` is read), `Err(BodyTruncated)` if it
-    /// ends short of `CONTENT_LENGTH`.
+    /// Reads the rest of the stream into a new `Vec`: `Err(BodyTruncated)` if it ends short
+    /// of `CONTENT_LENGTH`, `Err(BodyTooLarge)` if it is longer than `limit` bytes: at once
+    /// when `CONTENT_LENGTH` says so (nothing is read), else once `limit + 1` bytes arrived;
+    /// the rest of the body is then skipped (as [`Request::discard_body`]).
     fn read_to_vec(&mut self, limit: usize) -> impl Future<Output = Result<Vec<u8>, StreamError>>;
 }
 
 impl ReadToVec for Request<'_> {
-    fn read_to_vec(&mut self, limit: usize) -> impl Future<Output = Result<Vec<u8>, StreamError>> {
-        let expected = self.params().content_length().unwrap_or(0);
-        read_to_vec(self, expected, limit)
+    async fn read_to_vec(&mut self, limit: usize) -> Result<Vec<u8>, StreamError> {
+        let declared = self.params().content_length().unwrap_or(0);
+        let result = if declared > limit as u64 {
+            Err(StreamError::BodyTooLarge)
+        } else {
+            read_to_vec(self, declared, limit).await
+        };
+        if result == Err(StreamError::BodyTooLarge) {
+            self.discard_body();
+        }
+        result
     }
 }
 

@@ -47,8 +47,8 @@ pub mod server {
     pub use ember_fcgi_host::stats::{Stats, StatsSnapshot};
     pub use ember_fcgi_host::status::StatusPages;
     pub use ember_fcgi_host::{
-        BindError, Limits, Listen, Listener, ParseListenError, SystemdError, SystemdSocket, WebServerAddrs,
-        inherited_fastcgi_socket, systemd_sockets,
+        BindError, Limits, Listen, Listener, NameOrId, ParseListenError, ParseNameOrIdError, SystemdError,
+        SystemdSocket, WebServerAddrs, inherited_fastcgi_socket, systemd_sockets,
     };
 }
 
@@ -66,6 +66,7 @@ pub mod smol {
     pub use ember_fcgi_smol::Server;
 }
 
+pub mod form;
 #[cfg(feature = "http")]
 pub mod http;
 

@@ -52,11 +52,16 @@ fn usage(name: &str) -> String {
         _ => "",
     };
     format!(
-        "usage: {name} [--transport mio|smol] [--listen ADDR] [--log LEVEL] [--status-path PATH] [--ping-path PATH]{own} [LIMITS]\n\
+        "usage: {name} [--transport mio|smol] [--listen ADDR] [--socket-mode MODE] [--socket-owner USER] [--socket-group GROUP] [--log LEVEL] [--status-path PATH] [--ping-path PATH]{own} [LIMITS]\n\
          \x20 --transport mio|smol    the server that runs the handler (default mio)\n\
          \x20 --listen ADDR           HOST:PORT, [V6]:PORT, unix:PATH, systemd[:NAME] or fd:0 (the default:\n\
          \x20                         the socket systemd passed, else the listening socket a launcher such as\n\
          \x20                         spawn-fcgi passes as fd 0)\n\
+         \x20 --socket-mode MODE      a unix:PATH socket's permissions in octal, e.g. 0660 to let its group\n\
+         \x20                         connect (default: 0777 less the umask)\n\
+         \x20 --socket-owner USER     a unix:PATH socket's owner, a name or uid (needs root)\n\
+         \x20 --socket-group GROUP    a unix:PATH socket's group, a name or gid (root may give any; others\n\
+         \x20                         a group they are in), e.g. the web server's www-data\n\
          \x20 --log LEVEL             off, error, warn, info, debug or trace (default info)\n\
          \x20 --status-path PATH      serve the live counters at PATH (?json, ?openmetrics)\n\
          \x20 --ping-path PATH        answer \"pong\" at PATH\n\
@@ -101,6 +106,22 @@ fn bad_arguments_print_usage_and_exit_2() {
         (
             &["--idle-timeout", "soon"],
             "bad --idle-timeout \"soon\": expected seconds, e.g. 30 or 0.5, or never",
+        ),
+        (&["--socket-mode", "999"], "bad --socket-mode \"999\": expected permissions in octal, e.g. 0660"),
+        (&["--socket-mode", "+660"], "bad --socket-mode \"+660\": expected permissions in octal, e.g. 0660"),
+        (
+            &["--socket-mode", "10000"],
+            "bad --socket-mode \"10000\": expected permissions in octal, e.g. 0660",
+        ),
+        (&["--socket-owner", ""], "bad --socket-owner \"\": expected a user name or uid"),
+        (
+            &["--socket-group", "4294967296"],
+            "bad --socket-group \"4294967296\": expected a group name or gid",
+        ),
+        (&["--socket-mode", "0660"], "--socket-mode is for a Unix socket: it needs --listen unix:PATH"),
+        (
+            &["--socket-group", "www-data", "--listen", "127.0.0.1:0"],
+            "--socket-group is for a Unix socket: it needs --listen unix:PATH",
         ),
         (&["--no-such-option"], "unknown option --no-such-option"),
         (&["positional"], "unexpected argument \"positional\""),
@@ -224,6 +245,66 @@ fn a_missing_socket_directory_is_named() {
             )
         );
         assert!(!missing.exists(), "nothing was created");
+    }
+}
+
+/// `--socket-owner`, `--socket-group` (by name and by id) and `--socket-mode` give the
+/// socket file its owner, group and permissions, whichever comes first on the line. Needs
+/// root (giving a file away does), and fails without it.
+#[test]
+fn socket_owner_group_and_mode_from_the_command_line() {
+    use std::os::unix::fs::MetadataExt as _;
+    support::tools::require_root("it gives the socket file to user nobody");
+    let (uid, gid, group) = support::tools::user_ids("nobody");
+    let cases: [(&[&str], u32); 3] = [
+        (&["--socket-owner", "nobody", "--socket-group", &group, "--socket-mode", "0640"], 0o640),
+        (
+            &["--socket-mode", "600", "--socket-owner", &uid.to_string(), "--socket-group", &gid.to_string()],
+            0o600,
+        ),
+        (&["--socket-group", &group, "--socket-owner", "nobody", "--socket-mode", "0o2770"], 0o2770),
+    ];
+    for (transport, (flags, mode)) in [Transport::Mio, Transport::Smol, Transport::Mio].into_iter().zip(cases)
+    {
+        let dir = TempDir::new("own");
+        let path = dir.path().join("s.sock");
+        let mut command = Command::new(example("hello"));
+        command
+            .args(["--transport", transport.arg(), "--listen", &format!("unix:{}", path.display())])
+            .args(flags)
+            .stdin(Stdio::null());
+        let app = App::spawn("hello", command, dir, None);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (uid, gid, mode), "{flags:?}");
+        let reply = app.endpoint.connect().roundtrip(&Request::default());
+        assert_eq!(reply.split().1, "Hello, World!\n", "root still connects");
+    }
+}
+
+/// An unknown owner or group is an error before the socket file exists.
+#[test]
+fn an_unknown_socket_owner_or_group_is_named() {
+    let dir = TempDir::new("unknown");
+    let socket = dir.path().join("s.sock");
+    let listen = format!("unix:{}", socket.display());
+    for (flag, kind) in [("--socket-owner", "user"), ("--socket-group", "group")] {
+        for transport in ["mio", "smol"] {
+            let output = Command::new(example("hello"))
+                .args(["--transport", transport, "--listen", &listen, flag, "no-such-ember-name"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{stderr}");
+            let what = if kind == "user" { "owner" } else { "group" };
+            assert_eq!(
+                stderr,
+                format!(
+                    "hello: cannot listen on {listen}: no {kind} named \"no-such-ember-name\" for the socket's {what}\n"
+                )
+            );
+            assert!(!socket.exists(), "no socket file is left behind");
+        }
     }
 }
 

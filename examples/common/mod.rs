@@ -7,13 +7,12 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::{IsTerminal as _, Write as _};
-use std::os::unix::ffi::OsStringExt;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ember_fcgi::Handler;
 use ember_fcgi::server::StatusPages;
-use ember_fcgi::server::{BindError, Limits, Listen, Listener};
+use ember_fcgi::server::{BindError, Limits, Listen, Listener, NameOrId};
 
 /// The server that runs the handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +52,26 @@ const COMMON_OPTS: &[Opt] = &[
         help: "HOST:PORT, [V6]:PORT, unix:PATH, systemd[:NAME] or fd:0 (the default:\n\
                the socket systemd passed, else the listening socket a launcher such as\n\
                spawn-fcgi passes as fd 0)",
+    },
+    Opt {
+        name: "socket-mode",
+        value: "MODE",
+        required: false,
+        help: "a unix:PATH socket's permissions in octal, e.g. 0660 to let its group\n\
+               connect (default: 0777 less the umask)",
+    },
+    Opt {
+        name: "socket-owner",
+        value: "USER",
+        required: false,
+        help: "a unix:PATH socket's owner, a name or uid (needs root)",
+    },
+    Opt {
+        name: "socket-group",
+        value: "GROUP",
+        required: false,
+        help: "a unix:PATH socket's group, a name or gid (root may give any; others\n\
+               a group they are in), e.g. the web server's www-data",
     },
     Opt {
         name: "log",
@@ -217,6 +236,54 @@ impl Ops {
     }
 }
 
+/// `--socket-mode`, `--socket-owner`, `--socket-group`: for a `unix:PATH` listen address.
+#[derive(Debug, Default)]
+struct SocketAccess {
+    mode: Option<u32>,
+    owner: Option<NameOrId>,
+    group: Option<NameOrId>,
+    /// The first of them given, for the message when the address is not `unix:PATH`.
+    first: Option<String>,
+}
+
+impl SocketAccess {
+    /// Takes the value of `--socket-mode`, `--socket-owner` or `--socket-group`.
+    fn set(&mut self, name: &str, value: OsString) -> Result<(), String> {
+        let bad = |why: &str| format!("bad --{name} {value:?}: {why}");
+        let text = value.to_str().ok_or_else(|| bad("not UTF-8"))?;
+        match name {
+            "socket-mode" => {
+                let digits = text.strip_prefix("0o").unwrap_or(text);
+                let mode = u32::from_str_radix(digits, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777 && !digits.starts_with('+'))
+                    .ok_or_else(|| bad("expected permissions in octal, e.g. 0660"))?;
+                self.mode = Some(mode);
+            }
+            "socket-owner" => {
+                self.owner = Some(text.parse().map_err(|_| bad("expected a user name or uid"))?)
+            }
+            _ => self.group = Some(text.parse().map_err(|_| bad("expected a group name or gid"))?),
+        }
+        self.first.get_or_insert_with(|| name.to_owned());
+        Ok(())
+    }
+
+    /// Puts what was given into `listen`, which must then be a `unix:PATH` address.
+    fn apply(self, listen: &mut Listen) -> Result<(), String> {
+        let Some(first) = self.first else { return Ok(()) };
+        match listen {
+            Listen::Unix { mode, owner, group, .. } => {
+                *mode = self.mode.or(*mode);
+                *owner = self.owner.or(owner.take());
+                *group = self.group.or(group.take());
+                Ok(())
+            }
+            _ => Err(format!("--{first} is for a Unix socket: it needs --listen unix:PATH")),
+        }
+    }
+}
+
 impl Args {
     /// The value of the example's own option `name`, if given.
     pub fn get(&self, name: &str) -> Option<&OsStr> {
@@ -284,6 +351,7 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     let mut transport = Transport::Mio;
     let mut listen = Listen::from_launcher();
     let mut listen_given = false;
+    let mut socket = SocketAccess::default();
     let mut ops = Ops { log: log::LevelFilter::Info, status_path: None, ping_path: None };
     let mut limits: Vec<(SetLimit, String)> = Vec::new();
     let mut extra = Vec::new();
@@ -302,6 +370,10 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
                 let text = value.to_str().ok_or("the listen address is not UTF-8")?;
                 listen = text.parse().map_err(|e: ember_fcgi::server::ParseListenError| e.to_string())?;
                 listen_given = true;
+            }
+            Long(name @ ("socket-mode" | "socket-owner" | "socket-group")) => {
+                let name = name.to_owned();
+                socket.set(&name, parser.value().map_err(|e| e.to_string())?)?;
             }
             Long(name @ ("log" | "status-path" | "ping-path")) => {
                 let name = name.to_owned();
@@ -330,6 +402,7 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     if let Some(missing) = opts.iter().find(|o| o.required && !extra.iter().any(|(n, _)| *n == o.name)) {
         return Err(format!("--{} {} is required", missing.name, missing.value));
     }
+    socket.apply(&mut listen)?;
     Ok(Some(Args { transport, listen, listen_given, limits, ops, extra, program, opts: opts.to_vec() }))
 }
 
@@ -501,41 +574,6 @@ fn on_signals(shutdown: impl Fn() + Send + 'static) -> Result<(), String> {
         })
         .map_err(|e| format!("signal thread: {e}"))?;
     Ok(())
-}
-
-/// The value of `name` in an `application/x-www-form-urlencoded` query string, decoded
-/// (`+` is a space, `%XX` a byte); the first occurrence wins.
-pub fn query_param(query: &str, name: &str) -> Option<Vec<u8>> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key.as_bytes()) == name.as_bytes()).then(|| percent_decode(value.as_bytes()))
-    })
-}
-
-/// Decodes `%XX` escapes and `+`; a `%` not followed by two hex digits stays as it is.
-pub fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        let b = input[i];
-        if b == b'%'
-            && let (Some(h), Some(l)) =
-                (input.get(i + 1).copied().and_then(digit), input.get(i + 2).copied().and_then(digit))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(if b == b'+' { b' ' } else { b });
-        i += 1;
-    }
-    out
-}
-
-/// Bytes (from a query string) as a path component source, without assuming UTF-8.
-pub fn os_string(bytes: Vec<u8>) -> OsString {
-    OsString::from_vec(bytes)
 }
 
 /// Milliseconds since the Unix epoch (negative before it), as the seeds report `mtime`.

@@ -9,6 +9,8 @@
 //! poller: the table of connection futures, the socket halves with their readiness flags,
 //! the deadline sweep, idle release and the graceful shutdown.
 
+#[allow(unsafe_code)] // getpwnam_r / getgrnam_r; each block says why it is sound
+mod account;
 mod allow;
 pub mod engine;
 pub mod events;
@@ -23,6 +25,7 @@ pub mod status;
 mod systemd;
 mod watch;
 
+pub use account::{NameOrId, ParseNameOrIdError};
 pub use allow::WebServerAddrs;
 pub use limits::{Limits, deadline};
 pub use listen::{BindError, Listen, Listener, ParseListenError, inherited_fastcgi_socket};

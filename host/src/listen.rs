@@ -10,14 +10,18 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::account::{self, NameOrId};
+
 /// Where a server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listen {
     /// A TCP address, IPv4 or IPv6.
     Tcp(SocketAddr),
-    /// A Unix socket path, created with `mode` permissions (e.g. 0o660) when given. A stale
-    /// socket file (nobody listening) is replaced.
-    Unix { path: PathBuf, mode: Option<u32> },
+    /// A Unix socket path. Right after binding, the socket file is given `owner` and
+    /// `group` when set (`chown`: the owner needs root, a group root or membership), then
+    /// `mode` (e.g. 0o660, so that a web server in `group` may connect; without it the
+    /// umask decides). A stale socket file (nobody listening) is replaced.
+    Unix { path: PathBuf, mode: Option<u32>, owner: Option<NameOrId>, group: Option<NameOrId> },
     /// The listening socket inherited as fd 0 (spawn-fcgi, lighttpd `bin-path`, mod_fcgid).
     Inherited,
     /// A socket passed by systemd socket activation (`LISTEN_FDS`, from fd 3): the first one,
@@ -27,6 +31,11 @@ pub enum Listen {
 }
 
 impl Listen {
+    /// A Unix socket at `path` with the umask's mode and this process's user and group.
+    pub fn unix(path: impl Into<PathBuf>) -> Self {
+        Self::Unix { path: path.into(), mode: None, owner: None, group: None }
+    }
+
     /// Where a launcher put this process's socket: systemd's (`LISTEN_PID` is this
     /// process) if there is one, else fd 0 ([`Listen::Inherited`]).
     pub fn from_launcher() -> Self {
@@ -59,7 +68,7 @@ impl FromStr for Listen {
             if path.is_empty() {
                 return Err(ParseListenError(s.into()));
             }
-            return Ok(Self::Unix { path: path.into(), mode: None });
+            return Ok(Self::unix(path));
         }
         if s == "fd:0" {
             return Ok(Self::Inherited);
@@ -102,6 +111,18 @@ pub enum BindError {
     NoInheritedSocket,
     /// The directory that would hold the Unix socket `listen` does not exist.
     MissingDirectory(Listen, PathBuf),
+    /// The owner asked for a Unix socket is not a user this system knows.
+    UnknownUser(Listen, String),
+    /// The group asked for a Unix socket is not a group this system knows.
+    UnknownGroup(Listen, String),
+    /// Looking up the user or group named (the second field) failed: the user database
+    /// could not be read.
+    Lookup(Listen, String, io::Error),
+    /// Giving the Unix socket the owner and group `listen` names failed (`chown`;
+    /// typically EPERM without root).
+    Chown(Listen, io::Error),
+    /// Setting the Unix socket's mode failed (`chmod`).
+    Chmod(Listen, u32, io::Error),
     /// Any other failure.
     Io(Listen, io::Error),
 }
@@ -118,6 +139,37 @@ impl fmt::Display for BindError {
                 "cannot listen on {listen}: the directory {} does not exist (create it first)",
                 dir.display()
             ),
+            Self::UnknownUser(listen, name) => {
+                write!(f, "cannot listen on {listen}: no user named {name:?} for the socket's owner")
+            }
+            Self::UnknownGroup(listen, name) => {
+                write!(f, "cannot listen on {listen}: no group named {name:?} for the socket's group")
+            }
+            Self::Lookup(listen, name, e) => {
+                write!(f, "cannot listen on {listen}: looking up user or group {name:?} failed: {e}")
+            }
+            Self::Chown(listen, e) => {
+                let (owner, group) = match listen {
+                    Listen::Unix { owner, group, .. } => (owner.as_ref(), group.as_ref()),
+                    _ => (None, None),
+                };
+                let to = match (owner, group) {
+                    (Some(owner), Some(group)) => format!("owner {owner} and group {group}"),
+                    (Some(owner), None) => format!("owner {owner}"),
+                    (None, Some(group)) => format!("group {group}"),
+                    (None, None) => "its owner".to_owned(),
+                };
+                write!(f, "cannot listen on {listen}: cannot give the socket {to}: {e}")?;
+                if e.kind() == io::ErrorKind::PermissionDenied {
+                    f.write_str(
+                        " (changing the owner needs root; other users may only choose a group they are in)",
+                    )?;
+                }
+                Ok(())
+            }
+            Self::Chmod(listen, mode, e) => {
+                write!(f, "cannot listen on {listen}: cannot set the socket's mode to {mode:04o}: {e}")
+            }
             Self::Io(listen, e) => write!(f, "cannot listen on {listen}: {e}"),
         }
     }
@@ -126,7 +178,7 @@ impl fmt::Display for BindError {
 impl std::error::Error for BindError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Io(_, e) => Some(e),
+            Self::Io(_, e) | Self::Lookup(_, _, e) | Self::Chown(_, e) | Self::Chmod(_, _, e) => Some(e),
             _ => None,
         }
     }
@@ -152,13 +204,25 @@ impl Listener {
         };
         let listener = match listen {
             Listen::Tcp(addr) => Self::Tcp(TcpListener::bind(addr).map_err(io_err)?),
-            Listen::Unix { path, mode } => {
+            Listen::Unix { path, mode, owner, group } => {
+                // Names first: an unknown one fails before there is a socket file.
+                let uid = owner.as_ref().map(|o| resolve(listen, o, Kind::User)).transpose()?;
+                let gid = group.as_ref().map(|g| resolve(listen, g, Kind::Group)).transpose()?;
                 remove_stale_socket(path).map_err(io_err)?;
                 let l = UnixListener::bind(path).map_err(io_err)?;
-                if let Some(mode) = mode {
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode)).map_err(io_err)?;
+                // From here on, a failure drops the listener, which removes the file.
+                let l = Self::Unix(l, Some(path.clone()));
+                if uid.is_some() || gid.is_some() {
+                    // lchown: should someone swap the socket for a symlink meanwhile, root
+                    // does not give away the file it points to.
+                    std::os::unix::fs::lchown(path, uid, gid)
+                        .map_err(|e| BindError::Chown(listen.clone(), e))?;
                 }
-                Self::Unix(l, Some(path.clone()))
+                if let Some(mode) = *mode {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                        .map_err(|e| BindError::Chmod(listen.clone(), mode, e))?;
+                }
+                l
             }
             Listen::Inherited => inherited_fastcgi_socket().ok_or(BindError::NoInheritedSocket)?,
             Listen::Systemd(name) => crate::systemd::take(name.as_deref())
@@ -226,6 +290,31 @@ impl Drop for Listener {
     }
 }
 
+/// Which user database [`resolve`] looks in.
+#[derive(Clone, Copy)]
+enum Kind {
+    User,
+    Group,
+}
+
+/// The numeric id of a socket's owner or group: an id as given, a name looked up.
+fn resolve(listen: &Listen, who: &NameOrId, kind: Kind) -> Result<u32, BindError> {
+    let name = match who {
+        NameOrId::Id(id) => return Ok(*id),
+        NameOrId::Name(name) => name,
+    };
+    let found = match kind {
+        Kind::User => account::user_id(name),
+        Kind::Group => account::group_id(name),
+    };
+    match (found, kind) {
+        (Ok(Some(id)), _) => Ok(id),
+        (Ok(None), Kind::User) => Err(BindError::UnknownUser(listen.clone(), name.clone())),
+        (Ok(None), Kind::Group) => Err(BindError::UnknownGroup(listen.clone(), name.clone())),
+        (Err(e), _) => Err(BindError::Lookup(listen.clone(), name.clone(), e)),
+    }
+}
+
 /// The directory meant to hold socket `path`, if it does not exist (binding then fails with
 /// a bare "No such file or directory" that does not say which part is missing).
 fn missing_directory(path: &Path) -> Option<PathBuf> {
@@ -283,10 +372,7 @@ mod tests {
             Listen::Tcp("127.0.0.1:9000".parse().unwrap())
         );
         assert_eq!("[::1]:9000".parse::<Listen>().unwrap(), Listen::Tcp("[::1]:9000".parse().unwrap()));
-        assert_eq!(
-            "unix:/tmp/x.sock".parse::<Listen>().unwrap(),
-            Listen::Unix { path: "/tmp/x.sock".into(), mode: None }
-        );
+        assert_eq!("unix:/tmp/x.sock".parse::<Listen>().unwrap(), Listen::unix("/tmp/x.sock"));
         assert_eq!("fd:0".parse::<Listen>().unwrap(), Listen::Inherited);
         assert_eq!("systemd".parse::<Listen>().unwrap(), Listen::Systemd(None));
         assert_eq!("systemd:web".parse::<Listen>().unwrap(), Listen::Systemd(Some("web".into())));
@@ -301,7 +387,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ember-host-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
-        let listen = Listen::Unix { path: path.clone(), mode: Some(0o600) };
+        let listen = Listen::Unix { path: path.clone(), mode: Some(0o600), owner: None, group: None };
         let first = Listener::bind(&listen).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -316,10 +402,102 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The effective uid and gid of this process (`/proc/self` belongs to them).
+    fn effective_ids() -> (u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata("/proc/self").unwrap();
+        (meta.uid(), meta.gid())
+    }
+
+    #[test]
+    fn a_unix_socket_gets_its_owner_group_and_mode() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("ember-host-own-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("o.sock");
+        let (uid, gid) = effective_ids();
+        // Its own group: allowed to anyone.
+        let own =
+            Listen::Unix { path: path.clone(), mode: Some(0o660), owner: None, group: Some(gid.into()) };
+        let l = Listener::bind(&own).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.mode() & 0o7777, meta.gid()), (0o660, gid));
+        drop(l);
+        // Another owner: root may (to nobody, 65534), anyone else gets EPERM (giving it to
+        // root) and no file.
+        let other = if uid == 0 { 65534 } else { 0 };
+        let away = Listen::Unix {
+            path: path.clone(),
+            mode: Some(0o640),
+            owner: Some(other.into()),
+            group: Some(other.into()),
+        };
+        match Listener::bind(&away) {
+            Ok(l) => {
+                assert_eq!(uid, 0, "only root may give a socket away");
+                let meta = std::fs::metadata(&path).unwrap();
+                assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o640, other, other));
+                drop(l);
+            }
+            Err(e @ BindError::Chown(..)) => {
+                assert_ne!(uid, 0, "root may chown: {e}");
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "cannot listen on unix:{}: cannot give the socket owner 0 and group 0: \
+                         Operation not permitted (os error 1) (changing the owner needs root; other \
+                         users may only choose a group they are in)",
+                        path.display()
+                    )
+                );
+                assert!(!path.exists(), "a socket that could not be given away is removed");
+            }
+            Err(e) => panic!("{e}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unknown_owner_or_group_fails_before_binding() {
+        let dir = std::env::temp_dir().join(format!("ember-host-unknown-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("u.sock");
+        let mut listen = Listen::unix(&path);
+        if let Listen::Unix { owner, .. } = &mut listen {
+            *owner = Some("no-such-user-ember".into());
+        }
+        let e = Listener::bind(&listen).unwrap_err();
+        assert!(matches!(&e, BindError::UnknownUser(_, name) if name == "no-such-user-ember"), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot listen on unix:{}: no user named \"no-such-user-ember\" for the socket's owner",
+                path.display()
+            )
+        );
+        assert!(!path.exists(), "no socket file is left");
+        let listen = Listen::Unix {
+            path: path.clone(),
+            mode: None,
+            owner: None,
+            group: Some("no-such-group-ember".into()),
+        };
+        let e = Listener::bind(&listen).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot listen on unix:{}: no group named \"no-such-group-ember\" for the socket's group",
+                path.display()
+            )
+        );
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_missing_socket_directory_is_named() {
         let dir = std::env::temp_dir().join(format!("ember-host-missing-{}", std::process::id()));
-        let listen = Listen::Unix { path: dir.join("s.sock"), mode: None };
+        let listen = Listen::unix(dir.join("s.sock"));
         match Listener::bind(&listen) {
             Err(e @ BindError::MissingDirectory(..)) => assert_eq!(
                 e.to_string(),
@@ -341,7 +519,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ember-host-clone-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.sock");
-        let unix = Listener::bind(&Listen::Unix { path: path.clone(), mode: None }).unwrap();
+        let unix = Listener::bind(&Listen::unix(&path)).unwrap();
         drop(unix.try_clone().unwrap());
         assert!(path.exists(), "dropping a clone keeps the socket file");
         let _client = UnixStream::connect(&path).expect("the original still listens");

@@ -63,6 +63,33 @@ pub fn require_ipv6_loopback() {
     }
 }
 
+/// Fails the test unless this process runs as root (effective uid 0), saying `why` it
+/// needs to; such tests run as root in CI, and do not pass without having run.
+pub fn require_root(why: &str) {
+    use std::os::unix::fs::MetadataExt as _;
+    // `/proc/self` belongs to the process's effective uid.
+    let euid = match std::fs::metadata("/proc/self").map(|m| m.uid()) {
+        Ok(0) => return,
+        Ok(uid) => uid.to_string(),
+        Err(e) => format!("unknown ({e})"),
+    };
+    panic!(
+        "this test needs root ({why}) and runs as uid {euid}: run it as root (CI does), \
+         e.g. sudo -E cargo test; it does not pass without having run"
+    );
+}
+
+/// The uid, gid and group name of user `name` (`id(1)`), or a test failure.
+pub fn user_ids(name: &str) -> (u32, u32, String) {
+    let id = |flag: &str| {
+        let output = std::process::Command::new("id").args([flag, name]).output().expect("run id(1)");
+        assert!(output.status.success(), "id {flag} {name}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let number = |flag: &str| id(flag).parse().unwrap_or_else(|_| panic!("id {flag} {name}: not a number"));
+    (number("-u"), number("-g"), id("-gn"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,5 +83,5 @@ pub use ember_fcgi_host::stats::{Stats, StatsSnapshot};
 pub use server::Server;
 
 pub use ember_fcgi_core::Capacities;
-pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
+pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, NameOrId, WebServerAddrs};
 pub use mio;

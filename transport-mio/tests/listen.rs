@@ -49,7 +49,7 @@ fn unix_socket_with_mode_replacing_a_stale_file() {
     // A stale socket file: bound, then its owner went away without removing it.
     drop(UnixListener::bind(&path).unwrap());
     assert!(path.exists());
-    let listen = Listen::Unix { path: path.clone(), mode: Some(0o600) };
+    let listen = Listen::Unix { path: path.clone(), mode: Some(0o600), owner: None, group: None };
     let server = Server::bind(&listen, TestHandler, test_limits()).unwrap();
     assert_eq!(server.local_addr(), None);
     // Unix peers are not checked against the TCP allow-list.

@@ -76,5 +76,5 @@ mod server;
 pub use ember_fcgi_core::Capacities;
 pub use ember_fcgi_host::runtime::{IdleRelease, ShutdownHandle};
 pub use ember_fcgi_host::stats::{Stats, StatsSnapshot};
-pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
+pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, NameOrId, WebServerAddrs};
 pub use server::Server;

@@ -15,7 +15,7 @@ fn socket_path(name: &str) -> PathBuf {
 #[test]
 fn unix_socket_serves_and_is_removed_after() {
     let path = socket_path("serve");
-    let listen = Listen::Unix { path: path.clone(), mode: Some(0o600) };
+    let listen = Listen::Unix { path: path.clone(), mode: Some(0o600), owner: None, group: None };
     let app = TestApp::default();
     // An allow-list applies to TCP peers only: Unix peers are guarded by file permissions.
     let server = Server::bind(&listen, app.clone(), test_limits())
@@ -60,7 +60,7 @@ fn bind_errors_say_what_failed() {
     assert!(matches!(err, BindError::NoInheritedSocket));
     assert!(err.to_string().contains("FCGI_LISTENSOCK_FILENO"), "{err}");
 
-    let listen = Listen::Unix { path: "/nonexistent-dir/x.sock".into(), mode: None };
+    let listen = Listen::unix("/nonexistent-dir/x.sock");
     let err = Server::bind(&listen, TestApp::default(), test_limits()).expect_err("no dir");
     assert!(err.to_string().starts_with("cannot listen on unix:/nonexistent-dir/x.sock: "), "{err}");
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::process::{command_line, descendants, process_state, signal};
 use super::{Endpoint, TempDir, free_port};
 use crate::tools::loud;
 
@@ -114,11 +115,14 @@ http {{
     text
 }
 
-/// A running nginx in front of a FastCGI application, killed on drop.
+/// A running nginx in front of a FastCGI application, killed on drop. A config with
+/// `master_process on;` (e.g. to run the worker as another `user`) is stopped with SIGTERM
+/// instead, so that the master stops its workers; any left after 3 s are killed.
 pub struct Nginx {
     child: Child,
     pub port: u16,
     dir: TempDir,
+    master: bool,
 }
 
 impl Nginx {
@@ -143,6 +147,7 @@ impl Nginx {
         for _attempt in 0..5 {
             let port = free_port();
             let conf = conf(dir.path(), port);
+            let master = conf.contains("master_process on;");
             let conf_path = dir.path().join("nginx.conf");
             std::fs::write(&conf_path, conf).expect("write nginx.conf");
             let error_log = dir.path().join("error.log");
@@ -162,7 +167,7 @@ impl Nginx {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Self { child, port, dir };
+                    return Self { child, port, dir, master };
                 }
                 if let Some(status) = child.try_wait().expect("try_wait") {
                     let log = std::fs::read_to_string(&error_log).unwrap_or_default();
@@ -209,8 +214,22 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        let pid = self.child.id();
+        let workers = if self.master { descendants(pid) } else { Vec::new() };
+        if self.master {
+            signal("TERM", pid);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for (pid, cmdline) in workers {
+            if process_state(pid).is_some_and(|s| s != 'Z') && command_line(pid) == cmdline {
+                signal("KILL", pid);
+            }
+        }
         if std::thread::panicking() {
             loud(&format!("---- nginx error.log ----\n{}", self.error_log()));
         }
