@@ -2,7 +2,8 @@
 # Installs what the examples and tests need on a fresh Debian machine; quick when all is there.
 # nginx, cgi-fcgi (libfcgi-bin), lighttpd, apache2 and caddy for the end-to-end tests,
 # systemd-socket-activate, spawn-fcgi and python3-prometheus-client for tests/ops.rs, the
-# bare-metal target that proves the core is no_std, and cargo-fuzz for the fuzz smoke run.
+# bare-metal target that proves the core is no_std, cargo-fuzz for the fuzz smoke run, and
+# cargo-public-api for the public-API listing (scripts/public-api.sh).
 # The tests run each web server from a config of their own and need none of the packages'
 # services (where apt starts them, `systemctl disable --now apache2 lighttpd caddy` stops them).
 set -euo pipefail
@@ -34,6 +35,13 @@ fi
 if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
     echo "setup: adding the thumbv7em-none-eabihf target" >&2
     rustup target add thumbv7em-none-eabihf
+fi
+
+# cargo-public-api, for scripts/public-api.sh: the version pinned, as it reads the rustdoc
+# JSON format of the toolchain it was made for.
+if ! cargo public-api --version 2>/dev/null | grep -qx "cargo-public-api 0.52.0"; then
+    echo "setup: installing cargo-public-api" >&2
+    cargo install --locked cargo-public-api --version 0.52.0
 fi
 
 if [ "${1:-}" != "--no-fuzz" ] && ! command -v cargo-fuzz >/dev/null 2>&1; then

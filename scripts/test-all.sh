@@ -13,6 +13,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== docs: no rustdoc warning, no unlinked link"
 bash scripts/doc-check.sh
 
+echo "== public API: the committed listing in api/ (bash scripts/public-api.sh --update after a meant change)"
+bash scripts/public-api.sh
+
 echo "== no_std: the core on a bare-metal target, and linked into a no_std, no-alloc binary"
 cargo build -p ember-fcgi-core --target thumbv7em-none-eabihf
 cargo build --manifest-path nostd-check/Cargo.toml --target thumbv7em-none-eabihf --release

@@ -1,4 +1,4 @@
-//! The bridge to the [`http`](::http) crate (feature `http`): a request's
+//! The bridge to the [`http`] crate (feature `http`): a request's
 //! [`request::Parts`] built from its CGI variables, and a [`Response`] written as a CGI
 //! response. The `http` crate itself is re-exported here (`ember_fcgi::http::Response`,
 //! `ember_fcgi::http::StatusCode`, ...), so an app needs no dependency line of its own.
