@@ -16,7 +16,10 @@
 //! a poll makes a syscall only in a direction the socket may be ready in (see
 //! [`io`]), so one slow peer never holds up another. What is here:
 //! - the table of connections (a slab, each with its boxed engine future, its waker, its
-//!   [`Watch`](crate::Watch) and linger deadline), and the run and wake queues;
+//!   [`Watch`](crate::Watch) and its one state, `ConnState`, which only `ConnState::step`
+//!   changes), and the run and wake queues;
+//! - one close path, `Runtime::close(key, reason)`: every connection the runtime closes
+//!   goes through it with a [`CloseReason`], which is what its log line and counter say;
 //! - the socket halves the engine reads and writes through, with readiness flags, byte
 //!   counting, and skipping of discardable input into the loop's one scratch buffer;
 //! - the sweep over the deadlines, the graceful close (FIN, then a bounded drain), idle

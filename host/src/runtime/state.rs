@@ -4,14 +4,14 @@
 //! ([`events::connection_closed`](crate::events::connection_closed)).
 //!
 //! ```text
-//!  accept --> Running --Rest--> AtRest --Release--> Released
-//!               ^  ^              |  ^                 |
-//!               |  +----Busy------+  +--Rest-+         |
-//!               |                    (served: | since) |
-//!               +---------------Resume-----------------+
+//!  accept --> Running ---Rest---> AtRest ---Release---> Released
+//!              ^  ^                | |  ^                  |
+//!              |  +-----Busy-------+ +--+ Rest (input      |
+//!              |                          served: restarts)|
+//!              +-----------------Resume--------------------+
 //!
-//!  Running, AtRest, Released --Linger--> Lingering --Close--> Closed
-//!  Running, AtRest, Released --Close------------------------> Closed
+//!  Running | AtRest | Released --Linger--> Lingering --Close--> Closed
+//!  Running | AtRest | Released --Close------------------------> Closed
 //! ```
 //!
 //! (ARCHITECTURE.md has the same diagram with the function of each transition.)
