@@ -34,6 +34,8 @@ mod conn;
 pub mod io;
 mod server;
 mod state;
+#[cfg(test)]
+mod tests;
 mod wake;
 
 use std::io as stdio;
