@@ -280,6 +280,7 @@ pub struct Snapshot {
     pub closed_with_error: u64,
     pub handler_panics: u64,
     pub engine_panics: u64,
+    pub handler_errors: u64,
     pub requests: u64,
     pub requests_aborted: u64,
     /// Request memory lent to connections now, and held by the pool (lent or free).
@@ -301,6 +302,7 @@ macro_rules! snapshot_from {
             closed_with_error: s.closed_with_error,
             handler_panics: s.handler_panics,
             engine_panics: s.engine_panics,
+            handler_errors: s.handler_errors,
             requests: s.requests,
             requests_aborted: s.requests_aborted,
             memory_lent: s.memory_lent,
