@@ -59,25 +59,41 @@ pub struct LoopShared<H> {
 /// the loop recalls it a moment later (`IdleRelease::memory_after`), unless the engine
 /// gives it back at once ([`LoopShared::return_at_once`]).
 #[derive(Debug, Default)]
-pub struct Lease {
-    held: Cell<bool>,
-    recalled: Cell<bool>,
+pub struct Lease(Cell<LeaseState>);
+
+/// Where a connection's block of request memory is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum LeaseState {
+    /// In the pool: the engine holds none.
+    #[default]
+    Free,
+    /// Held by the engine.
+    Held,
+    /// Held, and the loop wants it back.
+    Recalled,
 }
 
 impl Lease {
     /// Whether the engine holds a block now.
     pub fn is_held(&self) -> bool {
-        self.held.get()
+        self.0.get() != LeaseState::Free
     }
 
     /// Asks for the block back to the pool: the engine returns it when next polled, if the
-    /// connection is still at rest then (poll it).
+    /// connection is still at rest then (poll it). Nothing to recall if none is held.
     pub fn recall(&self) {
-        self.recalled.set(true);
+        if self.0.get() == LeaseState::Held {
+            self.0.set(LeaseState::Recalled);
+        }
     }
 
+    /// Takes a recall (the block stays held until the engine lets go of it).
     fn take_recall(&self) -> bool {
-        self.recalled.replace(false)
+        let recalled = self.0.get() == LeaseState::Recalled;
+        if recalled {
+            self.0.set(LeaseState::Held);
+        }
+        recalled
     }
 }
 
@@ -86,14 +102,14 @@ struct Held<'l>(&'l Lease);
 
 impl<'l> Held<'l> {
     fn new(lease: &'l Lease) -> Self {
-        lease.held.set(true);
+        lease.0.set(LeaseState::Held);
         Self(lease)
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.held.set(false);
+        self.0.0.set(LeaseState::Free);
     }
 }
 
