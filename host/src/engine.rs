@@ -1,7 +1,9 @@
 //! One connection's engine on a server: the core driver over request memory borrowed from
 //! the loop's [`BufferPool`] while requests are in flight (and until the loop recalls it,
 //! a moment after: [`Lease`]), and the application's handler behind a guard that counts
-//! requests and turns panics into errors.
+//! requests and turns a panic into an error (a 500), or, once the response began, ends the
+//! engine with [`EngineEnd::HandlerPanicked`]. How the engine ended is typed
+//! ([`EngineEnd`]); the runtime closes the connection for that reason.
 
 use std::cell::Cell;
 use std::future::{Future, pending, poll_fn};
