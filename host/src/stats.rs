@@ -113,8 +113,7 @@ pub struct StatsSnapshot {
     pub timed_out_send: u64,
     /// Connections still busy when `shutdown_timeout` ran out.
     pub closed_by_shutdown: u64,
-    /// Connections ended by an I/O or protocol error (or closed at once because the web
-    /// server stopped reading while they were closing).
+    /// Connections ended by an I/O or protocol error.
     pub closed_with_error: u64,
     /// Handlers that panicked (the request got a 500, or its connection was closed).
     pub handler_panics: u64,
