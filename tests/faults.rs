@@ -66,6 +66,7 @@ on_both_transports!(
     non_reading_peer_times_out,
     panicking_handler_gets_a_500_and_harms_nobody,
     panic_after_output_closes_only_its_connection,
+    panic_after_output_counts_as_a_handler_panic,
     duration_max_limits_are_valid,
     aborted_is_seen_by_a_handler_that_never_reads,
     stalled_and_healthy_clients_together,
@@ -916,6 +917,30 @@ fn panic_after_output_closes_only_its_connection(t: Transport) {
     other.hello("after the panic");
     server.wait_for("the panic", |s| s.handler_panics == 1);
     drop(other);
+    server.check_healthy(0);
+}
+
+/// A handler that panics after writing closes its connection as a handler panic: not as a
+/// stall (`TimedOut`, which another handler on the connection would see as its error), an
+/// I/O error or an engine panic. The other request on the connection is cut off (aborted).
+fn panic_after_output_counts_as_a_handler_panic(t: Transport) {
+    let limits = test_limits();
+    let server = t.start_app(limits.with_capacities(limits.capacities.with_requests(2)));
+    let mut c = server.client();
+    // Request 1 panics after writing; request 2 waits for a body that never comes.
+    let mut bytes = request_bytes(1, true, "/panic-late", "100", b"");
+    bytes.extend(head_bytes(2, true, "/upload", "", "10"));
+    c.send(&bytes);
+    while let Ok(Some(r)) = c.try_record() {
+        assert_eq!((r.kind, r.id), (STDOUT, 1), "no END_REQUEST after a panic mid-response");
+    }
+    let s = server.wait_open(0);
+    assert_eq!(
+        (s.handler_panics, s.engine_panics, s.closed_with_error, s.handler_errors),
+        (1, 0, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!((s.timed_out_idle, s.timed_out_head, s.timed_out_body, s.timed_out_send), (0, 0, 0, 0));
     server.check_healthy(0);
 }
 

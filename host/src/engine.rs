@@ -1,13 +1,16 @@
 //! One connection's engine on a server: the core driver over request memory borrowed from
 //! the loop's [`BufferPool`] while requests are in flight (and until the loop recalls it,
 //! a moment after: [`Lease`]), and the application's handler behind a guard that counts
-//! requests and turns panics into errors.
+//! requests and turns a panic into an error (a 500), or, once the response began, ends the
+//! engine with [`EngineEnd::HandlerPanicked`]. How the engine ended is typed
+//! ([`EngineEnd`]); the runtime closes the connection for that reason.
 
 use std::cell::Cell;
-use std::future::{Future, poll_fn};
+use std::future::{Future, pending, poll_fn};
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::task::Poll;
 
@@ -19,59 +22,80 @@ use ember_fcgi_core::{
 
 use crate::events;
 use crate::pool::BufferPool;
-use crate::stats::{Counters, bump};
+use crate::stats::Counters;
 
-/// What a connection's engine returns: `Ok` to close gracefully.
-pub type ConnResult = Result<(), ConnectionError<io::Error>>;
-
-/// A connection's engine, boxed once when the connection is accepted.
-pub type ConnFuture<'a> = Pin<Box<dyn Future<Output = ConnResult> + 'a>>;
-
-/// Everything one connection's engine borrows from its loop.
+/// How a connection's engine ended.
 #[derive(Debug)]
-pub struct EngineCtx<'a, H> {
-    pub handler: &'a H,
-    pub counters: &'a Counters,
-    pub pool: &'a BufferPool,
-    pub config: &'a Config,
-    /// Give request memory back as soon as a connection is at rest, without a recall
-    /// (`IdleRelease::memory_after` is zero).
+pub enum EngineEnd {
+    /// Cleanly: the web server closed the connection at a record boundary, or a request
+    /// without `FCGI_KEEP_CONN` was answered. Close gracefully.
+    Finished,
+    /// The driver failed: I/O, a protocol error, or the runtime expired the connection
+    /// ([`ConnectionStatus::expire`]).
+    Failed(ConnectionError<io::Error>),
+    /// A handler panicked after its response began: the response cannot be completed, so
+    /// the connection must close (the panic is already logged and counted).
+    HandlerPanicked,
+}
+
+/// A connection's engine, boxed once when the connection is accepted (and again when a
+/// released connection resumes).
+pub type ConnFuture<'a> = Pin<Box<dyn Future<Output = EngineEnd> + 'a>>;
+
+/// What every connection's engine of one serving loop shares: the handler, the counters,
+/// the request memory pool and the protocol config.
+#[derive(Debug)]
+pub struct LoopShared<H> {
+    pub handler: H,
+    pub counters: Arc<Counters>,
+    pub pool: BufferPool,
+    pub config: Config,
+    /// Give request memory back to the pool as soon as a connection is at rest, without a
+    /// recall (`IdleRelease::memory_after` is zero).
     pub return_at_once: bool,
 }
-
-impl<H> Clone for EngineCtx<'_, H> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<H> Copy for EngineCtx<'_, H> {}
 
 /// Whether a connection's engine holds a block of request memory, and whether its loop
 /// wants it back. A connection at rest (idle at a record boundary) keeps its block until
 /// recalled, so back-to-back keep-alive requests reuse the driver already laid out in it;
 /// the loop recalls it a moment later (`IdleRelease::memory_after`), unless the engine
-/// gives it back at once ([`EngineCtx::return_at_once`]).
+/// gives it back at once ([`LoopShared::return_at_once`]).
 #[derive(Debug, Default)]
-pub struct Lease {
-    held: Cell<bool>,
-    recalled: Cell<bool>,
+pub struct Lease(Cell<LeaseState>);
+
+/// Where a connection's block of request memory is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum LeaseState {
+    /// In the pool: the engine holds none.
+    #[default]
+    Free,
+    /// Held by the engine.
+    Held,
+    /// Held, and the loop wants it back.
+    Recalled,
 }
 
 impl Lease {
     /// Whether the engine holds a block now.
     pub fn is_held(&self) -> bool {
-        self.held.get()
+        self.0.get() != LeaseState::Free
     }
 
-    /// Asks for the block back: the engine returns it when next polled, if the connection
-    /// is still at rest then (poll it).
+    /// Asks for the block back to the pool: the engine returns it when next polled, if the
+    /// connection is still at rest then (poll it). Nothing to recall if none is held.
     pub fn recall(&self) {
-        self.recalled.set(true);
+        if self.0.get() == LeaseState::Held {
+            self.0.set(LeaseState::Recalled);
+        }
     }
 
+    /// Takes a recall (the block stays held until the engine lets go of it).
     fn take_recall(&self) -> bool {
-        self.recalled.replace(false)
+        let recalled = self.0.get() == LeaseState::Recalled;
+        if recalled {
+            self.0.set(LeaseState::Held);
+        }
+        recalled
     }
 }
 
@@ -80,14 +104,14 @@ struct Held<'l>(&'l Lease);
 
 impl<'l> Held<'l> {
     fn new(lease: &'l Lease) -> Self {
-        lease.held.set(true);
+        lease.0.set(LeaseState::Held);
         Self(lease)
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.held.set(false);
+        self.0.0.set(LeaseState::Free);
     }
 }
 
@@ -102,43 +126,54 @@ pub async fn serve_pooled<const N: usize, R, W, H>(
     readable: impl Fn() -> bool,
     lease: &Lease,
     status: &ConnectionStatus,
-    ctx: EngineCtx<'_, H>,
-) -> ConnResult
+    shared: &LoopShared<H>,
+) -> EngineEnd
 where
     R: Read<Error = io::Error>,
     W: Write<Error = io::Error>,
     H: Handler,
     for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
 {
-    let handler = Guarded { handler: ctx.handler, counters: ctx.counters, status };
+    let panicked = Cell::new(false);
+    let handler = Guarded { handler: &shared.handler, counters: &shared.counters, panicked: &panicked };
     loop {
         poll_fn(|_| if readable() { Poll::Ready(()) } else { Poll::Pending }).await;
-        let mut block = ctx.pool.lend();
+        let mut block = shared.pool.lend();
         let _held = Held::new(lease);
-        let outcome = match SliceBuffers::<N>::new(&mut block, ctx.pool.capacities()) {
+        let outcome = match SliceBuffers::<N>::new(&mut block, shared.pool.capacities()) {
             Ok(mut buffers) => {
                 let mut serving = pin!(serve_connection(
                     &mut reader,
                     &mut writer,
                     &handler,
                     &mut buffers,
-                    ctx.config,
+                    &shared.config,
                     status
                 ));
-                poll_fn(|cx| match serving.as_mut().poll(cx) {
-                    Poll::Ready(result) => Poll::Ready(Some(result)),
-                    // A recall that finds the connection busy again is dropped.
-                    Poll::Pending
-                        if (lease.take_recall() || ctx.return_at_once) && status.is_idle_at_boundary() =>
-                    {
-                        Poll::Ready(None)
+                poll_fn(|cx| {
+                    let polled = serving.as_mut().poll(cx);
+                    // The panicking handler never returns (so its slot writes no
+                    // END_REQUEST): the connection ends here.
+                    if panicked.get() {
+                        return Poll::Ready(Some(EngineEnd::HandlerPanicked));
                     }
-                    Poll::Pending => Poll::Pending,
+                    match polled {
+                        Poll::Ready(Ok(())) => Poll::Ready(Some(EngineEnd::Finished)),
+                        Poll::Ready(Err(error)) => Poll::Ready(Some(EngineEnd::Failed(error))),
+                        // A recall that finds the connection busy again is dropped.
+                        Poll::Pending
+                            if (lease.take_recall() || shared.return_at_once)
+                                && status.is_idle_at_boundary() =>
+                        {
+                            Poll::Ready(None)
+                        }
+                        Poll::Pending => Poll::Pending,
+                    }
                 })
                 .await
             }
             // The transports check the capacities when they start; close if not.
-            Err(_) => Some(Ok(())),
+            Err(_) => Some(EngineEnd::Finished),
         };
         if let Some(result) = outcome {
             return result;
@@ -148,11 +183,12 @@ where
 
 /// The application's handler as servers run it: counts requests and aborts, and turns a
 /// panic into an error, so the request gets a CGI 500 when nothing was sent yet; when
-/// something was, its connection is closed (the response cannot be completed).
+/// something was, the response cannot be completed: the handler then never returns and
+/// sets `panicked`, and the engine ends with [`EngineEnd::HandlerPanicked`].
 struct Guarded<'a, H> {
     handler: &'a H,
     counters: &'a Counters,
-    status: &'a ConnectionStatus,
+    panicked: &'a Cell<bool>,
 }
 
 impl<H: Handler> Handler for Guarded<'_, H> {
@@ -161,7 +197,7 @@ impl<H: Handler> Handler for Guarded<'_, H> {
         request: &mut Request<'_>,
         response: &mut Response<'_>,
     ) -> Result<(), HandlerError> {
-        bump(&self.counters.requests);
+        Counters::bump(&self.counters.requests);
         let mut cut_off = CutOff(Some(&self.counters.requests_aborted));
         let outcome = {
             let mut handling = pin!(self.handler.handle(request, response));
@@ -186,13 +222,14 @@ impl<H: Handler> Handler for Guarded<'_, H> {
                 let answered = response.bytes_written() == 0;
                 events::handler_panicked(self.counters, request, answered);
                 if !answered {
-                    self.status.expire();
+                    self.panicked.set(true);
+                    return pending().await;
                 }
                 Err(HandlerError::msg("the handler panicked"))
             }
         };
         if response.aborted() {
-            bump(&self.counters.requests_aborted);
+            Counters::bump(&self.counters.requests_aborted);
         }
         result
     }
@@ -205,7 +242,7 @@ struct CutOff<'a>(Option<&'a AtomicU64>);
 impl Drop for CutOff<'_> {
     fn drop(&mut self) {
         if let Some(aborted) = self.0 {
-            bump(aborted);
+            Counters::bump(aborted);
         }
     }
 }

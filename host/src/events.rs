@@ -11,9 +11,10 @@
 use std::fmt::Display;
 use std::time::Duration;
 
-use ember_fcgi_core::{ConnectionError, HandlerError, Request};
+use ember_fcgi_core::{HandlerError, Request};
 
 use crate::limits::Limits;
+use crate::runtime::CloseReason;
 use crate::stats::Counters;
 
 /// The log target of every event, whichever transport reports it.
@@ -31,55 +32,45 @@ pub fn started(listener: &dyn Display, limits: &Limits, per_connection: usize, b
     );
 }
 
-/// A connection was accepted and closed at once: `max_connections` are open.
-pub fn refused_over_limit(counters: &Counters, peer: &dyn Display, max: usize) {
-    Counters::bump(&counters.refused_over_limit);
-    log::warn!(target: TARGET, "refused a connection from {peer}: max_connections ({max}) are open");
-}
-
-/// A TCP peer not listed in `FCGI_WEB_SERVER_ADDRS` was turned away.
-pub fn refused_not_allowed(counters: &Counters, peer: &dyn Display) {
-    Counters::bump(&counters.refused_not_allowed);
-    log::warn!(target: TARGET, "refused a connection from {peer}: not in FCGI_WEB_SERVER_ADDRS");
-}
-
 /// `accept` failed for lack of resources (e.g. file descriptors); retried shortly.
 pub fn accept_failed(counters: &Counters, error: &std::io::Error) {
     Counters::bump(&counters.accept_errors);
     log::error!(target: TARGET, "accept failed: {error}; retrying shortly");
 }
 
-/// A request's params did not all arrive within `head_timeout`: closed at once.
-pub fn timed_out_head(counters: &Counters, peer: &dyn Display, limit: Duration) {
-    Counters::bump(&counters.timed_out_head);
-    log::warn!(target: TARGET, "closed the connection from {peer}: request params took longer than head_timeout ({limit:?})");
-}
-
-/// A handler waited `body_timeout` for a body byte: its read failed, the connection closes.
-pub fn timed_out_body(counters: &Counters, peer: &dyn Display, limit: Duration) {
-    Counters::bump(&counters.timed_out_body);
-    log::warn!(target: TARGET, "closed the connection from {peer}: no request body byte for body_timeout ({limit:?})");
-}
-
-/// The web server took no response byte for `send_timeout`: the connection closes.
-pub fn timed_out_send(counters: &Counters, peer: &dyn Display, limit: Duration) {
-    Counters::bump(&counters.timed_out_send);
-    log::warn!(target: TARGET, "closed the connection from {peer}: no response byte taken for send_timeout ({limit:?})");
-}
-
-/// A connection had no request for `idle_timeout`: closed gracefully.
-pub fn timed_out_idle(counters: &Counters, peer: &dyn Display, limit: Duration) {
-    Counters::bump(&counters.timed_out_idle);
-    log::debug!(target: TARGET, "closing the connection from {peer}: idle for idle_timeout ({limit:?})");
-}
-
-/// A connection ended with an error: a protocol error is logged at `warn`, an I/O error
-/// (the web server reset or closed the connection) at `debug`.
-pub fn connection_failed<E: Display>(counters: &Counters, peer: &dyn Display, error: &ConnectionError<E>) {
-    Counters::bump(&counters.closed_with_error);
-    match error {
-        ConnectionError::Protocol(_) => log::warn!(target: TARGET, "connection from {peer} closed: {error}"),
-        _ => log::debug!(target: TARGET, "connection from {peer} closed: {error}"),
+/// The runtime closed a connection, or turned one away, for `reason`: counted and logged
+/// as the table of [`CloseReason`] says (one place for every close).
+pub fn connection_closed(counters: &Counters, peer: &dyn Display, reason: &CloseReason) {
+    use CloseReason as R;
+    let counter = match reason {
+        R::Finished | R::ShutdownQuiet | R::HandlerPanicked => None,
+        R::IdleTimeout(_) => Some(&counters.timed_out_idle),
+        R::HeadTimeout(_) => Some(&counters.timed_out_head),
+        R::BodyTimeout(_) => Some(&counters.timed_out_body),
+        R::SendTimeout(_) => Some(&counters.timed_out_send),
+        R::ShutdownTimeout => Some(&counters.closed_by_shutdown),
+        R::Protocol(_) | R::Io(_) => Some(&counters.closed_with_error),
+        R::EnginePanicked => Some(&counters.engine_panics),
+        R::RefusedOverLimit(_) => Some(&counters.refused_over_limit),
+        R::RefusedNotAllowed => Some(&counters.refused_not_allowed),
+        R::RegisterFailed(_) => Some(&counters.accept_errors),
+    };
+    if let Some(counter) = counter {
+        Counters::bump(counter);
+    }
+    match reason {
+        R::Finished | R::ShutdownQuiet => {}
+        // Logged once for all by `closed_by_shutdown`.
+        R::ShutdownTimeout => {}
+        R::IdleTimeout(_) => log::debug!(target: TARGET, "closing the connection from {peer}: {reason}"),
+        R::Io(_) | R::HandlerPanicked => {
+            log::debug!(target: TARGET, "closed the connection from {peer}: {reason}");
+        }
+        R::EnginePanicked => log::error!(target: TARGET, "closed the connection from {peer}: {reason}"),
+        R::RefusedOverLimit(_) | R::RefusedNotAllowed | R::RegisterFailed(_) => {
+            log::warn!(target: TARGET, "refused a connection from {peer}: {reason}");
+        }
+        _ => log::warn!(target: TARGET, "closed the connection from {peer}: {reason}"),
     }
 }
 
@@ -101,13 +92,6 @@ pub fn handler_failed(counters: &Counters, error: &HandlerError, request: &Reque
     }
 }
 
-/// Connection tasks panicked outside a handler (a bug in the server): `count` connections
-/// were closed.
-pub fn connection_panicked(counters: &Counters, count: u64) {
-    counters.handler_panics.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
-    log::error!(target: TARGET, "a connection task panicked: {count} connection(s) closed");
-}
-
 /// A handler panicked: its request got a 500 if nothing was sent yet (`answered`), else its
 /// connection is closed.
 pub fn handler_panicked(counters: &Counters, request: &Request<'_>, answered: bool) {
@@ -123,9 +107,9 @@ pub fn shutting_down(connections: usize, limit: Duration) {
     log::info!(target: TARGET, "shutting down: {connections} connection(s) open get up to {limit:?}");
 }
 
-/// The shutdown timeout ran out: `count` busy connections were closed.
-pub fn closed_by_shutdown(counters: &Counters, count: u64) {
-    counters.closed_by_shutdown.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+/// The shutdown timeout ran out: `count` busy connections are closed (each counted by
+/// [`connection_closed`] with [`CloseReason::ShutdownTimeout`]).
+pub fn closed_by_shutdown(count: u64) {
     if count > 0 {
         log::warn!(target: TARGET, "shutdown_timeout ran out: closed {count} busy connection(s)");
     }

@@ -21,6 +21,8 @@ pub struct Counters {
     pub closed_by_shutdown: AtomicU64,
     pub closed_with_error: AtomicU64,
     pub handler_panics: AtomicU64,
+    /// Connection engines that panicked outside a handler.
+    pub engine_panics: AtomicU64,
     pub requests: AtomicU64,
     pub requests_aborted: AtomicU64,
     /// Request memory lent to connections now (busy, or idle for less than
@@ -74,12 +76,6 @@ impl Counters {
     }
 }
 
-/// Adds one to a counter.
-#[doc(hidden)]
-pub fn bump(counter: &AtomicU64) {
-    Counters::bump(counter);
-}
-
 /// A live view of a server's counters; take it before `run`/`serve` (which consume the
 /// server) to watch from another thread or task.
 #[derive(Clone, Debug)]
@@ -117,11 +113,13 @@ pub struct StatsSnapshot {
     pub timed_out_send: u64,
     /// Connections still busy when `shutdown_timeout` ran out.
     pub closed_by_shutdown: u64,
-    /// Connections ended by an I/O or protocol error (or closed at once because the web
-    /// server stopped reading while they were closing).
+    /// Connections ended by an I/O or protocol error.
     pub closed_with_error: u64,
     /// Handlers that panicked (the request got a 500, or its connection was closed).
     pub handler_panics: u64,
+    /// Connection engines that panicked outside a handler (a bug in the server; each
+    /// closed its connection).
+    pub engine_panics: u64,
     /// Requests handed to the handler.
     pub requests: u64,
     /// Of those, requests the web server aborted (or whose connection failed).
@@ -180,6 +178,7 @@ impl Stats {
             closed_by_shutdown: get(&c.closed_by_shutdown),
             closed_with_error: get(&c.closed_with_error),
             handler_panics: get(&c.handler_panics),
+            engine_panics: get(&c.engine_panics),
             requests: get(&c.requests),
             requests_aborted: get(&c.requests_aborted),
             memory_lent: get(&c.memory_lent),
@@ -297,6 +296,12 @@ impl StatsSnapshot {
                 Counter,
                 "Handlers that panicked (500, or their connection closed).",
                 self.handler_panics,
+            ),
+            f(
+                "engine_panics",
+                Counter,
+                "Connection engines that panicked outside a handler (their connection closed).",
+                self.engine_panics,
             ),
             f("received_bytes", Counter, "Bytes read from the web servers.", self.bytes_in),
             f("sent_bytes", Counter, "Bytes written to the web servers.", self.bytes_out),

@@ -68,21 +68,6 @@ impl Watch {
         }
     }
 
-    /// What the connection waits for now.
-    pub fn wait(&self) -> Wait {
-        self.wait
-    }
-
-    /// When the current wait began.
-    pub fn since(&self) -> Instant {
-        self.since
-    }
-
-    /// Restarts the current wait (e.g. a closing connection's linger starts now).
-    pub fn restart(&mut self, now: Instant) {
-        self.since = now;
-    }
-
     /// When the current wait runs out (`None`: busy, or a limit too long to expire).
     pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
         deadline(self.since, self.wait.allowed(limits)?)

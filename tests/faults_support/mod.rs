@@ -279,6 +279,8 @@ pub struct Snapshot {
     pub timed_out_send: u64,
     pub closed_with_error: u64,
     pub handler_panics: u64,
+    pub engine_panics: u64,
+    pub handler_errors: u64,
     pub requests: u64,
     pub requests_aborted: u64,
     /// Request memory lent to connections now, and held by the pool (lent or free).
@@ -299,6 +301,8 @@ macro_rules! snapshot_from {
             timed_out_send: s.timed_out_send,
             closed_with_error: s.closed_with_error,
             handler_panics: s.handler_panics,
+            engine_panics: s.engine_panics,
+            handler_errors: s.handler_errors,
             requests: s.requests,
             requests_aborted: s.requests_aborted,
             memory_lent: s.memory_lent,

@@ -163,7 +163,8 @@ impl<H: Handler + 'static> Registered<H> {
         let fd = setup.listener.as_fd().as_raw_fd();
         registry.register(&mut SourceFd(&fd), Token(listener_token), Interest::READABLE)?;
         let local_addr = setup.listener.local_addr();
-        let settings = setup.settings(setup.limits.max_connections.min(available - 2), true, 0);
+        let settings =
+            setup.settings(setup.limits.max_connections.min(available - 2), true, crate::server::EVENT_BYTES);
         let Setup { listener, handler, shutdown, .. } = setup;
         let runtime = Runtime::new(Arc::new(listener), handler, settings);
         runtime.wakes().set_notify(&Waker::from(Arc::new(Notify(loop_waker))));

@@ -13,6 +13,8 @@ use crate::embed::Registered;
 
 /// Readiness events fetched per `Poll::poll` in [`Server::run`].
 const EVENTS: usize = 1024;
+/// Bytes of [`Server::run`]'s event buffer, in the memory budget (logged and reported).
+pub(crate) const EVENT_BYTES: usize = EVENTS * std::mem::size_of::<mio::event::Event>();
 
 /// A FastCGI server on one thread and one `mio::Poll`. Its memory is bounded before it
 /// starts (see [`Server::memory_budget`]): a small engine per connection (set by the
@@ -58,8 +60,12 @@ impl<H: Handler + 'static> Server<H> {
 
     /// The memory ceiling when run with [`Server::run`]: bytes per connection and in total.
     pub fn memory_budget(&self) -> MemoryBudget {
-        let events = EVENTS * std::mem::size_of::<mio::event::Event>();
-        MemoryBudget::of::<H, Stream>(&self.setup.limits, self.setup.limits.max_connections, events, None)
+        MemoryBudget::of::<H, Stream>(
+            &self.setup.limits,
+            self.setup.limits.max_connections,
+            EVENT_BYTES,
+            None,
+        )
     }
 
     /// Registers the listener and a `mio::Waker` with `registry` and returns the loop to

@@ -7,9 +7,10 @@ use std::mem::size_of;
 use crate::{BufferPool, Limits};
 use ember_fcgi_core::Handler;
 
-use super::conn::{Entry, LoopShared, engine};
+use super::conn::{Entry, engine};
 use super::io::{ConnIo, Stream};
 use super::wake::ConnWaker;
+use crate::engine::LoopShared;
 
 /// Bytes the server asks the allocator for, per connection and in total. Kernel socket
 /// buffers and allocator overhead are not included.

@@ -2,17 +2,14 @@
 //! memory is borrowed from the loop's pool while a request runs, so steady state allocates
 //! nothing), its waker, and its deadlines.
 //!
-//! A connection is `Serving` while the engine runs, then `Lingering`: after the engine
-//! returned `Ok` (or the connection went idle), the write side is shut down and unread
-//! input is discarded until EOF or `close_linger`, so the web server sees a clean close
-//! rather than a reset.
-//!
-//! A serving connection may be *released*: its engine future is dropped while the engine
-//! reported it idle at a record boundary
-//! ([`ConnectionStatus::is_idle_at_boundary`](ember_fcgi_core::ConnectionStatus)) and no
-//! input is waiting, and a fresh one is made when the socket is readable again (see
-//! [`IdleRelease`](super::IdleRelease)). The reader is cancel-safe (a pending read took no
-//! bytes), so the web server cannot tell.
+//! Its life is one [`ConnState`], changed only through [`Entry::enter`] (which applies
+//! [`ConnState::step`] and drops the engine future in the states without one):
+//! `Running` or `AtRest` while the engine exists; `Released` when the engine future of a
+//! connection at rest was dropped (idle release: a new one is made when the socket is
+//! readable again, see [`IdleRelease`](super::IdleRelease); the reader is cancel-safe, a
+//! pending read took no bytes, so the web server cannot tell); `Lingering` during a
+//! graceful close (the write side is shut down and unread input is discarded until EOF or
+//! `close_linger`, so the web server sees a clean close rather than a reset); `Closed`.
 
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -21,46 +18,28 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use ember_fcgi_core::{Config, ConnectionBuffers, Handler, SliceBuffers};
+use ember_fcgi_core::{ConnectionBuffers, Handler, SliceBuffers};
 
 use super::io::{ConnIo, Drain, Reader, Stream, Writer};
+use super::state::{CloseReason, ConnState, Step};
 use super::wake::{ConnWaker, Wakes};
-use crate::engine::{ConnFuture, ConnResult, EngineCtx, serve_pooled};
-use crate::stats::Counters;
-use crate::{BufferPool, Limits, Wait, Watch, deadline};
+use crate::engine::{ConnFuture, EngineEnd, LoopShared, serve_pooled};
+use crate::{Limits, Wait, Watch, deadline};
 
 /// Reads at most this many scratch-buffer loads (64 KiB) per poll while lingering (then
 /// yields).
 const DRAIN_READS: usize = 4;
 
-/// What every connection of a loop shares: the handler, the counters, the request memory
-/// pool and the protocol config.
-#[derive(Debug)]
-pub(crate) struct LoopShared<H> {
-    pub(crate) handler: H,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) pool: BufferPool,
-    pub(crate) config: Config,
-    /// `IdleRelease::memory_after` is zero: engines give request memory back at once.
-    pub(crate) return_at_once: bool,
-}
-
 /// The engine of one connection, with `N` request slots.
 pub(crate) async fn engine<H: Handler, S: AsRef<Stream>, const N: usize>(
     io: Rc<ConnIo<S>>,
     shared: Rc<LoopShared<H>>,
-) -> ConnResult
+) -> EngineEnd
 where
     for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
 {
-    let ctx = EngineCtx {
-        handler: &shared.handler,
-        counters: &shared.counters,
-        pool: &shared.pool,
-        config: &shared.config,
-        return_at_once: shared.return_at_once,
-    };
-    serve_pooled::<N, _, _, _>(Reader(&io), Writer(&io), || io.may_read(), &io.lease, &io.status, ctx).await
+    serve_pooled::<N, _, _, _>(Reader(&io), Writer(&io), || io.may_read(), &io.lease, &io.status, &shared)
+        .await
 }
 
 /// Boxes the engine of a connection, with as many request slots as the capacities ask
@@ -86,15 +65,6 @@ where
     Box::pin(engine::<H, S, N>(io, shared))
 }
 
-/// Where a connection is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// The engine runs.
-    Serving,
-    /// The engine is gone; discarding input until EOF or the deadline.
-    Lingering,
-}
-
 /// Why a connection's deadline passed: a wait ran out, or the linger after a close.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Expiry {
@@ -102,36 +72,39 @@ pub(crate) enum Expiry {
     Linger,
 }
 
-/// What one poll of the engine gave.
+/// What one poll of a connection's engine found: the engine's status, typed.
+#[derive(Debug)]
 pub(crate) enum Polled {
-    Pending,
-    Done(ConnResult),
-    /// The engine panicked (outside a handler, whose panics the guard catches).
-    Panicked,
+    /// The engine works (a request is active, or input or output is under way).
+    Busy,
+    /// The connection is idle at a record boundary.
+    AtRest,
+    /// The engine ended cleanly: close gracefully ([`CloseReason::Finished`]).
+    Finished,
+    /// The engine ended for this reason: close.
+    Failed(CloseReason),
 }
 
 /// A slab entry: one connection.
 pub(crate) struct Entry<'a, S> {
     pub(crate) io: Rc<ConnIo<S>>,
-    /// The engine; `None` while lingering, and while serving when released.
+    /// The engine; exists exactly while `state.has_engine()`.
     future: Option<ConnFuture<'a>>,
-    /// Since when the engine has been idle at a record boundary (it exists, said so after
-    /// its last poll, and read no input since).
-    rest_since: Option<Instant>,
+    /// Where the connection is in its life; written only by [`Self::enter`].
+    state: ConnState,
     wake: Arc<ConnWaker>,
     waker: Waker,
-    /// In the loop's run queue (events and wakes add it once).
+    /// In the loop's run queue (events and wakes add it once). Not part of the
+    /// connection's life: the run queue's membership flag.
     pub(crate) scheduled: bool,
-    pub(crate) phase: Phase,
-    /// Which timeout applies while serving.
+    /// Which timeout applies while the connection is open and not lingering.
     watch: Watch,
-    linger_until: Option<Instant>,
 }
 
 impl<S> std::fmt::Debug for Entry<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entry")
-            .field("phase", &self.phase)
+            .field("state", &self.state)
             .field("active_requests", &self.io.status.active_requests())
             .field("scheduled", &self.scheduled)
             .finish_non_exhaustive()
@@ -139,7 +112,7 @@ impl<S> std::fmt::Debug for Entry<'_, S> {
 }
 
 impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
-    /// A new serving connection; the binding has registered its socket under `key`.
+    /// A new connection, `Running`; the binding has registered its socket under `key`.
     pub(crate) fn new<H: Handler + 'a>(
         key: usize,
         io: ConnIo<S>,
@@ -154,14 +127,28 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
         Self {
             io,
             future: Some(future),
-            rest_since: None,
+            state: ConnState::Running,
             wake,
             waker,
             scheduled: false,
-            phase: Phase::Serving,
             watch: Watch::new(now),
-            linger_until: None,
         }
+    }
+
+    /// The one place the connection's state changes: applies `step`
+    /// ([`ConnState::step`]) and drops the engine future (and the request memory it
+    /// holds) when the new state has none. The future goes before the socket, which it
+    /// borrows through the `Rc`.
+    pub(crate) fn enter(&mut self, step: Step) {
+        self.state = self.state.step(step);
+        if !self.state.has_engine() {
+            self.future = None;
+        }
+    }
+
+    /// Where the connection is in its life.
+    pub(crate) fn state(&self) -> ConnState {
+        self.state
     }
 
     /// The loop took this connection off the wake queue.
@@ -174,99 +161,100 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
         self.waker.wake_by_ref();
     }
 
-    /// Whether the engine was released (see [`Self::release_engine`]).
-    pub(crate) fn is_released(&self) -> bool {
-        self.phase == Phase::Serving && self.future.is_none()
-    }
-
-    /// Whether the engine exists.
+    /// Whether the engine future exists.
     pub(crate) fn has_engine(&self) -> bool {
-        self.future.is_some()
+        self.state.has_engine()
     }
 
-    /// A released connection's socket is readable: starts a fresh engine for it.
+    /// A released connection's socket is readable: makes a new engine future for it
+    /// (`Released` to `Running`).
     pub(crate) fn resume<H: Handler + 'a>(&mut self, loop_shared: &Rc<LoopShared<H>>) {
-        if self.is_released() {
+        self.enter(Step::Resume);
+        if self.state == ConnState::Running && self.future.is_none() {
             self.future = Some(boxed_engine(&self.io, loop_shared));
         }
     }
 
-    /// When the engine may be released: `after` past the moment it came to rest.
-    pub(crate) fn release_at(&self, after: Duration) -> Option<Instant> {
-        self.rest_since.and_then(|t| t.checked_add(after))
+    /// When the engine future may be freed: `after` past the moment the connection came
+    /// to rest.
+    pub(crate) fn engine_free_at(&self, after: Duration) -> Option<Instant> {
+        match self.state {
+            ConnState::AtRest { since } => since.checked_add(after),
+            _ => None,
+        }
     }
 
-    /// When the engine's request memory is recalled: `after` past the moment it came to
-    /// rest, if it holds some (with `after` zero the engine gives it back by itself).
-    pub(crate) fn memory_recall_at(&self, after: Duration) -> Option<Instant> {
+    /// When the engine's request memory is recalled to the pool: `after` past the moment
+    /// it came to rest, if it holds some (with `after` zero the engine gives it back by
+    /// itself).
+    pub(crate) fn request_memory_recall_at(&self, after: Duration) -> Option<Instant> {
         if after.is_zero() || !self.io.lease.is_held() {
             return None;
         }
-        self.release_at(after)
+        self.engine_free_at(after)
     }
 
-    /// Asks the engine to give its request memory back to the pool, and queues a poll for
-    /// it to do so (if it is still at rest then).
-    pub(crate) fn recall_memory(&self) {
+    /// Asks the engine to give its request memory block back to the pool, and queues a
+    /// poll for it to do so (if it is still at rest then).
+    pub(crate) fn recall_request_memory(&self) {
         self.io.lease.recall();
         self.wake_later();
     }
 
-    /// Drops the engine (and its buffers) if it is still at rest since `release_at`,
-    /// no input is waiting and nothing is queued for it; true if it did.
-    pub(crate) fn release_engine(&mut self) -> bool {
-        let releasable = self.phase == Phase::Serving
-            && self.future.is_some()
-            && self.rest_since.is_some()
+    /// Frees the engine future (back to the allocator; `AtRest` to `Released`) if the
+    /// connection is still at rest, no input is waiting and nothing is queued for it; true
+    /// if it did.
+    pub(crate) fn free_idle_engine(&mut self) -> bool {
+        let idle = matches!(self.state, ConnState::AtRest { .. })
             && self.io.status.is_idle_at_boundary()
             && !self.io.may_read()
             && !self.scheduled
             && !self.wake.is_queued();
-        if releasable {
-            self.future = None;
-            self.rest_since = None;
+        if idle {
+            self.enter(Step::Release);
         }
-        releasable
+        idle
     }
 
-    /// Polls the engine once (a panic ends it); the future is dropped when it finished.
+    /// Polls the engine once, if it exists (a panic ends it), and moves the state to what
+    /// the poll found: `Busy` or `AtRest`. When the engine ended, the state is left to
+    /// the close.
     pub(crate) fn poll_engine(&mut self, now: Instant) -> Polled {
         let Some(future) = self.future.as_mut() else {
-            return Polled::Pending;
+            return match self.state {
+                ConnState::Released => Polled::AtRest,
+                _ => Polled::Busy,
+            };
         };
         let mut cx = Context::from_waker(&self.waker);
-        let polled = match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
-            Ok(Poll::Pending) => {
-                self.track(now);
-                return Polled::Pending;
-            }
-            Ok(Poll::Ready(result)) => Polled::Done(result),
-            Err(_) => Polled::Panicked,
-        };
-        self.future = None;
-        self.rest_since = None;
-        polled
+        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+            Ok(Poll::Pending) => self.track(now),
+            Ok(Poll::Ready(EngineEnd::Finished)) => Polled::Finished,
+            Ok(Poll::Ready(EngineEnd::Failed(error))) => Polled::Failed(CloseReason::from_error(error)),
+            Ok(Poll::Ready(EngineEnd::HandlerPanicked)) => Polled::Failed(CloseReason::HandlerPanicked),
+            Err(_) => Polled::Failed(CloseReason::EnginePanicked),
+        }
     }
 
-    /// Follows the engine's status: which timeout applies, whether it came to rest.
-    fn track(&mut self, now: Instant) {
+    /// Follows the engine's status after a pending poll: which timeout applies, whether it
+    /// came to rest.
+    fn track(&mut self, now: Instant) -> Polled {
         let status = &self.io.status;
         self.watch.observe(status, || now);
-        let input_seen = self.io.take_input_seen();
-        if !status.is_idle_at_boundary() {
-            self.rest_since = None;
-        } else if input_seen {
-            // Served something in this poll and came to rest again.
-            self.rest_since = Some(now);
+        let served = self.io.take_input_seen();
+        if status.is_idle_at_boundary() {
+            self.enter(Step::Rest { now, served });
+            Polled::AtRest
         } else {
-            self.rest_since.get_or_insert(now);
+            self.enter(Step::Busy);
+            Polled::Busy
         }
     }
 
     /// No request is active, no output is stuck and no wake is pending: closing now loses
     /// nothing (used by the graceful shutdown).
     pub(crate) fn is_quiet(&self) -> bool {
-        self.phase == Phase::Serving
+        matches!(self.state, ConnState::Running | ConnState::AtRest { .. } | ConnState::Released)
             && self.io.status.active_requests() == 0
             && !self.io.write_blocked()
             && !self.wake.is_queued()
@@ -274,45 +262,41 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
 
     /// When this connection must be looked at again.
     pub(crate) fn deadline(&self, limits: &Limits) -> Option<Instant> {
-        match self.phase {
-            Phase::Lingering => self.linger_until,
-            Phase::Serving => self.watch.deadline(limits),
+        match self.state {
+            ConnState::Lingering { until } => until,
+            ConnState::Closed => None,
+            _ => self.watch.deadline(limits),
         }
     }
 
     /// Which deadline has passed at `now`, if any.
     pub(crate) fn expired(&self, now: Instant, limits: &Limits) -> Option<Expiry> {
-        match self.phase {
-            Phase::Lingering => self.linger_until.filter(|t| *t <= now).map(|_| Expiry::Linger),
-            Phase::Serving => self.watch.expired(now, limits).map(Expiry::Wait),
+        match self.state {
+            ConnState::Lingering { until } => until.filter(|t| *t <= now).map(|_| Expiry::Linger),
+            ConnState::Closed => None,
+            _ => self.watch.expired(now, limits).map(Expiry::Wait),
         }
     }
 
-    /// A stall timeout ran out: the handlers' next reads and writes fail with `TimedOut`
-    /// (one last poll lets them see it), then the engine is dropped.
-    pub(crate) fn time_out(&mut self, now: Instant) {
+    /// A stall timeout ran out: the handlers' next reads and writes fail with `TimedOut`;
+    /// one last poll lets them see it (what it gives is ignored: the connection closes).
+    pub(crate) fn expire_handlers(&mut self) {
         self.io.status.expire();
-        let _ = self.poll_engine(now);
-        self.future = None;
+        if let Some(future) = self.future.as_mut() {
+            let mut cx = Context::from_waker(&self.waker);
+            let _ = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+        }
     }
 
-    /// Drops the engine, shuts down the write side and starts discarding input for at
-    /// most `linger`.
+    /// Starts a graceful close: drops the engine, shuts down the write side and discards
+    /// input for at most `linger`.
     pub(crate) fn start_linger(&mut self, now: Instant, linger: Duration) -> io::Result<()> {
-        self.future = None;
-        self.rest_since = None;
-        self.phase = Phase::Lingering;
-        self.linger_until = deadline(now, linger);
+        self.enter(Step::Linger { until: deadline(now, linger) });
         self.io.stream().shutdown_write()
     }
 
     /// Discards input while lingering.
     pub(crate) fn drain(&self) -> Drain {
         self.io.discard_input(DRAIN_READS)
-    }
-
-    /// Drops the engine (before the socket, which its future borrows through the `Rc`).
-    pub(crate) fn release(&mut self) {
-        self.future = None;
     }
 }

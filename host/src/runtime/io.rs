@@ -118,6 +118,16 @@ impl Stream {
     }
 }
 
+/// A connection's peer in a log line ([`Stream::peer`]), looked up only if the line is
+/// written.
+pub(crate) struct Peer<'a>(pub(crate) &'a Stream);
+
+impl std::fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.peer())
+    }
+}
+
 impl AsRef<Stream> for Stream {
     fn as_ref(&self) -> &Stream {
         self

@@ -16,7 +16,10 @@
 //! a poll makes a syscall only in a direction the socket may be ready in (see
 //! [`io`]), so one slow peer never holds up another. What is here:
 //! - the table of connections (a slab, each with its boxed engine future, its waker, its
-//!   [`Watch`](crate::Watch) and linger deadline), and the run and wake queues;
+//!   [`Watch`](crate::Watch) and its one state, `ConnState`, which only `ConnState::step`
+//!   changes), and the run and wake queues;
+//! - one close path, `Runtime::close(key, reason)`: every connection the runtime closes
+//!   goes through it with a [`CloseReason`], which is what its log line and counter say;
 //! - the socket halves the engine reads and writes through, with readiness flags, byte
 //!   counting, and skipping of discardable input into the loop's one scratch buffer;
 //! - the sweep over the deadlines, the graceful close (FIN, then a bounded drain), idle
@@ -30,6 +33,9 @@ mod budget;
 mod conn;
 pub mod io;
 mod server;
+mod state;
+#[cfg(test)]
+mod tests;
 mod wake;
 
 use std::io as stdio;
@@ -43,12 +49,15 @@ use ember_fcgi_core::Handler;
 use slab::Slab;
 
 pub use budget::MemoryBudget;
-use conn::{Entry, Expiry, LoopShared, Phase, Polled};
-use io::{Accepted, ConnIo, Drain, Scratch, accept};
+use conn::{Entry, Expiry, Polled};
+use io::{Accepted, ConnIo, Drain, Peer, Scratch, accept};
 pub use io::{Event, SCRATCH_BYTES, Stream};
 pub use server::Setup;
+pub use state::CloseReason;
+use state::{ConnState, Step};
 pub use wake::{Shutdown, ShutdownHandle, Wakes};
 
+use crate::engine::LoopShared;
 use crate::stats::{Counters, Stats};
 use crate::{BufferPool, Limits, Listener, Wait, WebServerAddrs, deadline, events};
 
@@ -179,6 +188,9 @@ pub struct Runtime<'a, H, S> {
     run_queue: Vec<usize>,
     /// Swap space for the wake queue (keeps its capacity).
     woken: Vec<usize>,
+    /// The connections a sweep closes, and why (`None`: the linger ran out); kept for its
+    /// capacity.
+    closing: Vec<(usize, Option<CloseReason>)>,
     max_conns: usize,
     accept_ready: bool,
     accept_retry_at: Option<Instant>,
@@ -239,6 +251,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             conns: Slab::with_capacity(capacity),
             run_queue: Vec::with_capacity(capacity),
             woken: Vec::with_capacity(capacity),
+            closing: Vec::new(),
             max_conns: max_connections,
             accept_ready: true,
             accept_retry_at: None,
@@ -269,7 +282,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         if let Some(entry) = self.conns.get_mut(key) {
             entry.io.note_event(event);
             // A released connection wakes only for input (or EOF, or an error).
-            if !entry.is_released() || entry.io.may_read() {
+            if entry.state() != ConnState::Released || entry.io.may_read() {
                 schedule(&mut self.run_queue, entry, key);
             }
         }
@@ -305,7 +318,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         }
         if let Some(deadline) = self.shutdown_deadline {
             if deadline <= now {
-                self.close_all();
+                self.close_all(now);
             }
             self.finished = self.conns.is_empty();
         }
@@ -339,15 +352,10 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
 
     /// Closes every connection and lets go of the listener.
     pub fn close_everything(&mut self, reactor: &impl Reactor<Socket = S>) {
-        self.close_all();
+        self.close_all(Instant::now());
         if let Some(listener) = self.listener.take() {
             reactor.deregister_listener(&listener);
         }
-    }
-
-    /// Requests a graceful shutdown of the server (every loop of it).
-    pub fn shutdown(&self) {
-        self.shutdown.request();
     }
 
     /// The live counters.
@@ -411,7 +419,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         now: Instant,
     ) {
         if let Some(ip) = peer.filter(|ip| !self.allow.allows(*ip)) {
-            events::refused_not_allowed(self.counters(), &ip);
+            events::connection_closed(self.counters(), &ip, &CloseReason::RefusedNotAllowed);
             return;
         }
         // The open count is the server's, shared by all its loops (smol's `run_threads`):
@@ -421,15 +429,23 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         let open =
             counters.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
         if open.is_err() {
-            events::refused_over_limit(&counters, &stream.peer(), self.max_conns);
+            let reason = CloseReason::RefusedOverLimit(self.max_conns);
+            events::connection_closed(&counters, &Peer(&stream), &reason);
             return;
         }
         let vacant = self.conns.vacant_entry();
         let key = vacant.key();
-        let Ok(socket) = reactor.register(stream, key) else {
-            Counters::bump(&counters.accept_errors);
-            Counters::drop_one(&counters.open);
-            return;
+        let peer = || match &peer {
+            Some(ip) => ip.to_string(),
+            None => "unix".to_owned(),
+        };
+        let socket = match reactor.register(stream, key) {
+            Ok(socket) => socket,
+            Err(e) => {
+                events::connection_closed(&counters, &peer(), &CloseReason::RegisterFailed(e));
+                Counters::drop_one(&counters.open);
+                return;
+            }
         };
         let io = ConnIo::new(socket, Rc::clone(&self.scratch), Arc::clone(&counters), self.reports_fin);
         let entry = vacant.insert(Entry::new(key, io, &self.loop_shared, &self.wakes, now));
@@ -447,51 +463,54 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             return;
         };
         entry.scheduled = false;
-        if entry.is_released() && entry.io.may_read() && self.shutdown_deadline.is_none() {
+        if entry.state() == ConnState::Released && entry.io.may_read() && self.shutdown_deadline.is_none() {
             entry.resume(&self.loop_shared);
         }
-        if entry.phase == Phase::Lingering {
+        if matches!(entry.state(), ConnState::Lingering { .. }) {
             return self.drain(key);
         }
         match entry.poll_engine(now) {
-            Polled::Pending => {
+            Polled::Busy | Polled::AtRest => {
                 let deadline = entry.deadline(&self.limits);
                 let quiet = entry.is_quiet();
-                let release_at = entry.release_at(self.release.after);
-                let recall_at = entry.memory_recall_at(self.release.memory_after);
+                let free_at = entry.engine_free_at(self.release.after);
+                let recall_at = entry.request_memory_recall_at(self.release.memory_after);
                 for at in [deadline, recall_at].into_iter().flatten() {
                     self.note_deadline(at);
                 }
-                if let Some(at) = release_at
+                if let Some(at) = free_at
                     && self.conns.len() > self.release.keep
                 {
                     self.note_deadline(at);
                 }
                 if self.shutdown_deadline.is_some() && quiet {
-                    self.linger(key, now);
+                    self.close(key, CloseReason::ShutdownQuiet, now);
                 }
             }
-            Polled::Done(Ok(())) => self.linger(key, now),
-            Polled::Done(Err(error)) => {
-                events::connection_failed(self.stats.counters(), &entry.io.stream().peer(), &error);
-                self.close(key);
-            }
-            Polled::Panicked => {
-                events::connection_panicked(self.stats.counters(), 1);
-                self.close(key);
-            }
+            Polled::Finished => self.close(key, CloseReason::Finished, now),
+            Polled::Failed(reason) => self.close(key, reason, now),
         }
     }
 
-    /// Closes gracefully: shut down the write side, then discard input until EOF or
-    /// `close_linger` (so unread input does not turn the close into a reset).
-    fn linger(&mut self, key: usize, now: Instant) {
-        let linger = self.limits.close_linger;
+    /// The one way a connection is closed: reports `reason` (its log line and counter,
+    /// [`events::connection_closed`]), then closes as the reason says: gracefully (the
+    /// engine is dropped, the write side shut down, and input discarded until EOF or
+    /// `close_linger`, so unread input does not turn the close into a reset) or at once
+    /// (after handlers saw `TimedOut`, for a stall).
+    fn close(&mut self, key: usize, reason: CloseReason, now: Instant) {
         let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
+        events::connection_closed(self.stats.counters(), &Peer(entry.io.stream()), &reason);
+        if reason.expires_handlers() {
+            entry.expire_handlers();
+        }
+        if !reason.lingers() {
+            return self.remove(key);
+        }
+        let linger = self.limits.close_linger;
         if entry.start_linger(now, linger).is_err() {
-            return self.close(key);
+            return self.remove(key);
         }
         if let Some(at) = deadline(now, linger) {
             self.note_deadline(at);
@@ -499,31 +518,44 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         self.drain(key);
     }
 
+    /// Discards a lingering connection's input; EOF (or an error) ends the close.
     fn drain(&mut self, key: usize) {
         let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
         match entry.drain() {
-            Drain::Done => self.close(key),
+            Drain::Done => self.remove(key),
             Drain::Blocked => {}
             Drain::More => entry.wake_later(),
         }
     }
 
-    fn close(&mut self, key: usize) {
+    /// Ends a close that [`Self::close`] began: the connection is `Closed` (its engine
+    /// dropped before its socket) and leaves the table.
+    fn remove(&mut self, key: usize) {
         if let Some(mut entry) = self.conns.try_remove(key) {
-            close_entry(&mut entry, self.stats.counters());
+            entry.enter(Step::Close);
+            Counters::drop_one(&self.counters().open);
         }
     }
 
-    fn close_all(&mut self) {
-        let counters = Arc::clone(self.counters());
-        let busy = self.conns.iter().filter(|(_, entry)| entry.phase == Phase::Serving).count();
-        events::closed_by_shutdown(&counters, busy as u64);
-        self.conns.retain(|_, entry| {
-            close_entry(entry, &counters);
-            false
-        });
+    /// Closes every connection now: lingering ones finish their close, the others close
+    /// with [`CloseReason::ShutdownTimeout`].
+    fn close_all(&mut self, now: Instant) {
+        let keys: Vec<(usize, bool)> = self
+            .conns
+            .iter()
+            .map(|(key, entry)| (key, matches!(entry.state(), ConnState::Lingering { .. })))
+            .collect();
+        let open = keys.iter().filter(|(_, lingering)| !lingering).count();
+        events::closed_by_shutdown(open as u64);
+        for (key, lingering) in keys {
+            if lingering {
+                self.remove(key);
+            } else {
+                self.close(key, CloseReason::ShutdownTimeout, now);
+            }
+        }
     }
 
     // ---- timers --------------------------------------------------------------------------
@@ -541,11 +573,12 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         Some(self.last_sweep.map_or(next, |last| next.max(last + SWEEP_GAP)))
     }
 
-    /// Closes connections whose deadline passed, releases the engines of connections idle
-    /// long enough (while more than `release.keep` hold one), and finds the next deadline.
+    /// Closes connections whose deadline passed, gives back the request memory of
+    /// connections at rest for `release.memory_after`, frees the engines of connections at
+    /// rest for `release.after` (while more than `release.keep` hold one), and finds the
+    /// next deadline.
     fn sweep(&mut self, now: Instant) {
         self.last_sweep = Some(now);
-        let counters = Arc::clone(self.counters());
         let limits = self.limits;
         let release = self.release;
         let mut engines = self.conns.iter().filter(|(_, e)| e.has_engine()).count();
@@ -555,59 +588,46 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        self.conns.retain(|_, entry| {
+        let mut closing = std::mem::take(&mut self.closing);
+        for (key, entry) in self.conns.iter_mut() {
             if engines > release.keep
-                && let Some(at) = entry.release_at(release.after)
+                && let Some(at) = entry.engine_free_at(release.after)
             {
-                if at <= now && entry.release_engine() {
+                if at <= now && entry.free_idle_engine() {
                     engines -= 1;
                 } else {
                     earliest(Some(at));
                 }
             }
-            if let Some(at) = entry.memory_recall_at(release.memory_after) {
+            if let Some(at) = entry.request_memory_recall_at(release.memory_after) {
                 if at <= now {
-                    entry.recall_memory();
+                    entry.recall_request_memory();
                 } else {
                     earliest(Some(at));
                 }
             }
-            let peer = || entry.io.stream().peer();
-            let keep = match entry.expired(now, &limits) {
-                None | Some(Expiry::Wait(Wait::Busy)) => true,
-                Some(Expiry::Linger) => false,
-                Some(Expiry::Wait(Wait::Head)) => {
-                    events::timed_out_head(&counters, &peer(), limits.head_timeout);
-                    false
+            let reason = match entry.expired(now, &limits) {
+                None | Some(Expiry::Wait(Wait::Busy)) => {
+                    earliest(entry.deadline(&limits));
+                    continue;
                 }
-                Some(Expiry::Wait(Wait::Body)) => {
-                    events::timed_out_body(&counters, &peer(), limits.body_timeout);
-                    entry.time_out(now);
-                    false
-                }
-                Some(Expiry::Wait(Wait::Send)) => {
-                    events::timed_out_send(&counters, &peer(), limits.send_timeout);
-                    entry.time_out(now);
-                    false
-                }
-                Some(Expiry::Wait(Wait::Idle)) => {
-                    events::timed_out_idle(&counters, &peer(), limits.idle_timeout);
-                    let ok = entry.start_linger(now, limits.close_linger).is_ok();
-                    if ok {
-                        // Discard what is already there on the next round.
-                        entry.wake_later();
-                    }
-                    ok
-                }
+                Some(Expiry::Linger) => None,
+                Some(Expiry::Wait(Wait::Head)) => Some(CloseReason::HeadTimeout(limits.head_timeout)),
+                Some(Expiry::Wait(Wait::Body)) => Some(CloseReason::BodyTimeout(limits.body_timeout)),
+                Some(Expiry::Wait(Wait::Send)) => Some(CloseReason::SendTimeout(limits.send_timeout)),
+                Some(Expiry::Wait(Wait::Idle)) => Some(CloseReason::IdleTimeout(limits.idle_timeout)),
             };
-            if keep {
-                earliest(entry.deadline(&limits));
-            } else {
-                close_entry(entry, &counters);
-            }
-            keep
-        });
+            closing.push((key, reason));
+        }
         self.next_sweep = next;
+        for (key, reason) in closing.drain(..) {
+            match reason {
+                Some(reason) => self.close(key, reason, now),
+                // The linger after a close ran out.
+                None => self.remove(key),
+            }
+        }
+        self.closing = closing;
     }
 
     fn begin_shutdown(&mut self, reactor: &impl Reactor<Socket = S>, now: Instant) {
@@ -634,12 +654,6 @@ impl<H, S> Drop for Runtime<'_, H, S> {
     fn drop(&mut self) {
         self.wakes.detach();
     }
-}
-
-/// Drops a connection's engine (its socket closes when the entry is dropped).
-fn close_entry<'a, S: AsRef<Stream> + 'a>(entry: &mut Entry<'a, S>, counters: &Counters) {
-    entry.release();
-    Counters::drop_one(&counters.open);
 }
 
 /// Adds a connection to the run queue unless it is there already.

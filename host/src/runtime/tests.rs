@@ -1,0 +1,90 @@
+//! The runtime without a poller: a test reactor registers nothing and the test feeds every
+//! connection a readiness event each round.
+
+use std::cell::{Cell, RefCell};
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ember_fcgi_core::{Handler, HandlerError, Request, Response};
+
+use super::{Event, Reactor, Runtime, Setup, Stream};
+use crate::stats::StatsSnapshot;
+use crate::{Limits, Listener};
+
+struct Nop;
+
+impl Handler for Nop {
+    async fn handle(&self, _: &mut Request<'_>, _: &mut Response<'_>) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+/// A socket whose first `as_ref` panics (so the engine's first read does, outside any
+/// handler); later calls give the stream.
+struct Sock(Stream, Rc<Cell<bool>>);
+
+impl AsRef<Stream> for Sock {
+    fn as_ref(&self) -> &Stream {
+        if self.1.replace(false) {
+            panic!("the test socket panics on purpose");
+        }
+        &self.0
+    }
+}
+
+#[derive(Default)]
+struct TestReactor {
+    keys: RefCell<Vec<usize>>,
+    panics: Rc<Cell<bool>>,
+}
+
+impl Reactor for TestReactor {
+    type Socket = Sock;
+    fn register(&self, stream: Stream, key: usize) -> std::io::Result<Sock> {
+        self.keys.borrow_mut().push(key);
+        Ok(Sock(stream, Rc::clone(&self.panics)))
+    }
+    fn deregister_listener(&self, _: &Listener) {}
+}
+
+/// Runs the loop until `done` holds of the counters (at most 5 s).
+fn run_until(
+    rt: &mut Runtime<'_, Nop, Sock>,
+    reactor: &TestReactor,
+    done: impl Fn(&StatsSnapshot) -> bool,
+) -> StatsSnapshot {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        rt.note_listener();
+        let keys = reactor.keys.borrow().clone();
+        for key in keys {
+            rt.note_event(key, Event { readable: true, writable: true, read_closed: false });
+        }
+        rt.process(reactor);
+        let s = rt.stats().snapshot();
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "timed out: {s:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn an_engine_panic_closes_its_connection_and_is_not_a_handler_panic() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let setup = Setup::new(Listener::Tcp(listener), Nop, Limits::default()).unwrap();
+    let settings = setup.settings(4, false, 0);
+    let Setup { listener, handler, .. } = setup;
+    let mut rt = Runtime::new(Arc::new(listener), handler, settings);
+    let reactor = TestReactor::default();
+    reactor.panics.set(true);
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(b"x").unwrap();
+    let s = run_until(&mut rt, &reactor, |s| s.engine_panics == 1 && s.open_connections == 0);
+    assert_eq!((s.accepted, s.handler_panics, s.closed_with_error, s.requests), (1, 0, 0, 0), "{s:?}");
+}
