@@ -26,7 +26,8 @@
 //!
 //! ```no_run
 //! use ember_fcgi::prelude::*;
-//! use ember_fcgi::mio::{Limits, Listener, Server};
+//! use ember_fcgi::mio::Server;
+//! use ember_fcgi::server::{Limits, Listener};
 //!
 //! #[derive(Clone)]
 //! struct Hello;
@@ -54,7 +55,8 @@
 //!
 //! ```no_run
 //! use ember_fcgi::prelude::*;
-//! use ember_fcgi::mio::{Limits, Listen, Server};
+//! use ember_fcgi::mio::Server;
+//! use ember_fcgi::server::{Limits, Listen};
 //!
 //! struct Hello;
 //! impl Handler for Hello {

@@ -26,7 +26,7 @@ pub(crate) const EVENT_BYTES: usize = EVENTS * std::mem::size_of::<mio::event::E
 ///
 /// ```no_run
 /// use ember_fcgi::prelude::*;
-/// use ember_fcgi::host::{Limits, Listen};
+/// use ember_fcgi::server::{Limits, Listen};
 /// use ember_fcgi::mio::Server;
 ///
 /// struct Hello;

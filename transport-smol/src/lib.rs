@@ -36,7 +36,8 @@
 //!
 //! ```no_run
 //! use ember_fcgi::prelude::*;
-//! use ember_fcgi::smol::{Limits, Listen, Server};
+//! use ember_fcgi::server::{Limits, Listen};
+//! use ember_fcgi::smol::Server;
 //! use std::time::Duration;
 //!
 //! /// Streams three lines, one every 100 ms, while other requests go on.
@@ -44,11 +45,11 @@
 //!
 //! impl Handler for Ticks {
 //!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-//!         res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
+//!         let mut body = res.send_head(200, &[("Content-Type", content_type::NDJSON)]).await?;
 //!         for i in 0..3u8 {
 //!             smol::Timer::after(Duration::from_millis(100)).await;
-//!             res.write_all(&[b'0' + i, b'\n']).await?;
-//!             res.flush().await?;
+//!             body.write_all(&[b'0' + i, b'\n']).await?;
+//!             body.flush().await?;
 //!         }
 //!         Ok(())
 //!     }
