@@ -74,7 +74,7 @@ mod poller;
 mod server;
 
 pub use ember_fcgi_core::Capacities;
-pub use ember_fcgi_host::runtime::{IdleRelease, ShutdownHandle};
+pub use ember_fcgi_host::runtime::{IdleRelease, MemoryBudget, ShutdownHandle};
 pub use ember_fcgi_host::stats::{Stats, StatsSnapshot};
 pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, WebServerAddrs};
 pub use server::Server;

@@ -47,6 +47,7 @@ use conn::{Entry, Expiry, LoopShared, Phase, Polled};
 use io::{Accepted, ConnIo, Drain, Scratch, accept};
 pub use io::{Event, SCRATCH_BYTES, Stream};
 pub use server::Setup;
+pub use server::register_listener_exclusive;
 pub use wake::{Shutdown, ShutdownHandle, Wakes};
 
 use crate::stats::{Counters, Stats};
