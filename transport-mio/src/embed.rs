@@ -39,7 +39,7 @@ use mio::{Interest, Registry, Token};
 /// ```no_run
 /// use std::time::Duration;
 /// use ember_fcgi::prelude::*;
-/// use ember_fcgi::host::{Limits, Listen};
+/// use ember_fcgi::server::{Limits, Listen};
 /// use ember_fcgi::mio::Server;
 /// use ember_fcgi::mio::mio::{Events, Poll}; // or `mio` itself, at the same version
 ///

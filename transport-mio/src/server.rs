@@ -25,7 +25,7 @@ const EVENTS: usize = 1024;
 ///
 /// ```no_run
 /// use ember_fcgi::prelude::*;
-/// use ember_fcgi::host::{Limits, Listen};
+/// use ember_fcgi::server::{Limits, Listen};
 /// use ember_fcgi::mio::Server;
 ///
 /// struct Hello;

@@ -10,7 +10,9 @@
 //!
 //! Three ways to run it:
 //! - [`Server::run`]: on this thread. Needs only `H: Handler` (not `Send`).
-//! - [`Server::run_threads`]: one loop per thread, all accepting from the shared listener.
+//! - [`Server::run_threads`]: one loop per thread, all accepting from the shared listener
+//!   (registered with `EPOLLEXCLUSIVE` on Linux, so a new connection wakes one sleeping
+//!   loop), one server: one `Limits`, `Stats`, shutdown and `max_connections` for all.
 //!   Needs `H: Handler + Sync`. Connection engines are `!Send` (the core
 //!   driver keeps `RefCell` state, and async-fn-in-trait futures are not `Send`), so each
 //!   stays on the thread that accepted it: no work stealing.
@@ -36,7 +38,8 @@
 //!
 //! ```no_run
 //! use ember_fcgi::prelude::*;
-//! use ember_fcgi::smol::{Limits, Listen, Server};
+//! use ember_fcgi::server::{Limits, Listen};
+//! use ember_fcgi::smol::Server;
 //! use std::time::Duration;
 //!
 //! /// Streams three lines, one every 100 ms, while other requests go on.

@@ -21,7 +21,8 @@ use crate::poller::{self, BINDING_BYTES};
 ///
 /// ```no_run
 /// use ember_fcgi::prelude::*;
-/// use ember_fcgi::smol::{Limits, Listen, Server};
+/// use ember_fcgi::server::{Limits, Listen};
+/// use ember_fcgi::smol::Server;
 ///
 /// struct Hello;
 /// impl Handler for Hello {
