@@ -24,7 +24,9 @@
 # previous release, built from a git worktree) and adds servers mio-ref and smol-ref, so
 # old and new are compared in the same run. --servers may also name smol-serve
 # (`fcgi-smol-serve`: smol's `Server::serve()` in `smol::block_on`, every wake-up through
-# async-io). With the defaults it takes about 7 minutes.
+# async-io), mio2 and smol2 (`fcgi-threads`: the hello handler on one server of 2 loops,
+# `run_threads(2)`; pinned like the others to --server-cpu, which may name several cores,
+# e.g. --server-cpu 0,1). With the defaults it takes about 7 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -94,7 +96,7 @@ if [ "$BUILD" = 1 ]; then
     cargo build --release -p ember-fcgi-bench --bins
     cargo build --release --example hello
 fi
-for b in fcgi-load fcgi-baseline fcgi-idle fcgi-smol-serve examples/hello; do
+for b in fcgi-load fcgi-baseline fcgi-idle fcgi-smol-serve fcgi-threads examples/hello; do
     [ -x "$BIN/$b" ] || { echo "bench.sh: $BIN/$b not found (build first, or drop --no-build)" >&2; exit 1; }
 done
 
@@ -108,6 +110,8 @@ server_cmd() {
         mio-ref) echo "$REF_BIN --transport mio --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
         smol-ref) echo "$REF_BIN --transport smol --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
         smol-serve) echo "$BIN/fcgi-smol-serve --listen 127.0.0.1:0" ;;
+        mio2) echo "$BIN/fcgi-threads --transport mio --threads 2 --listen 127.0.0.1:0" ;;
+        smol2) echo "$BIN/fcgi-threads --transport smol --threads 2 --listen 127.0.0.1:0" ;;
         *) echo "bench.sh: unknown server $1" >&2; exit 2 ;;
     esac
 }
@@ -274,6 +278,8 @@ floor.update({("smol", s): 0.75 for s in ("keep1", "keep64", "new64")})
 floor.update({("mio", "body1m"): 0.95, ("smol", "body1m"): 0.95})
 # Against the previous build (--ref-bin), in the same run: the new one keeps >= 0.95x.
 ref = {"mio": "mio-ref", "smol": "smol-ref"}
+# Variants set against the server they vary (in the same run): req/s and CPU per request.
+versus = {"mio2": "mio", "smol2": "smol", "smol-serve": "smol"}
 p99_ceiling = {("mio", s): 1.2 for s in ("keep1", "keep64", "new64")}
 
 def med(xs):
@@ -311,6 +317,13 @@ for sc in scenarios:
             refr = med([mine[k]["load"]["rps"] / theirs[k]["load"]["rps"] for k in mine if k in theirs and theirs[k]["load"].get("rps")])
             if refr is not None:
                 goal.append(f"{refr:.2f}x ref {'ok' if refr >= 0.95 else 'MISS'} >=0.95")
+        other = pick(versus[s], sc) if s in versus else {}
+        if other:
+            cpu_of = lambda m: m["server_cpu_ns"] / m["load"]["requests"] if m["load"].get("requests") else None
+            vr = med([mine[k]["load"]["rps"] / other[k]["load"]["rps"] for k in mine if k in other and other[k]["load"].get("rps")])
+            vc = med([cpu_of(mine[k]) / cpu_of(other[k]) for k in mine if k in other and cpu_of(mine[k]) and cpu_of(other[k])])
+            if vr is not None and vc is not None:
+                goal.append(f"{vr:.2f}x {versus[s]} req/s, {vc:.2f}x its cpu/req")
         if (s, sc) in floor and ratio is not None:
             goal.append(f"{'ok' if ratio >= floor[(s, sc)] else 'MISS'} >={floor[(s, sc)]:.2f}x")
         if (s, sc) in p99_ceiling and p99r is not None:

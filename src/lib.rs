@@ -52,7 +52,8 @@ pub mod server {
     };
 }
 
-/// The single-threaded mio readiness-loop server.
+/// The mio readiness-loop server: one thread and `Poll` per loop (`run`, or `run_threads`
+/// for several loops on one listener), or inside your own `Poll`.
 #[cfg(feature = "mio")]
 pub mod mio {
     /// The `mio` crate the server is built on, for [`Server::register`] into your own `Poll`.

@@ -1,5 +1,6 @@
-//! End-to-end: fcgi-load against fcgi-baseline over TCP and Unix sockets, and against
-//! fcgi-smol-serve (the smol transport's `serve()` path that bench.sh compares with `run`).
+//! End-to-end: fcgi-load against fcgi-baseline over TCP and Unix sockets, against
+//! fcgi-smol-serve (the smol transport's `serve()` path that bench.sh compares with `run`),
+//! and against fcgi-threads (`run_threads`, bench.sh's mio2 and smol2).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -30,6 +31,18 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn fcgi-smol-serve");
+        let addr = listening_on(child.stderr.take().unwrap());
+        Server { child, addr }
+    }
+
+    /// Starts fcgi-threads with `args` (it says where it listens on stderr).
+    fn start_threads(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fcgi-threads"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn fcgi-threads");
         let addr = listening_on(child.stderr.take().unwrap());
         Server { child, addr }
     }
@@ -135,6 +148,16 @@ fn smol_serve_answers_and_stops_on_sigterm() {
     assert_clean(&s.addr, &["--requests", "500", "--connections", "4"], 500);
     assert_clean(&s.addr, &["--no-keep-conn", "--requests", "100"], 100);
     s.terminate();
+}
+
+#[test]
+fn threads_answer_and_stop_on_sigterm() {
+    for transport in ["mio", "smol"] {
+        let mut s = Server::start_threads(&["--transport", transport, "--threads", "2"]);
+        assert_clean(&s.addr, &["--requests", "500", "--connections", "8"], 500);
+        assert_clean(&s.addr, &["--no-keep-conn", "--requests", "100", "--connections", "4"], 100);
+        s.terminate();
+    }
 }
 
 #[test]

@@ -22,7 +22,8 @@ use std::time::Duration;
 use ember_fcgi_core::Handler;
 use ember_fcgi_host::Listener;
 use ember_fcgi_host::runtime::{
-    Event as ConnEvent, IdleRelease, MemoryBudget, Reactor, Runtime, Setup, ShutdownHandle, Stream,
+    Event as ConnEvent, IdleRelease, MemoryBudget, Reactor, Runtime, Settings, Setup, ShutdownHandle, Stream,
+    register_listener_exclusive,
 };
 use ember_fcgi_host::stats::Stats;
 use mio::event::Event;
@@ -75,24 +76,32 @@ use mio::{Interest, Registry, Token};
 /// # }
 /// ```
 pub struct Registered<H> {
-    runtime: Runtime<'static, H, Stream>,
+    binding: Binding<'static, H>,
     local_addr: Option<SocketAddr>,
     shutdown: ShutdownHandle,
-    listener_token: usize,
-    waker_token: usize,
-    first_conn_token: usize,
-    tokens_end: usize,
-    /// Our own waker, if we created it (kept alive while registered).
-    _waker: Option<Arc<mio::Waker>>,
 }
 
 impl<H> std::fmt::Debug for Registered<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registered")
             .field("local_addr", &self.local_addr)
-            .field("runtime", &self.runtime)
+            .field("runtime", &self.binding.runtime)
             .finish_non_exhaustive()
     }
+}
+
+/// One runtime bound to a `Registry`: what [`Registered`] is (with a handler of its own),
+/// and each loop of [`Server::run`](crate::Server::run) and
+/// [`Server::run_threads`](crate::Server::run_threads) (which lends every loop the one
+/// handler, hence the lifetime).
+pub(crate) struct Binding<'a, H> {
+    runtime: Runtime<'a, H, Stream>,
+    listener_token: usize,
+    waker_token: usize,
+    first_conn_token: usize,
+    tokens_end: usize,
+    /// Our own waker, if we created it (kept alive while registered).
+    _waker: Option<Arc<mio::Waker>>,
 }
 
 /// The runtime's view of the caller's `Poll`: connection `key` is token
@@ -134,10 +143,14 @@ impl Wake for Notify {
     }
 }
 
-impl<H: Handler + 'static> Registered<H> {
-    /// Registers the listener and the waker; see [`crate::Server::register`].
+impl<'a, H: Handler + 'a> Binding<'a, H> {
+    /// Registers the listener (with `EPOLLEXCLUSIVE` where there is one: see
+    /// [`Server::run_threads`](crate::Server::run_threads)) and the waker, and sets up the
+    /// runtime; `settings.max_connections` is capped by the token range.
     pub(crate) fn new(
-        setup: Setup<H>,
+        listener: Arc<Listener>,
+        handler: H,
+        mut settings: Settings,
         registry: &Registry,
         tokens: Range<usize>,
         waker: Option<Arc<mio::Waker>>,
@@ -160,18 +173,18 @@ impl<H: Handler + 'static> Registered<H> {
         let Some(loop_waker) = waker.or_else(|| own_waker.clone()) else {
             return Err(io::Error::other("no waker"));
         };
-        let fd = setup.listener.as_fd().as_raw_fd();
-        registry.register(&mut SourceFd(&fd), Token(listener_token), Interest::READABLE)?;
-        let local_addr = setup.listener.local_addr();
-        let settings =
-            setup.settings(setup.limits.max_connections.min(available - 2), true, crate::server::EVENT_BYTES);
-        let Setup { listener, handler, shutdown, .. } = setup;
-        let runtime = Runtime::new(Arc::new(listener), handler, settings);
+        // mio has no flag for EPOLLEXCLUSIVE: the listener goes into the poll's epoll fd
+        // directly, under its token (what mio reports back), and leaves it through mio's
+        // ordinary `deregister`.
+        if register_listener_exclusive(registry, &listener, listener_token as u64).is_err() {
+            let fd = listener.as_fd().as_raw_fd();
+            registry.register(&mut SourceFd(&fd), Token(listener_token), Interest::READABLE)?;
+        }
+        settings.max_connections = settings.max_connections.min(available - 2);
+        let runtime = Runtime::new(listener, handler, settings);
         runtime.wakes().set_notify(&Waker::from(Arc::new(Notify(loop_waker))));
         Ok(Self {
             runtime,
-            local_addr,
-            shutdown,
             listener_token,
             waker_token,
             first_conn_token: tokens.start + 2,
@@ -184,9 +197,8 @@ impl<H: Handler + 'static> Registered<H> {
         MioReactor { registry, first_conn_token: self.first_conn_token }
     }
 
-    /// Takes note of one readiness event; returns false if the token is not this server's.
-    /// Cheap: the work happens in [`Self::process`].
-    pub fn handle_event(&mut self, event: &Event) -> bool {
+    /// See [`Registered::handle_event`].
+    pub(crate) fn handle_event(&mut self, event: &Event) -> bool {
         let token = event.token().0;
         if token == self.listener_token {
             self.runtime.note_listener();
@@ -211,30 +223,74 @@ impl<H: Handler + 'static> Registered<H> {
         true
     }
 
+    /// Whether `event` is the listener's.
+    pub(crate) fn is_listener(&self, event: &Event) -> bool {
+        event.token().0 == self.listener_token
+    }
+
+    pub(crate) fn process(&mut self, registry: &Registry) {
+        let reactor = self.reactor(registry);
+        self.runtime.process(&reactor);
+    }
+
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.runtime.timeout()
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.runtime.is_finished()
+    }
+
+    /// Closes every connection and the listener and removes them from the poll.
+    pub(crate) fn close(mut self, registry: &Registry) {
+        let reactor = self.reactor(registry);
+        self.runtime.close_everything(&reactor);
+    }
+}
+
+impl<H: Handler + 'static> Registered<H> {
+    /// Registers the listener and the waker; see [`crate::Server::register`].
+    pub(crate) fn new(
+        setup: Setup<H>,
+        registry: &Registry,
+        tokens: Range<usize>,
+        waker: Option<Arc<mio::Waker>>,
+    ) -> io::Result<Self> {
+        let local_addr = setup.listener.local_addr();
+        let settings = setup.settings(setup.limits.max_connections, true, 0);
+        let Setup { listener, handler, shutdown, .. } = setup;
+        let binding = Binding::new(Arc::new(listener), handler, settings, registry, tokens, waker)?;
+        Ok(Self { binding, local_addr, shutdown })
+    }
+
+    /// Takes note of one readiness event; returns false if the token is not this server's.
+    /// Cheap: the work happens in [`Self::process`].
+    pub fn handle_event(&mut self, event: &Event) -> bool {
+        self.binding.handle_event(event)
+    }
+
     /// Does the work the events and timers call for: accept, poll ready connections,
     /// expire deadlines, advance a shutdown. Call it after each `Poll::poll`.
     pub fn process(&mut self, registry: &Registry) {
-        let reactor = self.reactor(registry);
-        self.runtime.process(&reactor);
+        self.binding.process(registry);
     }
 
     /// How long the caller may sleep in `Poll::poll` before calling [`Self::process`]
     /// again: zero when work is waiting, `None` when only an event can bring work.
     pub fn timeout(&self) -> Option<Duration> {
-        self.runtime.timeout()
+        self.binding.timeout()
     }
 
     /// Whether a graceful shutdown completed: every connection is closed. Stop driving
     /// the server then and call [`Self::deregister`].
     pub fn is_finished(&self) -> bool {
-        self.runtime.is_finished()
+        self.binding.is_finished()
     }
 
     /// Closes every connection and the listener and removes them from the poll (a Unix
     /// socket file is removed too).
-    pub fn deregister(mut self, registry: &Registry) {
-        let reactor = self.reactor(registry);
-        self.runtime.close_everything(&reactor);
+    pub fn deregister(self, registry: &Registry) {
+        self.binding.close(registry);
     }
 
     /// Starts a graceful shutdown now (as [`ShutdownHandle::shutdown`] does from afar).
@@ -249,7 +305,7 @@ impl<H: Handler + 'static> Registered<H> {
 
     /// Live counters.
     pub fn stats(&self) -> Stats {
-        self.runtime.stats().clone()
+        self.binding.runtime.stats().clone()
     }
 
     /// The TCP address listened on (`None` for Unix sockets).
@@ -259,16 +315,16 @@ impl<H: Handler + 'static> Registered<H> {
 
     /// Connections served at once: `max_connections`, capped by the token range.
     pub fn max_connections(&self) -> usize {
-        self.runtime.max_connections()
+        self.binding.runtime.max_connections()
     }
 
     /// The memory ceiling of this server and its current use (see [`MemoryBudget`]).
     pub fn memory_budget(&self) -> MemoryBudget {
-        self.runtime.memory_budget()
+        self.binding.runtime.memory_budget()
     }
 
     /// When engines of idle connections are released (see [`IdleRelease`]).
     pub fn idle_release(&self) -> IdleRelease {
-        self.runtime.idle_release()
+        self.binding.runtime.idle_release()
     }
 }

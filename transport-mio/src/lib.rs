@@ -1,6 +1,7 @@
 //! # ember-fcgi-mio
 //!
-//! A FastCGI responder server on one thread and one `mio::Poll`, for thousands of
+//! A FastCGI responder server on one thread and one `mio::Poll` (or several, with
+//! [`Server::run_threads`]), for thousands of
 //! connections with a memory ceiling known before it starts. Each connection is one boxed
 //! engine future (the core driver, [`ember_fcgi_core::serve_connection`]); its request
 //! memory ([`Limits::capacities`]) is lent from the loop's pool while it serves requests.
@@ -14,22 +15,25 @@
 //!   closed at once), idle, head (slowloris), body-stall and send-stall timeouts, a
 //!   graceful-shutdown timeout and a close linger.
 //! - Stop from any thread with a [`ShutdownHandle`].
-//! - Run it with [`Server::run`], or embed it in your own mio loop with
-//!   [`Server::register`] and [`Registered`]; `run` is that same loop.
+//! - Run it with [`Server::run`] (this thread) or [`Server::run_threads`] (n loops on
+//!   one listener), or embed it in your own mio loop with [`Server::register`] and
+//!   [`Registered`]; `run` is that same loop.
 //! - Idle keep-alive connections hold no request memory, and give their engine back too
 //!   ([`IdleRelease`]): ten thousand of them cost a few MiB.
 //!
-//! Handler futures are not `Send` (async fn in traits), so a running server stays on its
-//! thread; to use more cores, run one server per core, each built with
-//! [`Server::from_listener`] on a clone ([`Listener::try_clone`]) of one listener: every
-//! loop accepts from the shared queue, and a busy loop leaves new connections to the others.
+//! Handler futures are not `Send` (async fn in traits), so a connection stays on the loop
+//! that accepted it; to use more cores, [`Server::run_threads`] runs one server on several
+//! loops, one thread and `Poll` each, all accepting from the one listener: one `Limits`,
+//! one [`Stats`] table, one [`ShutdownHandle`] and one `max_connections` for all of them.
+//! Each loop's `Poll` holds the listener with `EPOLLEXCLUSIVE` (Linux), so a new
+//! connection wakes one sleeping loop, not every loop; a loop blocked in a handler leaves
+//! new connections to the others.
 //!
 //! ```no_run
 //! use ember_fcgi::prelude::*;
 //! use ember_fcgi::mio::Server;
-//! use ember_fcgi::server::{Limits, Listener};
+//! use ember_fcgi::server::{Limits, Listen};
 //!
-//! #[derive(Clone)]
 //! struct Hello;
 //! impl Handler for Hello {
 //!     async fn handle(&self, _: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
@@ -39,16 +43,9 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let listener = Listener::bind(&"127.0.0.1:9000".parse()?)?;
-//! let threads: Vec<_> = (0..std::thread::available_parallelism()?.get())
-//!     .map(|_| {
-//!         let server = Server::from_listener(listener.try_clone()?, Hello, Limits::default())?;
-//!         Ok(std::thread::spawn(move || server.run()))
-//!     })
-//!     .collect::<std::io::Result<_>>()?;
-//! for thread in threads {
-//!     thread.join().expect("server thread")?;
-//! }
+//! let server = Server::bind(&"127.0.0.1:9000".parse::<Listen>()?, Hello, Limits::default())?;
+//! let stop = server.shutdown_handle(); // stops every loop, e.g. on SIGTERM
+//! server.run_threads(std::thread::available_parallelism()?.get())?;
 //! # Ok(())
 //! # }
 //! ```

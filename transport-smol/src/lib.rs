@@ -10,7 +10,9 @@
 //!
 //! Three ways to run it:
 //! - [`Server::run`]: on this thread. Needs only `H: Handler` (not `Send`).
-//! - [`Server::run_threads`]: one loop per thread, all accepting from the shared listener.
+//! - [`Server::run_threads`]: one loop per thread, all accepting from the shared listener
+//!   (registered with `EPOLLEXCLUSIVE` on Linux, so a new connection wakes one sleeping
+//!   loop), one server: one `Limits`, `Stats`, shutdown and `max_connections` for all.
 //!   Needs `H: Handler + Sync`. Connection engines are `!Send` (the core
 //!   driver keeps `RefCell` state, and async-fn-in-trait futures are not `Send`), so each
 //!   stays on the thread that accepted it: no work stealing.
@@ -75,7 +77,7 @@ mod poller;
 mod server;
 
 pub use ember_fcgi_core::Capacities;
-pub use ember_fcgi_host::runtime::{IdleRelease, ShutdownHandle};
+pub use ember_fcgi_host::runtime::{IdleRelease, MemoryBudget, ShutdownHandle};
 pub use ember_fcgi_host::stats::{Stats, StatsSnapshot};
 pub use ember_fcgi_host::{BindError, Limits, Listen, Listener, NameOrId, WebServerAddrs};
 pub use server::Server;

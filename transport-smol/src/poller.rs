@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ember_fcgi_core::Handler;
 use ember_fcgi_host::Listener;
-use ember_fcgi_host::runtime::{Event, Reactor, Runtime, Settings, Stream};
+use ember_fcgi_host::runtime::{Event, Reactor, Runtime, Settings, Stream, register_listener_exclusive};
 use polling::{Events, PollMode, Poller};
 use smol::{Async, Timer};
 
@@ -54,15 +54,20 @@ impl Binding {
                 "ember-fcgi-smol needs an edge-triggered poller (epoll or kqueue); this platform has none",
             ));
         }
-        // SAFETY: `add_with_mode` requires the source to be deleted from the poller before it
-        // is closed. `Binding` holds a reference to the listener until it deletes it, in
-        // `deregister_listener` or in its `Drop`.
-        unsafe {
-            poller.add_with_mode(
-                listener.as_fd().as_raw_fd(),
-                polling::Event::readable(LISTENER_KEY),
-                PollMode::Edge,
-            )?;
+        // One loop woken per new connection when several loops share the listener
+        // (`run_threads`); `polling` reports the event under `LISTENER_KEY`, which is the
+        // epoll data it decodes, and deletes it with an ordinary `EPOLL_CTL_DEL`.
+        if register_listener_exclusive(&poller, listener, LISTENER_KEY as u64).is_err() {
+            // SAFETY: `add_with_mode` requires the source to be deleted from the poller
+            // before it is closed. `Binding` holds a reference to the listener until it
+            // deletes it, in `deregister_listener` or in its `Drop`.
+            unsafe {
+                poller.add_with_mode(
+                    listener.as_fd().as_raw_fd(),
+                    polling::Event::readable(LISTENER_KEY),
+                    PollMode::Edge,
+                )?;
+            }
         }
         Ok(Self { poller: Arc::new(poller), listener: RefCell::new(Some(Arc::clone(listener))) })
     }

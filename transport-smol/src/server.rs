@@ -3,11 +3,10 @@
 //! listener) or [`Server::serve`] (a future on your smol executor).
 
 use std::io;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use ember_fcgi_core::Handler;
-use ember_fcgi_host::runtime::{Settings, Setup};
+use ember_fcgi_host::runtime::{MemoryBudget, Settings, Setup};
 
 use crate::poller::{self, BINDING_BYTES};
 
@@ -72,56 +71,43 @@ impl<H: Handler> Server<H> {
         poller::run(Arc::new(self.setup.listener), self.setup.handler, settings)
     }
 
+    /// The memory ceiling of one loop ([`run`](Self::run) or [`serve`](Self::serve)):
+    /// bytes per connection and in total, as on the mio server. With
+    /// [`run_threads`](Self::run_threads)`(n)` the loops share `max_connections`, so
+    /// the ceiling is [`MemoryBudget::total`] plus `(n - 1) *` [`MemoryBudget::fixed`].
+    pub fn memory_budget(&self) -> MemoryBudget {
+        let limits = &self.setup.limits;
+        MemoryBudget::of::<H, poller::Registered>(limits, limits.max_connections, BINDING_BYTES, None)
+    }
+
     fn settings(&self) -> Settings {
         self.setup.settings(self.setup.limits.max_connections, false, BINDING_BYTES)
     }
 }
 
 impl<H: Handler + Sync> Server<H> {
-    /// Serves on `threads` new threads (at least one), each running its own loop (as
-    /// [`run`](Self::run) does) that accepts from the shared listener; returns when a
-    /// shutdown finished on all of them, or the first error after stopping the others.
+    /// Serves on `threads` new threads (at least one, named `ember-fcgi-smol-0`, ...),
+    /// each running its own loop (as [`run`](Self::run) does) on the one listener;
+    /// returns when a shutdown finished on all of them, or the first error after stopping
+    /// the others.
+    ///
+    /// The loops are one server: they share the handler (by reference, hence `Sync`), the
+    /// [`Limits`](crate::Limits), the allow-list, one [`Stats`](crate::Stats) table, one
+    /// shutdown handle ([`shutdown_handle`](Self::shutdown_handle) stops them all) and one
+    /// open-connection count, so `max_connections` bounds all loops together. Each loop
+    /// has its own poller, connections, buffer pool and timers; a connection stays on the
+    /// loop that accepted it.
+    ///
+    /// Accepting: each loop's poller holds the listener with `EPOLLEXCLUSIVE` (Linux), so
+    /// a new connection wakes one loop asleep in its poller, not all of them; a loop
+    /// that is busy at that moment finds the event when it next polls, without a wake-up.
+    /// This works for every listener (TCP, Unix, inherited fd 0, systemd's), which
+    /// `SO_REUSEPORT` (one listener per loop) would not: it needs sockets we bind
+    /// ourselves, and it ties each connection to one loop's queue by hash even while that
+    /// loop is blocked. Elsewhere every loop is woken and one wins the `accept`.
     pub fn run_threads(self, threads: usize) -> io::Result<()> {
-        let settings: Vec<Settings> = (0..threads.max(1)).map(|_| self.settings()).collect();
-        let Setup { listener, handler, shutdown, .. } = self.setup;
-        let (listener, handler) = (Arc::new(listener), &handler);
-        std::thread::scope(move |scope| {
-            let mut workers = Vec::with_capacity(settings.len());
-            let mut result = Ok(());
-            for (n, settings) in settings.into_iter().enumerate() {
-                let (listener, stop) = (Arc::clone(&listener), shutdown.clone());
-                let spawned = std::thread::Builder::new().name(format!("ember-fcgi-smol-{n}")).spawn_scoped(
-                    scope,
-                    move || {
-                        let run = AssertUnwindSafe(|| poller::run(listener, handler, settings));
-                        let result = catch_unwind(run)
-                            .unwrap_or_else(|_| Err(io::Error::other("an ember-fcgi-smol loop panicked")));
-                        if result.is_err() {
-                            stop.shutdown();
-                        }
-                        result
-                    },
-                );
-                match spawned {
-                    Ok(worker) => workers.push(worker),
-                    Err(error) => {
-                        shutdown.shutdown();
-                        result = Err(error);
-                        break;
-                    }
-                }
-            }
-            drop(listener); // the loops hold it; it closes when they stop accepting
-            for worker in workers {
-                let joined = worker
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("an ember-fcgi-smol thread panicked")));
-                if result.is_ok() {
-                    result = joined;
-                }
-            }
-            result
-        })
+        let run_loop = |listener, handler: &H, settings| poller::run(listener, handler, settings);
+        self.setup.run_threads(threads, "ember-fcgi-smol", false, BINDING_BYTES, run_loop)
     }
 }
 

@@ -77,3 +77,16 @@ fn max_connections_bounds_all_loops_together() {
     drop(clients);
     server.wait_idle();
 }
+
+#[test]
+fn memory_budget_is_known_before_running() {
+    let limits = test_limits().with_max_connections(100);
+    let server =
+        Server::bind(&Listen::Tcp("127.0.0.1:0".parse().unwrap()), TestApp::default(), limits).expect("bind");
+    let budget = server.memory_budget();
+    assert_eq!(budget.max_connections, 100);
+    assert_eq!(budget.request_memory, limits.capacities.memory_bytes());
+    assert!(budget.connection_future > 0 && budget.per_connection > budget.per_idle_connection);
+    assert_eq!(budget.total(), (budget.per_connection + budget.request_memory) * 100 + budget.fixed);
+    assert_eq!((budget.request_memory_lent, budget.request_memory_allocated), (0, 0));
+}

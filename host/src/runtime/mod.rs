@@ -53,6 +53,7 @@ use conn::{Entry, Expiry, Polled};
 use io::{Accepted, ConnIo, Drain, Peer, Scratch, accept};
 pub use io::{Event, SCRATCH_BYTES, Stream};
 pub use server::Setup;
+pub use server::register_listener_exclusive;
 pub use state::CloseReason;
 use state::{ConnState, Step};
 pub use wake::{Shutdown, ShutdownHandle, Wakes};

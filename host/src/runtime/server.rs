@@ -2,7 +2,11 @@
 //! ([`server_methods!`](crate::server_methods)).
 
 use std::io;
+use std::os::fd::AsFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+
+use ember_fcgi_core::Handler;
 
 use super::{IdleRelease, Settings, ShutdownHandle};
 use crate::stats::Stats;
@@ -61,6 +65,96 @@ impl<H> Setup<H> {
             reports_fin,
             binding_bytes,
         }
+    }
+}
+
+impl<H: Handler + Sync> Setup<H> {
+    /// Runs `threads` loops (at least one), each on a new thread named `{name}-{n}`:
+    /// `run_loop(listener, &handler, settings)` on the one listener, with one handler by
+    /// reference, and one `Limits`, allow-list, `Stats` (so one open-connection count: the
+    /// runtime checks `max_connections` against it, for all loops together) and shutdown
+    /// state for all of them. Returns when every loop returned: `Ok` after a shutdown
+    /// finished on all, or the first error (a loop that fails or panics shuts the others
+    /// down).
+    ///
+    /// A binding should register the listener with [`register_listener_exclusive`] in each
+    /// loop's poller, so a new connection wakes one sleeping loop, not all of them.
+    pub fn run_threads<F>(
+        self,
+        threads: usize,
+        name: &str,
+        reports_fin: bool,
+        binding_bytes: usize,
+        run_loop: F,
+    ) -> io::Result<()>
+    where
+        F: Fn(Arc<Listener>, &H, Settings) -> io::Result<()> + Sync,
+    {
+        let max = self.limits.max_connections;
+        let settings: Vec<Settings> =
+            (0..threads.max(1)).map(|_| self.settings(max, reports_fin, binding_bytes)).collect();
+        let Setup { listener, handler, shutdown, .. } = self;
+        let (listener, handler, run_loop) = (Arc::new(listener), &handler, &run_loop);
+        std::thread::scope(move |scope| {
+            let mut workers = Vec::with_capacity(settings.len());
+            let mut result = Ok(());
+            for (n, settings) in settings.into_iter().enumerate() {
+                let (listener, stop) = (Arc::clone(&listener), shutdown.clone());
+                let spawned =
+                    std::thread::Builder::new().name(format!("{name}-{n}")).spawn_scoped(scope, move || {
+                        let run = AssertUnwindSafe(|| run_loop(listener, handler, settings));
+                        let result = catch_unwind(run)
+                            .unwrap_or_else(|_| Err(io::Error::other(format!("{name}: a loop panicked"))));
+                        if result.is_err() {
+                            stop.shutdown();
+                        }
+                        result
+                    });
+                match spawned {
+                    Ok(worker) => workers.push(worker),
+                    Err(error) => {
+                        shutdown.shutdown();
+                        result = Err(error);
+                        break;
+                    }
+                }
+            }
+            drop(listener); // the loops hold it; it closes when they stop accepting
+            for worker in workers {
+                let joined = worker
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other(format!("{name}: a loop thread panicked"))));
+                if result.is_ok() {
+                    result = joined;
+                }
+            }
+            result
+        })
+    }
+}
+
+/// Adds `listener` to the epoll instance `epoll` (a loop's poller) for edge-triggered
+/// readability with `EPOLLEXCLUSIVE`, the event's data being `data` (the token or key the
+/// binding's poller reports back). When several loops' pollers hold the same listener
+/// this way, a new connection wakes one loop asleep in `epoll_wait` rather than every
+/// loop (the kernel still queues the event on each busy loop it passes, which finds it
+/// without a wake-up, so no connection waits for a loop that was not told). Works for any
+/// listening socket: TCP we bound, the inherited fd 0, systemd's sockets, Unix sockets.
+///
+/// Linux only (4.5+): elsewhere, or if the kernel refuses the flag, it returns an error
+/// and the binding registers the listener its usual way. The caller removes it with an
+/// ordinary `EPOLL_CTL_DEL` (what mio's `deregister` and polling's `delete` do).
+pub fn register_listener_exclusive(epoll: impl AsFd, listener: &Listener, data: u64) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::event::epoll;
+        let flags = epoll::EventFlags::IN | epoll::EventFlags::ET | epoll::EventFlags::EXCLUSIVE;
+        epoll::add(epoll, listener, epoll::EventData::new_u64(data), flags).map_err(io::Error::from)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (epoll.as_fd(), listener, data);
+        Err(io::Error::new(io::ErrorKind::Unsupported, "EPOLLEXCLUSIVE is Linux only"))
     }
 }
 
