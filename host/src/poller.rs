@@ -16,6 +16,7 @@ use std::future::poll_fn;
 use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use ember_fcgi_core::Handler;
 use polling::{Events, PollMode, Poller};
 
 use crate::Listener;
-use crate::runtime::{Event, Reactor, Runtime, Settings, Stream};
+use crate::runtime::{Event, Reactor, Runtime, Settings, Setup, Stream};
 
 /// The listener's key; connections use their slot key. (`usize::MAX` is polling's own.)
 const LISTENER_KEY: usize = usize::MAX - 1;
@@ -239,4 +240,51 @@ pub async fn serve<H: Handler, N: Nest>(
     rt.close_everything(&binding);
     drop(nest);
     result
+}
+
+/// Runs one loop per settings on as many new threads (named `{name}-{n}`), each calling
+/// `run` on the shared listener with the one handler; returns when all of them returned:
+/// the first error, after stopping the others (a loop that fails or panics requests the
+/// server's shutdown).
+pub fn run_threads<H: Handler + Sync>(
+    setup: Setup<H>,
+    settings: Vec<Settings>,
+    name: &str,
+    run: impl Fn(Arc<Listener>, &H, Settings) -> io::Result<()> + Sync,
+) -> io::Result<()> {
+    let Setup { listener, handler, shutdown, .. } = setup;
+    let (listener, handler, run) = (Arc::new(listener), &handler, &run);
+    std::thread::scope(move |scope| {
+        let mut workers = Vec::with_capacity(settings.len());
+        let mut result = Ok(());
+        for (n, settings) in settings.into_iter().enumerate() {
+            let (listener, stop) = (Arc::clone(&listener), shutdown.clone());
+            let spawned =
+                std::thread::Builder::new().name(format!("{name}-{n}")).spawn_scoped(scope, move || {
+                    let result = catch_unwind(AssertUnwindSafe(|| run(listener, handler, settings)))
+                        .unwrap_or_else(|_| Err(io::Error::other(format!("an {name} loop panicked"))));
+                    if result.is_err() {
+                        stop.shutdown();
+                    }
+                    result
+                });
+            match spawned {
+                Ok(worker) => workers.push(worker),
+                Err(error) => {
+                    shutdown.shutdown();
+                    result = Err(error);
+                    break;
+                }
+            }
+        }
+        drop(listener); // the loops hold it; it closes when they stop accepting
+        for worker in workers {
+            let joined =
+                worker.join().unwrap_or_else(|_| Err(io::Error::other(format!("an {name} thread panicked"))));
+            if result.is_ok() {
+                result = joined;
+            }
+        }
+        result
+    })
 }

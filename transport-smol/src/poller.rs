@@ -15,7 +15,7 @@ use ember_fcgi_host::runtime::Settings;
 use polling::Poller;
 use smol::{Async, Timer};
 
-pub(crate) use ember_fcgi_host::poller::{BINDING_BYTES, run};
+pub(crate) use ember_fcgi_host::poller::{BINDING_BYTES, run, run_threads};
 
 /// The poller's fd in async-io, and one async-io timer.
 struct AsyncIo {

@@ -3,7 +3,6 @@
 //! listener) or [`Server::serve`] (a future on your smol executor).
 
 use std::io;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use ember_fcgi_core::Handler;
@@ -82,44 +81,8 @@ impl<H: Handler + Sync> Server<H> {
     /// shutdown finished on all of them, or the first error after stopping the others.
     pub fn run_threads(self, threads: usize) -> io::Result<()> {
         let settings: Vec<Settings> = (0..threads.max(1)).map(|_| self.settings()).collect();
-        let Setup { listener, handler, shutdown, .. } = self.setup;
-        let (listener, handler) = (Arc::new(listener), &handler);
-        std::thread::scope(move |scope| {
-            let mut workers = Vec::with_capacity(settings.len());
-            let mut result = Ok(());
-            for (n, settings) in settings.into_iter().enumerate() {
-                let (listener, stop) = (Arc::clone(&listener), shutdown.clone());
-                let spawned = std::thread::Builder::new().name(format!("ember-fcgi-smol-{n}")).spawn_scoped(
-                    scope,
-                    move || {
-                        let run = AssertUnwindSafe(|| poller::run(listener, handler, settings));
-                        let result = catch_unwind(run)
-                            .unwrap_or_else(|_| Err(io::Error::other("an ember-fcgi-smol loop panicked")));
-                        if result.is_err() {
-                            stop.shutdown();
-                        }
-                        result
-                    },
-                );
-                match spawned {
-                    Ok(worker) => workers.push(worker),
-                    Err(error) => {
-                        shutdown.shutdown();
-                        result = Err(error);
-                        break;
-                    }
-                }
-            }
-            drop(listener); // the loops hold it; it closes when they stop accepting
-            for worker in workers {
-                let joined = worker
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("an ember-fcgi-smol thread panicked")));
-                if result.is_ok() {
-                    result = joined;
-                }
-            }
-            result
+        poller::run_threads(self.setup, settings, "ember-fcgi-smol", |listener, handler, settings| {
+            poller::run(listener, handler, settings)
         })
     }
 }
