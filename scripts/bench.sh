@@ -24,7 +24,8 @@
 # previous release, built from a git worktree) and adds servers mio-ref and smol-ref, so
 # old and new are compared in the same run. --servers may also name smol-serve
 # (`fcgi-smol-serve`: smol's `Server::serve()` in `smol::block_on`, every wake-up through
-# async-io). With the defaults it takes about 7 minutes.
+# async-io), tokio (`fcgi-tokio`: the tokio transport's `Server::run()`) and tokio-serve
+# (`fcgi-tokio --serve`: `Server::serve()` on a `LocalSet` in a current-thread runtime). With the defaults it takes about 7 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -94,7 +95,7 @@ if [ "$BUILD" = 1 ]; then
     cargo build --release -p ember-fcgi-bench --bins
     cargo build --release --example hello
 fi
-for b in fcgi-load fcgi-baseline fcgi-idle fcgi-smol-serve examples/hello; do
+for b in fcgi-load fcgi-baseline fcgi-idle fcgi-smol-serve fcgi-tokio examples/hello; do
     [ -x "$BIN/$b" ] || { echo "bench.sh: $BIN/$b not found (build first, or drop --no-build)" >&2; exit 1; }
 done
 
@@ -108,6 +109,8 @@ server_cmd() {
         mio-ref) echo "$REF_BIN --transport mio --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
         smol-ref) echo "$REF_BIN --transport smol --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
         smol-serve) echo "$BIN/fcgi-smol-serve --listen 127.0.0.1:0" ;;
+        tokio) echo "$BIN/fcgi-tokio --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
+        tokio-serve) echo "$BIN/fcgi-tokio --serve --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
         *) echo "bench.sh: unknown server $1" >&2; exit 2 ;;
     esac
 }
