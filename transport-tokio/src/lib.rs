@@ -30,7 +30,7 @@
 //!
 //! The connections are run by the host's connection runtime ([`ember_fcgi_host::runtime`],
 //! the same as the mio and smol servers'), bound to an edge-triggered `polling::Poller` of
-//! its own per loop (the binding smol's server uses, [`ember_fcgi_host::poller`]), which
+//! its own per loop (the binding smol's server uses, `ember_fcgi_host::poller`), which
 //! tokio's reactor watches as one fd (`tokio::io::unix::AsyncFd`); one `tokio::time::Sleep`
 //! wakes the loop for its next deadline. The connections are not tokio tasks and their
 //! sockets are not registered with tokio: the runtime keeps every timeout itself, so no

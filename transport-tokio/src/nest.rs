@@ -1,4 +1,4 @@
-//! The host's poller binding ([`ember_fcgi_host::poller`]) nested in tokio's reactor: the
+//! The host's poller binding (`ember_fcgi_host::poller`) nested in tokio's reactor: the
 //! poller's fd is an `AsyncFd`, the loop's next deadline one `Sleep`.
 
 use std::future::Future;

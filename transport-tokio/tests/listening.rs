@@ -65,8 +65,12 @@ fn over_max_connections_is_accepted_and_closed() {
     assert_eq!(c2.request(true, "/hello", "", b"").status(), 200);
     let mut c3 = Client::tcp(server.addr());
     assert!(c3.closed_by_server());
-    server.wait_for("a refusal", |s| s.refused_over_limit == 1);
+    let s = server.wait_for("a refusal", |s| s.refused_over_limit == 1);
+    assert_eq!(s.open_connections, 2);
+    assert_eq!(c1.get_values(&["FCGI_MAX_CONNS"]), [("FCGI_MAX_CONNS".to_owned(), "2".to_owned())]);
     drop((c1, c2));
+    // Or the next connection could still be over the limit.
+    server.wait_for("no open connections", |s| s.open_connections == 0);
     server.check_healthy();
 }
 
