@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::future::Future as _;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,9 @@ macro_rules! both {
         }
         mod serve {
             $(#[test] fn $scenario() { super::$scenario(super::Mode::Serve) })*
+        }
+        mod serve_multi_thread {
+            $(#[test] fn $scenario() { super::$scenario(super::Mode::ServeMultiThread) })*
         }
     };
 }
@@ -90,6 +94,7 @@ fn handler_awaits_spawn_blocking_and_spawn_local(mode: Mode) {
     let mut c = Client::tcp(server.addr());
     assert_eq!(c.request(true, "/blocking", "n=21", b"").body(), b"42\n");
     assert_eq!(c.request(true, "/local", "", b"").body(), b"42\n");
+    assert_eq!(c.request(true, "/spawn", "", b"").status(), 200);
     drop(c);
     server.check_healthy();
 }
@@ -175,4 +180,16 @@ fn graceful_shutdown_returns(mode: Mode) {
     server.stop().expect("the server returns Ok");
     let s = stats.snapshot();
     assert_eq!((s.open_connections, s.closed_by_shutdown, s.requests), (0, 0, 2));
+}
+
+#[test]
+fn serve_outside_a_tokio_runtime_is_an_error() {
+    let listen = ember_fcgi_tokio::Listen::Tcp("127.0.0.1:0".parse().unwrap());
+    let server = ember_fcgi_tokio::Server::bind(&listen, TestApp::default(), test_limits()).expect("bind");
+    let mut serve = std::pin::pin!(server.serve());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match serve.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Err(e)) => assert!(e.to_string().contains("tokio runtime"), "{e}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
 }

@@ -106,6 +106,15 @@ impl TestApp {
                 .await?;
                 res.send_response(200, content_type::TEXT, format!("{doubled}\n").as_bytes()).await?;
             }
+            "/spawn" => {
+                // A `Send` task on the runtime (a worker thread of a multi-thread one).
+                let task = tokio::spawn(async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    format!("{:?}", std::thread::current().id())
+                });
+                let there = task.await?;
+                res.send_response(200, content_type::TEXT, there.as_bytes()).await?;
+            }
             "/local" => {
                 // `spawn_local` needs the loop's `LocalSet`.
                 let task = tokio::task::spawn_local(async { 41 + 1 });
@@ -145,6 +154,9 @@ pub enum Mode {
     /// `Server::serve()` spawned on a `LocalSet` in a current-thread runtime the test
     /// builds, as `#[tokio::main(flavor = "current_thread")]` does.
     Serve,
+    /// `Server::serve()` in `LocalSet::run_until` on a multi-thread runtime's `block_on`, as
+    /// `#[tokio::main]` does; the handlers' `tokio::spawn` tasks run on its workers.
+    ServeMultiThread,
 }
 
 /// A server running on its own thread(s); shut down and joined on drop.
@@ -166,6 +178,11 @@ impl Running {
             Mode::Run => server.run(),
             Mode::Threads(n) => server.run_threads(n),
             Mode::Serve => serve_in_app_runtime(server),
+            Mode::ServeMultiThread => {
+                let runtime =
+                    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+                runtime.block_on(tokio::task::LocalSet::new().run_until(server.serve()))
+            }
         });
         Self { addr, stop, stats, app, thread: Some(thread) }
     }
