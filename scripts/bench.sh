@@ -26,7 +26,8 @@
 # (`fcgi-smol-serve`: smol's `Server::serve()` in `smol::block_on`, every wake-up through
 # async-io), mio2 and smol2 (`fcgi-threads`: the hello handler on one server of 2 loops,
 # `run_threads(2)`; pinned like the others to --server-cpu, which may name several cores,
-# e.g. --server-cpu 0,1). With the defaults it takes about 7 minutes.
+# e.g. --server-cpu 0,1), tokio (`fcgi-tokio`: the tokio transport's `Server::run()`) and tokio-serve
+# (`fcgi-tokio --serve`: `Server::serve()` on a `LocalSet` in a current-thread runtime).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -96,7 +97,7 @@ if [ "$BUILD" = 1 ]; then
     cargo build --release -p ember-fcgi-bench --bins
     cargo build --release --example hello
 fi
-for b in fcgi-load fcgi-baseline fcgi-idle fcgi-smol-serve fcgi-threads examples/hello; do
+for b in fcgi-load fcgi-baseline fcgi-idle fcgi-smol-serve fcgi-threads fcgi-tokio examples/hello; do
     [ -x "$BIN/$b" ] || { echo "bench.sh: $BIN/$b not found (build first, or drop --no-build)" >&2; exit 1; }
 done
 
@@ -112,6 +113,8 @@ server_cmd() {
         smol-serve) echo "$BIN/fcgi-smol-serve --listen 127.0.0.1:0" ;;
         mio2) echo "$BIN/fcgi-threads --transport mio --threads 2 --listen 127.0.0.1:0" ;;
         smol2) echo "$BIN/fcgi-threads --transport smol --threads 2 --listen 127.0.0.1:0" ;;
+        tokio) echo "$BIN/fcgi-tokio --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
+        tokio-serve) echo "$BIN/fcgi-tokio --serve --listen 127.0.0.1:0${max:+ --max-connections $max}" ;;
         *) echo "bench.sh: unknown server $1" >&2; exit 2 ;;
     esac
 }
@@ -279,7 +282,7 @@ floor.update({("mio", "body1m"): 0.95, ("smol", "body1m"): 0.95})
 # Against the previous build (--ref-bin), in the same run: the new one keeps >= 0.95x.
 ref = {"mio": "mio-ref", "smol": "smol-ref"}
 # Variants set against the server they vary (in the same run): req/s and CPU per request.
-versus = {"mio2": "mio", "smol2": "smol", "smol-serve": "smol"}
+versus = {"mio2": "mio", "smol2": "smol", "smol-serve": "smol", "tokio-serve": "tokio"}
 p99_ceiling = {("mio", s): 1.2 for s in ("keep1", "keep64", "new64")}
 
 def med(xs):

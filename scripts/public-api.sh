@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-crates=(ember-fcgi ember-fcgi-core ember-fcgi-host ember-fcgi-mio ember-fcgi-smol)
+crates=(ember-fcgi ember-fcgi-core ember-fcgi-host ember-fcgi-mio ember-fcgi-smol ember-fcgi-tokio)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for crate in "${crates[@]}"; do

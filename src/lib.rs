@@ -67,6 +67,13 @@ pub mod smol {
     pub use ember_fcgi_smol::Server;
 }
 
+/// The server for tokio applications: handlers may await tokio's timers, sockets and
+/// `spawn_blocking`; [`serve`](tokio::Server::serve) runs on your runtime's `LocalSet`.
+#[cfg(feature = "tokio")]
+pub mod tokio {
+    pub use ember_fcgi_tokio::Server;
+}
+
 pub mod form;
 #[cfg(feature = "http")]
 pub mod http;

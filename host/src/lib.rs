@@ -17,6 +17,8 @@ pub mod events;
 mod limits;
 mod listen;
 mod park;
+#[cfg(feature = "polling")]
+pub mod poller;
 mod pool;
 pub mod runtime;
 pub mod stats;

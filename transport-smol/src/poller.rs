@@ -1,176 +1,40 @@
-//! The binding of the host's connection runtime to one edge-triggered `polling::Poller`
-//! per serving loop: the listener and the connection sockets are registered there, each
-//! event is handed to the runtime under the key it was registered with, and the loop sleeps
-//! in the poller ([`run`], `Server::run`) or, nested in async-io as one readable fd, on the
-//! application's executor ([`serve`], `Server::serve`).
-//!
-//! Why a poller of our own rather than async-io's for the sockets: async-io collects the
-//! wakers of every reactor turn into a fresh `Vec` and keeps its timers in a map it splits,
-//! so a socket it watches costs allocations per request; ours cost none (the `no_alloc`
-//! test), and the runtime keeps every deadline itself, so no async-io timer is armed per
-//! connection either.
+//! [`serve`]'s nesting in async-io: the host's poller binding
+//! ([`ember_fcgi_host::poller`]) sees the poller's fd through an `Async` and the loop's
+//! next deadline through one async-io `Timer`.
 
-use std::cell::RefCell;
-use std::future::poll_fn;
 use std::io;
-use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, AsRawFd};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use ember_fcgi_core::Handler;
 use ember_fcgi_host::Listener;
-use ember_fcgi_host::runtime::{Event, Reactor, Runtime, Settings, Stream, register_listener_exclusive};
-use polling::{Events, PollMode, Poller};
+use ember_fcgi_host::poller::{self, Nest};
+use ember_fcgi_host::runtime::Settings;
+use polling::Poller;
 use smol::{Async, Timer};
 
-/// The listener's key; connections use their slot key. (`usize::MAX` is polling's own.)
-const LISTENER_KEY: usize = usize::MAX - 1;
-/// Events fetched per wait.
-const EVENTS: usize = 1024;
-/// Rounds of work in one poll of [`serve`]'s future before it yields to its executor.
-const ROUNDS: usize = 16;
+pub(crate) use ember_fcgi_host::poller::{BINDING_BYTES, run};
 
-/// Bytes of one loop's event buffer (for the memory budget).
-pub(crate) const BINDING_BYTES: usize = EVENTS * std::mem::size_of::<polling::Event>();
-
-/// A poller for one loop, with the listener registered; edge-triggered mode is required
-/// (epoll, kqueue).
-struct Binding {
-    poller: Arc<Poller>,
-    /// The listener while this loop accepts from it (deleted from the poller before the
-    /// loop lets go of it).
-    listener: RefCell<Option<Arc<Listener>>>,
+/// The poller's fd in async-io, and one async-io timer.
+struct AsyncIo {
+    source: Async<Arc<Poller>>,
+    timer: Timer,
 }
 
-impl Binding {
-    fn new(listener: &Arc<Listener>) -> io::Result<Self> {
-        let poller = Poller::new()?;
-        if !poller.supports_edge() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "ember-fcgi-smol needs an edge-triggered poller (epoll or kqueue); this platform has none",
-            ));
-        }
-        // One loop woken per new connection when several loops share the listener
-        // (`run_threads`); `polling` reports the event under `LISTENER_KEY`, which is the
-        // epoll data it decodes, and deletes it with an ordinary `EPOLL_CTL_DEL`.
-        if register_listener_exclusive(&poller, listener, LISTENER_KEY as u64).is_err() {
-            // SAFETY: `add_with_mode` requires the source to be deleted from the poller
-            // before it is closed. `Binding` holds a reference to the listener until it
-            // deletes it, in `deregister_listener` or in its `Drop`.
-            unsafe {
-                poller.add_with_mode(
-                    listener.as_fd().as_raw_fd(),
-                    polling::Event::readable(LISTENER_KEY),
-                    PollMode::Edge,
-                )?;
-            }
-        }
-        Ok(Self { poller: Arc::new(poller), listener: RefCell::new(Some(Arc::clone(listener))) })
+impl Nest for AsyncIo {
+    fn set_timer(&mut self, at: Instant) {
+        self.timer.set_at(at);
     }
 
-    /// Hands what the events say to the runtime.
-    fn dispatch<'a, H: Handler + 'a>(&self, events: &Events, rt: &mut Runtime<'a, H, Registered>) {
-        for event in events.iter() {
-            if event.key == LISTENER_KEY {
-                rt.note_listener();
-            } else {
-                let read_closed = event.is_err().unwrap_or(false);
-                rt.note_event(
-                    event.key,
-                    Event { readable: event.readable, writable: event.writable, read_closed },
-                );
-            }
-        }
-    }
-}
-
-impl Drop for Binding {
-    fn drop(&mut self) {
-        if let Some(listener) = self.listener.get_mut().take() {
-            let _ = self.poller.delete(&*listener);
-        }
-    }
-}
-
-/// A connection's socket registered with its loop's poller, deleted from it when dropped
-/// (before the socket itself is closed).
-#[derive(Debug)]
-pub(crate) struct Registered {
-    stream: Stream,
-    poller: Arc<Poller>,
-}
-
-impl AsRef<Stream> for Registered {
-    fn as_ref(&self) -> &Stream {
-        &self.stream
-    }
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        let _ = self.poller.delete(self.stream.as_fd());
-    }
-}
-
-impl Reactor for Binding {
-    type Socket = Registered;
-
-    fn register(&self, stream: Stream, key: usize) -> io::Result<Registered> {
-        // SAFETY: as for the listener: the returned `Registered` owns the socket and
-        // deletes it from the poller in its `Drop`, before the socket is closed.
-        unsafe {
-            self.poller.add_with_mode(stream.as_fd().as_raw_fd(), polling::Event::all(key), PollMode::Edge)?
-        };
-        Ok(Registered { stream, poller: Arc::clone(&self.poller) })
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.timer).poll(cx).map(drop)
     }
 
-    fn deregister_listener(&self, listener: &Listener) {
-        let _ = self.poller.delete(listener);
-        self.listener.borrow_mut().take();
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.source.poll_readable(cx)
     }
-}
-
-fn events() -> Events {
-    Events::with_capacity(NonZeroUsize::new(EVENTS).unwrap_or(NonZeroUsize::MIN))
-}
-
-/// Wakes a thread asleep in its poller.
-struct Notify(Arc<Poller>);
-
-impl Wake for Notify {
-    fn wake(self: Arc<Self>) {
-        let _ = self.0.notify();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let _ = self.0.notify();
-    }
-}
-
-/// Serves `listener` on this thread until a shutdown finished, sleeping in the poller.
-pub(crate) fn run<H: Handler>(listener: Arc<Listener>, handler: H, settings: Settings) -> io::Result<()> {
-    let binding = Binding::new(&listener)?;
-    let mut rt = Runtime::new(listener, handler, settings);
-    rt.wakes().set_notify(&Waker::from(Arc::new(Notify(Arc::clone(&binding.poller)))));
-    let mut events = events();
-    let result = loop {
-        rt.process(&binding);
-        if rt.is_finished() {
-            break Ok(());
-        }
-        events.clear();
-        match binding.poller.wait(&mut events, rt.timeout()) {
-            Ok(_) => binding.dispatch(&events, &mut rt),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    rt.close_everything(&binding);
-    result
 }
 
 /// Serves `listener` as a future on the caller's executor: the poller is one fd that
@@ -180,46 +44,8 @@ pub(crate) async fn serve<H: Handler>(
     handler: H,
     settings: Settings,
 ) -> io::Result<()> {
-    let binding = Binding::new(&listener)?;
-    let mut rt = Runtime::new(listener, handler, settings);
-    let source = Async::new(Arc::clone(&binding.poller))?;
-    let mut events = events();
-    let (mut timer, mut armed) = (Timer::never(), None::<Instant>);
-    let result = poll_fn(|cx| {
-        rt.wakes().set_notify(cx.waker());
-        for _ in 0..ROUNDS {
-            events.clear();
-            if let Err(e) = binding.poller.wait(&mut events, Some(Duration::ZERO)) {
-                return Poll::Ready(Err(e));
-            }
-            binding.dispatch(&events, &mut rt);
-            rt.process(&binding);
-            if rt.is_finished() {
-                return Poll::Ready(Ok(()));
-            }
-            if rt.timeout() == Some(Duration::ZERO) {
-                continue;
-            }
-            if let Some(at) = rt.next_timer() {
-                if armed != Some(at) {
-                    timer.set_at(at);
-                    armed = Some(at);
-                }
-                if Pin::new(&mut timer).poll(cx).is_ready() {
-                    armed = None;
-                    continue;
-                }
-            }
-            match source.poll_readable(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
+    poller::serve(listener, handler, settings, |poller| {
+        Ok(AsyncIo { source: Async::new(Arc::clone(poller))?, timer: Timer::never() })
     })
-    .await;
-    rt.close_everything(&binding);
-    result
+    .await
 }

@@ -76,8 +76,7 @@ impl<H: Handler> Server<H> {
     /// [`run_threads`](Self::run_threads)`(n)` the loops share `max_connections`, so
     /// the ceiling is [`MemoryBudget::total`] plus `(n - 1) *` [`MemoryBudget::fixed`].
     pub fn memory_budget(&self) -> MemoryBudget {
-        let limits = &self.setup.limits;
-        MemoryBudget::of::<H, poller::Registered>(limits, limits.max_connections, BINDING_BYTES, None)
+        ember_fcgi_host::poller::memory_budget::<H>(&self.setup.limits)
     }
 
     fn settings(&self) -> Settings {
