@@ -115,7 +115,7 @@ fn checksum(body: &[u8]) -> String {
 // ---- the axum app -----------------------------------------------------------------------
 
 /// Opens once; tasks waiting on it are woken (from any thread).
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Gate {
     open: AtomicBool,
     waker: Mutex<Option<Waker>>,
@@ -141,7 +141,7 @@ impl Gate {
     }
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 struct AppState {
     hits: Arc<AtomicU64>,
     gate: Arc<Gate>,
@@ -245,6 +245,29 @@ async fn forever(State(state): State<AppState>) -> &'static str {
     "never"
 }
 
+/// Server-sent events: one at once, the next once the gate opens.
+async fn events(State(state): State<AppState>) -> ([(http::HeaderName, &'static str); 1], Body) {
+    let stream = futures_lite::stream::unfold(0, move |i| {
+        let gate = state.gate.clone();
+        async move {
+            match i {
+                0 => Some((Ok::<_, Infallible>(Bytes::from_static(b"data: one\n\n")), 1)),
+                1 => {
+                    gate.wait().await;
+                    Some((Ok(Bytes::from_static(b"data: two\n\n")), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    ([(http::header::CONTENT_TYPE, "text/event-stream")], Body::from_stream(stream))
+}
+
+/// Takes the body and never reads it, nor answers.
+async fn hold(State(state): State<AppState>, _body: Body) -> &'static str {
+    forever(State(state)).await
+}
+
 async fn vars(
     Extension(vars): Extension<CgiVars>,
     Extension(remote): Extension<RemoteAddr>,
@@ -278,6 +301,8 @@ fn app(state: AppState) -> Router {
         .route("/slow", post(slow))
         .route("/forever", get(forever))
         .route("/vars", get(vars))
+        .route("/events", get(events))
+        .route("/hold", post(hold))
         .with_state(state)
 }
 
@@ -507,6 +532,70 @@ fn abort_drops_the_service_future() {
         assert_eq!(state.dropped.load(Ordering::SeqCst), 1, "{transport:?}");
         assert_eq!(get_uri(&mut c, "/hits").body_str(), "hits 1\n");
         assert_eq!(server.stats.snapshot().handler_errors, 0, "an abort is not an error");
+    }
+}
+
+/// Each event reaches the client when it is produced, before the next one exists.
+#[test]
+fn server_sent_events_are_flushed_as_produced() {
+    for transport in TRANSPORTS {
+        let (server, state) = serve_app(transport);
+        let mut c = Client::tcp(server.addr);
+        c.send(&request("GET", "/events", "", b"", &[]));
+        let mut stdout = Vec::new();
+        while !String::from_utf8_lossy(&stdout).contains("data: one\n\n") {
+            let r = c.record();
+            assert_eq!(r.kind, STDOUT, "{transport:?}: {r:?}");
+            stdout.extend_from_slice(&r.content);
+        }
+        let text = String::from_utf8_lossy(&stdout).into_owned();
+        assert!(text.starts_with("Status: 200 OK\r\ncontent-type: text/event-stream\r\n"), "{text}");
+        assert!(!text.contains("content-length"), "{text}");
+        state.gate.open();
+        let reply = c.reply(1);
+        assert_eq!(String::from_utf8_lossy(&reply.stdout), "data: two\n\n", "{transport:?}");
+    }
+}
+
+/// Aborted, or the connection closed, while the service holds the body unread: its future
+/// is dropped. (Part of the body only: a whole chunk, window and input buffer of unread body
+/// ahead of ABORT_REQUEST or EOF would hold them back, as for any handler.)
+#[test]
+fn gone_while_the_body_waits_drops_the_service_future() {
+    // Records of whole STDIN content: the part of the body sent before the abort or EOF.
+    let body = pattern_vec(20_000);
+    for transport in TRANSPORTS {
+        let (server, state) = serve_app(transport);
+        let wait_for = |counter: &AtomicU64, n: u64| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while counter.load(Ordering::SeqCst) < n {
+                assert!(Instant::now() < deadline, "{transport:?}: waited for {n}: {state:?}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        // ABORT_REQUEST after part of the body.
+        let mut c = Client::tcp(server.addr);
+        let params = [("REQUEST_METHOD", "POST"), ("REQUEST_URI", "/hold"), ("CONTENT_LENGTH", "200000")];
+        let spec = RequestSpec {
+            keep_conn: true,
+            params: &params,
+            stdin: &body,
+            end_stdin: false,
+            ..Default::default()
+        };
+        let bytes = spec.encode();
+        c.send(&bytes);
+        wait_for(&state.started, 1);
+        c.send(&abort_bytes(1));
+        wait_for(&state.dropped, 1);
+        // The connection closes (EOF) while the body is unread.
+        let mut c = Client::tcp(server.addr);
+        c.send(&bytes);
+        wait_for(&state.started, 2);
+        c.shutdown_write();
+        wait_for(&state.dropped, 2);
+        drop(c);
+        assert_eq!(server.stats.snapshot().handler_errors, 0, "{transport:?}");
     }
 }
 
