@@ -499,29 +499,37 @@ impl fmt::Debug for RequestBody {
 /// ```
 #[derive(Clone)]
 pub struct CgiVars {
-    inner: Arc<VarsInner>,
+    /// One allocation: per variable, where its name ends and where its value ends (two
+    /// `u64`, little-endian, counted from the start of the text), then the text: names and
+    /// values one after the other.
+    table: Arc<[u8]>,
+    /// How many variables.
+    count: usize,
 }
 
-struct VarsInner {
-    /// Names and values, one after the other.
-    bytes: Box<[u8]>,
-    /// Per variable: where its name ends and where its value ends in `bytes`.
-    ends: Box<[(usize, usize)]>,
-}
+/// Bytes per variable in the table's index.
+const ENTRY: usize = 16;
 
 impl CgiVars {
     /// A copy of `params`.
     pub fn from_params(params: &Params<'_>) -> Self {
-        let len = params.iter().map(|(n, v)| n.len() + v.len()).sum();
-        let mut bytes = Vec::with_capacity(len);
-        let mut ends = Vec::with_capacity(params.len());
-        for (name, value) in params.iter() {
-            bytes.extend_from_slice(name);
-            let name_end = bytes.len();
-            bytes.extend_from_slice(value);
-            ends.push((name_end, bytes.len()));
+        let text: usize = params.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let index = params.len() * ENTRY;
+        // A `TrustedLen` iterator: the `Arc` is allocated once, at its final size.
+        let mut table: Arc<[u8]> = core::iter::repeat_n(0, index + text).collect();
+        let bytes = Arc::get_mut(&mut table).expect("not shared yet");
+        let (entries, mut rest) = bytes.split_at_mut(index);
+        let mut at = 0;
+        for ((name, value), entry) in params.iter().zip(entries.chunks_exact_mut(ENTRY)) {
+            rest[..name.len()].copy_from_slice(name);
+            rest[name.len()..name.len() + value.len()].copy_from_slice(value);
+            rest = &mut rest[name.len() + value.len()..];
+            let name_end = at + name.len();
+            at = name_end + value.len();
+            entry[..8].copy_from_slice(&(name_end as u64).to_le_bytes());
+            entry[8..].copy_from_slice(&(at as u64).to_le_bytes());
         }
-        Self { inner: Arc::new(VarsInner { bytes: bytes.into_boxed_slice(), ends: ends.into_boxed_slice() }) }
+        Self { table, count: params.len() }
     }
 
     /// The value of `name` (the last one if it was sent twice, as [`Params::get`]).
@@ -536,10 +544,13 @@ impl CgiVars {
 
     /// Every variable as (name, value), in the order sent.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        let inner = &*self.inner;
+        let (entries, text) = self.table.split_at(self.len() * ENTRY);
+        let offset =
+            |b: &[u8]| usize::try_from(u64::from_le_bytes(b.try_into().expect("8 bytes"))).unwrap_or(0);
         let mut start = 0;
-        inner.ends.iter().map(move |&(name_end, value_end)| {
-            let pair = (&inner.bytes[start..name_end], &inner.bytes[name_end..value_end]);
+        entries.chunks_exact(ENTRY).map(move |entry| {
+            let (name_end, value_end) = (offset(&entry[..8]), offset(&entry[8..]));
+            let pair = (&text[start..name_end], &text[name_end..value_end]);
             start = value_end;
             pair
         })
@@ -547,12 +558,12 @@ impl CgiVars {
 
     /// How many variables there are.
     pub fn len(&self) -> usize {
-        self.inner.ends.len()
+        self.count
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.inner.ends.is_empty()
+        self.count == 0
     }
 }
 
