@@ -39,9 +39,28 @@
 //! }
 //! ```
 //!
-//! An axum app is served the same way: `ServiceHandler::new(router)` (axum's default
-//! `tokio` feature is not needed: a `Router` runs on any executor as long as its handlers do
-//! no tokio I/O; on the smol server they may await smol's).
+//! An axum app is served the same way (axum's default `tokio` feature is not needed: a
+//! `Router` runs on any executor as long as its handlers do no tokio I/O; on the smol
+//! server they may await smol's):
+//!
+//! ```no_run
+//! use axum::Router;
+//! use axum::extract::{Extension, Path};
+//! use axum::routing::get;
+//! use ember_fcgi::server::{Limits, Listen};
+//! use ember_fcgi::tower::{RemoteAddr, ServiceHandler};
+//!
+//! async fn hello(Path(name): Path<String>, Extension(client): Extension<RemoteAddr>) -> String {
+//!     format!("Hello, {name}, from {client}\n")
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let app = Router::new().route("/hello/{name}", get(hello));
+//!     let listen: Listen = "127.0.0.1:9000".parse()?;
+//!     ember_fcgi::smol::Server::bind(&listen, ServiceHandler::new(app), Limits::default())?.run()?;
+//!     Ok(())
+//! }
+//! ```
 //!
 //! ## The request
 //! - Method, URI, version and headers come from the CGI variables through

@@ -302,6 +302,7 @@ fn app(state: AppState) -> Router {
         .route("/forever", get(forever))
         .route("/vars", get(vars))
         .route("/events", get(events))
+        .route("/echo", post(|body: Body| async move { body }))
         .route("/hold", post(hold))
         .with_state(state)
 }
@@ -392,6 +393,10 @@ fn streamed_upload_of_a_few_megabytes() {
         let big = pattern_vec(5 << 20);
         let reply = roundtrip(&mut c, &request("POST", "/whole", "application/octet-stream", &big, &[]));
         assert_eq!(reply.status(), 413, "{transport:?}: over DefaultBodyLimit");
+        // The request body streamed back as the response body, while it arrives.
+        let reply = roundtrip(&mut c, &request("POST", "/echo", "application/octet-stream", &body, &[]));
+        assert!(head(&reply).contains(&format!("content-length: {}", body.len())), "{}", head(&reply));
+        assert!(reply.body() == body, "{transport:?}: the echo differs");
         // The connection goes on.
         assert_eq!(get_uri(&mut c, "/hits").body_str(), "hits 1\n");
     }
