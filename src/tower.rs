@@ -1,4 +1,4 @@
-//! Any [`tower_service::Service`](Service) over `http` types as a [`Handler`] (feature
+//! Any [`Service`] (`tower_service`) over `http` types as a [`Handler`] (feature
 //! `tower`): an axum `Router`, a `tower::ServiceBuilder` stack, or a service of your own,
 //! served unchanged on every server of this crate.
 //!
@@ -64,7 +64,7 @@
 //!
 //! ## The request
 //! - Method, URI, version and headers come from the CGI variables through
-//!   [`RequestExt::http_parts`](crate::http::RequestExt::http_parts) (the mapping is in
+//!   [`RequestExt::http_parts`](crate::http::RequestExt) (the mapping is in
 //!   the [`http`](crate::http) module's docs); variables that do not make a valid HTTP
 //!   request are answered 400, with the reason on FCGI_STDERR.
 //! - The extensions hold every CGI variable as [`CgiVars`] (`SCRIPT_NAME`, `PATH_INFO`,
@@ -423,7 +423,7 @@ impl Drop for BodySender {
 }
 
 /// The body of a request a [`ServiceHandler`] serves: FCGI_STDIN as an
-/// [`http_body::Body`](Body) of [`Bytes`] chunks, `Send + 'static` (axum's
+/// [`Body`] (`http_body`) of [`Bytes`] chunks, `Send + 'static` (axum's
 /// `axum::body::Body::new` takes it). Errors are [`StreamError`]s: `BodyTruncated` when
 /// the body ends short of `CONTENT_LENGTH`, `Aborted` when the request goes away first.
 /// [`Default`] is an empty body (for calling a service in tests).
