@@ -329,6 +329,11 @@ fn extractors() {
         );
         assert!(head(&reply).contains("content-length: 32"), "{}", head(&reply));
 
+        // HEAD: axum's GET route, without the body.
+        let reply = roundtrip(&mut c, &request("HEAD", "/items/42?q=a", "", b"", &[]));
+        assert_eq!((reply.status(), reply.body()), (200, &b""[..]), "{transport:?}");
+        assert!(head(&reply).ends_with("content-length: 22"), "axum gives GET's length: {}", head(&reply));
+
         let reply = get_uri(&mut c, "/items/x?q=a");
         assert_eq!(reply.status(), 400, "{transport:?}: a bad Path is axum's 400");
         assert_eq!(get_uri(&mut c, "/nowhere").status(), 404);
