@@ -609,6 +609,54 @@ fn gone_while_the_body_waits_drops_the_service_future() {
     }
 }
 
+/// The axum app behind a real nginx (Debian's `fastcgi_params`), over HTTP.
+#[test]
+fn behind_nginx() {
+    use ember_fcgi_testkit::web::Endpoint;
+    use ember_fcgi_testkit::web::nginx::Nginx;
+    use std::io::Read as _;
+
+    for transport in TRANSPORTS {
+        let (server, _state) = serve_app(transport);
+        let nginx = Nginx::start(&ember_fcgi_testkit::tools::nginx(), &Endpoint::Tcp(server.addr), true);
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(20)).build();
+
+        let reply = agent.get(&nginx.url("/items/7?q=two%20words&page=2")).call().expect("get");
+        assert_eq!(reply.status(), 200);
+        assert_eq!(reply.header("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(reply.into_string().unwrap(), "item 7 q=two words page=Some(2)\n", "{transport:?}");
+
+        let reply = agent.get(&nginx.url("/vars")).call().expect("get");
+        let text = reply.into_string().unwrap();
+        assert!(
+            text.starts_with(&format!("GET http://127.0.0.1:{}/vars HTTP/1.1 script=/vars ", nginx.port)),
+            "{transport:?}: {text}"
+        );
+        assert!(text.contains(" remote=127.0.0.1:") && text.contains(" ip=127.0.0.1 "), "{text}");
+
+        let json = br#"{"through":"nginx"}"#;
+        let reply = agent.post(&nginx.url("/json")).set("Content-Type", "application/json").send_bytes(json);
+        let reply = reply.expect("post");
+        assert_eq!(reply.into_string().unwrap(), r#"{"echo":{"through":"nginx"}}"#);
+
+        let body = pattern_vec(3 << 20);
+        let reply = agent.post(&nginx.url("/upload")).send_bytes(&body).expect("upload");
+        let text = reply.into_string().unwrap();
+        assert!(text.starts_with(&checksum(&body)), "{transport:?}: {text}");
+
+        let reply = agent.get(&nginx.url("/download")).call().expect("download");
+        let mut got = Vec::new();
+        reply.into_reader().read_to_end(&mut got).unwrap();
+        assert!(got == pattern_vec(100_000), "{transport:?}: the streamed body differs");
+
+        match agent.get(&nginx.url("/nowhere")).call() {
+            Err(ureq::Error::Status(404, _)) => {}
+            other => panic!("{transport:?}: {other:?}"),
+        }
+        nginx.assert_clean_log();
+    }
+}
+
 // ---- tests: hand-written services -------------------------------------------------------
 
 /// `/fail`: the service fails; anything else: ready only after `poll_ready` said
