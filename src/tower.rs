@@ -74,8 +74,9 @@
 //! - The body is a [`RequestBody`]: `Send + 'static`, streamed from FCGI_STDIN as the
 //!   service polls it. The handler moves body bytes from the connection into it one chunk
 //!   (at most 16 KiB) at a time and reads the next only once the service took the last,
-//!   so a service that does not read its body holds one chunk plus the request's window,
-//!   and the connection's backpressure reaches the web server as with any handler. A body
+//!   so a service that does not read its body costs one chunk beyond the connection's own
+//!   memory (its window and input buffer then fill, and the connection's backpressure
+//!   reaches the web server as with any handler that does not read). A body
 //!   that ends short of `CONTENT_LENGTH` or an aborted request ends it with an error frame
 //!   ([`StreamError`]); its `size_hint` is exact when `CONTENT_LENGTH` is set. A body the
 //!   service drops unread is skipped ([`Request::discard_body`]).
