@@ -15,7 +15,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for crate in "${crates[@]}"; do
     # -ss leaves out blanket and auto-trait impls (Send, Sync, Into...): they follow from the rest.
-    RUSTC_BOOTSTRAP=1 cargo public-api --package "$crate" -ss >"$out/$crate.txt" 2>"$out/$crate.log" || {
+    RUSTC_BOOTSTRAP=1 cargo public-api --package "$crate" --all-features -ss >"$out/$crate.txt" 2>"$out/$crate.log" || {
         cat "$out/$crate.log" >&2
         echo "public-api: cargo public-api failed for $crate" >&2
         exit 1

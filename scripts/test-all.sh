@@ -8,7 +8,7 @@ bash scripts/setup.sh
 
 echo "== format and lints"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 echo "== docs: no rustdoc warning, no unlinked link"
 bash scripts/doc-check.sh
@@ -28,4 +28,4 @@ bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
 
 echo "== tests"
 cargo build --release --examples
-cargo test --workspace
+cargo test --workspace --all-features

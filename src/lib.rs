@@ -77,6 +77,8 @@ pub mod tokio {
 pub mod form;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 /// Compiles the README's Rust examples as doc tests, so the README stays true.
 #[doc = include_str!("../README.md")]
