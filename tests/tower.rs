@@ -34,9 +34,10 @@ use serde::Deserialize;
 enum Transport {
     Mio,
     Smol,
+    Tokio,
 }
 
-const TRANSPORTS: [Transport; 2] = [Transport::Smol, Transport::Mio];
+const TRANSPORTS: [Transport; 3] = [Transport::Smol, Transport::Mio, Transport::Tokio];
 
 struct Running {
     addr: std::net::SocketAddr,
@@ -65,6 +66,11 @@ fn start<H: Handler + Send + 'static>(transport: Transport, handler: H) -> Runni
         }
         Transport::Smol => {
             let server = ember_fcgi::smol::Server::bind(&listen, handler, limits).expect("bind");
+            let (addr, stats, stop) = (server.local_addr(), server.stats(), server.shutdown_handle());
+            (addr, stats, stop, std::thread::spawn(move || server.run()))
+        }
+        Transport::Tokio => {
+            let server = ember_fcgi::tokio::Server::bind(&listen, handler, limits).expect("bind");
             let (addr, stats, stop) = (server.local_addr(), server.stats(), server.shutdown_handle());
             (addr, stats, stop, std::thread::spawn(move || server.run()))
         }
