@@ -1,13 +1,18 @@
 //! The accept loop of one socket, and the life of one connection on it.
 
+use core::future::pending;
+
+use embassy_futures::select::{Either, select};
+use embassy_futures::yield_now;
 use embassy_net::Stack;
 use embassy_net::tcp::TcpSocket;
-use embassy_time::{Timer, with_timeout};
+use embassy_time::{Instant, Timer, with_timeout};
 use ember_fcgi_core::{
-    Config, ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, serve_connection,
+    Config, ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, HandlerError, Request, Response,
+    serve_connection,
 };
 
-use crate::io::{IoError, SocketWriter, TimedReader};
+use crate::io::{IoError, SocketReader, SocketWriter, Wait, watch};
 use crate::limits::Limits;
 use crate::stats::Stats;
 
@@ -61,6 +66,13 @@ where
             Timer::after_millis(10).await;
             continue;
         }
+        // Only the web servers of `allowed_peers`: others are reset at once.
+        if !socket.remote_endpoint().is_some_and(|peer| limits.allowed_peers.allows(peer.addr)) {
+            stats.refused();
+            socket.abort();
+            let _ = with_timeout(limits.close_linger, socket.flush()).await;
+            continue;
+        }
         stats.accepted();
         let result = serve_accepted(&mut socket, handler, &mut slot.buffers, config, limits).await;
         stats.ended(&result);
@@ -87,14 +99,23 @@ where
 {
     async move {
         let status = ConnectionStatus::new();
+        let handler = Timed { handler, status: &status, timeout: limits.request_timeout };
         let result = {
             let (reader, writer) = socket.split();
-            let reader = TimedReader::new(reader, &status, limits);
-            serve_connection(reader, SocketWriter(writer), handler, buffers, config, &status).await
+            let (reader, writer) = (SocketReader(reader), SocketWriter(writer));
+            let connection = serve_connection(reader, writer, &handler, buffers, config, &status);
+            match select(connection, watch(&status, limits)).await {
+                Either::First(result) => result,
+                Either::Second(Wait::Idle | Wait::Head) => Err(ConnectionError::Read(IoError::TimedOut)),
+                Either::Second(_) => Err(ConnectionError::TimedOut),
+            }
         };
         // A timeout closes like the end of a connection: the peer did nothing wrong that a
         // reset should report, and a web server sees a FIN on an idle connection at once.
-        let graceful = matches!(result, Ok(()) | Err(ConnectionError::Read(IoError::TimedOut)));
+        let graceful = matches!(
+            result,
+            Ok(()) | Err(ConnectionError::Read(IoError::TimedOut) | ConnectionError::TimedOut)
+        );
         if !(graceful && close_gracefully(socket, limits).await) {
             socket.abort();
         }
@@ -120,4 +141,44 @@ async fn close_gracefully(socket: &mut TcpSocket<'_>, limits: &Limits) -> bool {
     })
     .await
     .is_ok()
+}
+
+/// What a request that ran out of `request_timeout` before writing anything answers.
+const GATEWAY_TIMEOUT: &[u8] =
+    b"Status: 504 Gateway Timeout\r\nContent-Type: text/plain\r\n\r\nGateway Timeout\n";
+
+/// The handler under `request_timeout`: past it the handler's future is dropped; a 504
+/// answers if it wrote nothing, else the connection is expired (closed, no END_REQUEST).
+struct Timed<'a, H> {
+    handler: &'a H,
+    status: &'a ConnectionStatus,
+    timeout: embassy_time::Duration,
+}
+
+impl<H: Handler> Handler for Timed<'_, H> {
+    async fn handle(
+        &self,
+        request: &mut Request<'_>,
+        response: &mut Response<'_>,
+    ) -> Result<(), HandlerError> {
+        let deadline = Instant::now().checked_add(self.timeout);
+        let timer = async {
+            match deadline {
+                Some(deadline) => Timer::at(deadline).await,
+                None => pending().await,
+            }
+        };
+        match select(self.handler.handle(request, response), timer).await {
+            Either::First(result) => result,
+            Either::Second(()) if response.bytes_written() == 0 => {
+                Ok(response.raw_output().write_all(GATEWAY_TIMEOUT).await?)
+            }
+            Either::Second(()) => {
+                self.status.expire();
+                // The driver sees the expiry when it is polled next: now.
+                yield_now().await;
+                Ok(())
+            }
+        }
+    }
 }
