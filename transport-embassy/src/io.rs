@@ -108,13 +108,12 @@ impl Wait {
 }
 
 /// Watches a connection beside its driver (they are polled together: the driver updates
-/// `status` whenever it waits) and completes with the wait that ran out. An idle or head
-/// timeout completes at once (the caller drops the driver: no handler runs, or none that
-/// could answer); a stalled body or send first expires the connection, so that the
-/// handlers' calls fail with `TimedOut` and the driver returns, and completes only if the
-/// driver has not returned within `check_interval`. It looks at `status` every
-/// `check_interval`, since the status changes without waking it.
-pub(crate) async fn watch(status: &ConnectionStatus, limits: &Limits) -> Wait {
+/// `status` whenever it waits). An idle or head timeout completes it (the caller drops the
+/// driver: no handler runs, or none that could answer); a stalled body or send expires
+/// the connection, so that the handlers' calls fail with `TimedOut` and the driver
+/// returns when it is polled next (at once). It looks at `status` every `check_interval`,
+/// since the status changes without waking it.
+pub(crate) async fn watch(status: &ConnectionStatus, limits: &Limits) {
     let mut seen = (Wait::Idle, 0);
     let mut since = Instant::now();
     loop {
@@ -125,20 +124,18 @@ pub(crate) async fn watch(status: &ConnectionStatus, limits: &Limits) -> Wait {
             since = now;
         }
         let check = now.checked_add(limits.check_interval).unwrap_or(Instant::MAX);
-        let wake = match seen.0.allowed(limits).and_then(|allowed| since.checked_add(allowed)) {
-            Some(deadline) if deadline <= now => break,
-            Some(deadline) => deadline.min(check),
-            None => check,
-        };
-        Timer::at(wake).await;
+        match seen.0.allowed(limits).and_then(|allowed| since.checked_add(allowed)) {
+            Some(deadline) if deadline <= now => {
+                if matches!(seen.0, Wait::Idle | Wait::Head) {
+                    return;
+                }
+                status.expire();
+                yield_now().await;
+            }
+            Some(deadline) => Timer::at(deadline.min(check)).await,
+            None => Timer::at(check).await,
+        }
     }
-    if matches!(seen.0, Wait::Send | Wait::Body) {
-        status.expire();
-        // The driver sees the expiry when it is polled next: now.
-        yield_now().await;
-        Timer::after(limits.check_interval).await;
-    }
-    seen.0
 }
 
 /// The write half, with the reader's error type.

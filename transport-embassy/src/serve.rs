@@ -1,18 +1,19 @@
 //! The accept loop of one socket, and the life of one connection on it.
 
-use core::future::pending;
+use core::future::poll_fn;
+use core::pin::{Pin, pin};
+use core::task::{Context, Poll};
 
 use embassy_futures::select::{Either, select};
-use embassy_futures::yield_now;
 use embassy_net::Stack;
 use embassy_net::tcp::TcpSocket;
-use embassy_time::{Instant, Timer, with_timeout};
+use embassy_time::{Duration, Instant, Timer, with_timeout};
 use ember_fcgi_core::{
     Config, ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, HandlerError, Request, Response,
     serve_connection,
 };
 
-use crate::io::{IoError, SocketReader, SocketWriter, Wait, watch};
+use crate::io::{IoError, SocketReader, SocketWriter, watch};
 use crate::limits::Limits;
 use crate::stats::Stats;
 
@@ -68,9 +69,10 @@ where
         }
         // Only the web servers of `allowed_peers`: others are reset at once.
         if !socket.remote_endpoint().is_some_and(|peer| limits.allowed_peers.allows(peer.addr)) {
+            // The reset goes out for the peer's next segment (its request): the socket,
+            // dropped now, listens again at once.
             stats.refused();
             socket.abort();
-            let _ = with_timeout(limits.close_linger, socket.flush()).await;
             continue;
         }
         stats.accepted();
@@ -105,9 +107,10 @@ where
             let (reader, writer) = (SocketReader(reader), SocketWriter(writer));
             let connection = serve_connection(reader, writer, &handler, buffers, config, &status);
             match select(connection, watch(&status, limits)).await {
+                // A request timeout that expired the connection ends the driver with `Ok`.
+                Either::First(Ok(())) if status.is_expired() => Err(ConnectionError::TimedOut),
                 Either::First(result) => result,
-                Either::Second(Wait::Idle | Wait::Head) => Err(ConnectionError::Read(IoError::TimedOut)),
-                Either::Second(_) => Err(ConnectionError::TimedOut),
+                Either::Second(()) => Err(ConnectionError::Read(IoError::TimedOut)),
             }
         };
         // A timeout closes like the end of a connection: the peer did nothing wrong that a
@@ -152,7 +155,7 @@ const GATEWAY_TIMEOUT: &[u8] =
 struct Timed<'a, H> {
     handler: &'a H,
     status: &'a ConnectionStatus,
-    timeout: embassy_time::Duration,
+    timeout: Duration,
 }
 
 impl<H: Handler> Handler for Timed<'_, H> {
@@ -161,24 +164,38 @@ impl<H: Handler> Handler for Timed<'_, H> {
         request: &mut Request<'_>,
         response: &mut Response<'_>,
     ) -> Result<(), HandlerError> {
-        let deadline = Instant::now().checked_add(self.timeout);
-        let timer = async {
-            match deadline {
-                Some(deadline) => Timer::at(deadline).await,
-                None => pending().await,
-            }
+        let mut timer = Instant::now().checked_add(self.timeout).map(Timer::at);
+        let outcome = {
+            let mut handling = pin!(self.handler.handle(request, response));
+            poll_fn(|cx| {
+                if expired(&mut timer, cx) {
+                    return Poll::Ready(None);
+                }
+                handling.as_mut().poll(cx).map(Some)
+            })
+            .await
         };
-        match select(self.handler.handle(request, response), timer).await {
-            Either::First(result) => result,
-            Either::Second(()) if response.bytes_written() == 0 => {
-                Ok(response.raw_output().write_all(GATEWAY_TIMEOUT).await?)
-            }
-            Either::Second(()) => {
-                self.status.expire();
-                // The driver sees the expiry when it is polled next: now.
-                yield_now().await;
+        match outcome {
+            Some(result) => result,
+            None => {
+                time_out(self.status, response).await;
                 Ok(())
             }
         }
+    }
+}
+
+/// Whether the request timer (if any) has expired.
+fn expired(timer: &mut Option<Timer>, cx: &mut Context<'_>) -> bool {
+    timer.as_mut().is_some_and(|timer| Pin::new(timer).poll(cx).is_ready())
+}
+
+/// Ends a request past its timeout: a 504 if it wrote nothing, else the connection
+/// expires (the driver then ends it without END_REQUEST, and returns).
+async fn time_out(status: &ConnectionStatus, response: &mut Response<'_>) {
+    if response.bytes_written() == 0 {
+        let _ = response.raw_output().write_all(GATEWAY_TIMEOUT).await;
+    } else {
+        status.expire();
     }
 }
