@@ -117,9 +117,9 @@ impl Default for Limits {
 /// against the remote endpoint when a connection is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllowedPeers {
-    /// `None`: every peer; else the first `len` entries of `addresses`.
-    addresses: Option<[IpAddress; Self::MAX]>,
-    len: u8,
+    /// Whether the list applies (else every peer is allowed).
+    restricted: bool,
+    addresses: [Option<IpAddress>; Self::MAX],
 }
 
 impl AllowedPeers {
@@ -128,7 +128,7 @@ impl AllowedPeers {
 
     /// Every peer.
     pub const fn any() -> Self {
-        Self { addresses: None, len: 0 }
+        Self { restricted: false, addresses: [None; Self::MAX] }
     }
 
     /// Only these peers (none if the slice is empty: fail closed).
@@ -137,18 +137,18 @@ impl AllowedPeers {
     /// With more than [`MAX`](Self::MAX) addresses (at compile time in a `static`).
     pub const fn only(peers: &[IpAddress]) -> Self {
         assert!(peers.len() <= Self::MAX, "AllowedPeers holds at most AllowedPeers::MAX addresses");
-        let mut addresses = [IpAddress::Ipv4(embassy_net::Ipv4Address::UNSPECIFIED); Self::MAX];
+        let mut addresses = [None; Self::MAX];
         let mut i = 0;
         while i < peers.len() {
-            addresses[i] = peers[i];
+            addresses[i] = Some(peers[i]);
             i += 1;
         }
-        Self { addresses: Some(addresses), len: peers.len() as u8 }
+        Self { restricted: true, addresses }
     }
 
     /// Whether a peer at `address` may connect.
     pub fn allows(&self, address: IpAddress) -> bool {
-        self.addresses.as_ref().is_none_or(|list| list[..usize::from(self.len)].contains(&address))
+        !self.restricted || self.addresses.contains(&Some(address))
     }
 }
 

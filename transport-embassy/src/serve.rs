@@ -69,10 +69,9 @@ where
         }
         // Only the web servers of `allowed_peers`: others are reset at once.
         if !socket.remote_endpoint().is_some_and(|peer| limits.allowed_peers.allows(peer.addr)) {
-            // The reset goes out for the peer's next segment (its request): the socket,
-            // dropped now, listens again at once.
+            // Dropped unanswered: the peer's next segment (its request) finds no connection
+            // and is answered with a reset, while the socket listens again at once.
             stats.refused();
-            socket.abort();
             continue;
         }
         stats.accepted();
