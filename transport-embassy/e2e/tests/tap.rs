@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use ember_fcgi_embassy_e2e::checks::{Expect, exercise};
 use ember_fcgi_embassy_e2e::netns::{self, NetNs};
 use ember_fcgi_embassy_e2e::nginx::Nginx;
+use ember_fcgi_embassy_e2e::raw::{END_REQUEST, half_a_body, pair, record, request};
 use ember_fcgi_embassy_e2e::tools::{require, require_root, start_logged};
 
 const SERVER: &str = "10.77.0.2:9000";
@@ -53,26 +54,6 @@ fn nginx_to_embassy_net_over_tap() {
         report.requests_per_second, report.post_seconds
     );
 }
-
-/// One FastCGI record with no padding.
-fn record(kind: u8, content: &[u8]) -> Vec<u8> {
-    let len = u16::try_from(content.len()).expect("short content").to_be_bytes();
-    let mut bytes = vec![1, kind, 0, 1, len[0], len[1], 0, 0];
-    bytes.extend_from_slice(content);
-    bytes
-}
-
-/// BEGIN_REQUEST (responder), one param, end of params, empty stdin.
-fn request(keep_conn: bool) -> Vec<u8> {
-    let mut bytes = record(1, &[0, 1, u8::from(keep_conn), 0, 0, 0, 0, 0]);
-    bytes.extend(record(4, b"\x0e\x03REQUEST_METHODGET"));
-    bytes.extend(record(4, b""));
-    bytes.extend(record(5, b""));
-    bytes
-}
-
-/// END_REQUEST for request 1, status 0, request complete.
-const END_REQUEST: [u8; 16] = [1, 3, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 fn connect() -> TcpStream {
     let stream = TcpStream::connect(SERVER).expect("connect");
@@ -134,25 +115,6 @@ fn timeouts_and_closes_over_tap() {
         assert!(bytes.is_empty());
         assert!(waited < Duration::from_millis(300), "closed {waited:?} after the peer");
     });
-}
-
-/// One name-value pair (both shorter than 128 bytes).
-fn pair(name: &str, value: &str) -> Vec<u8> {
-    let mut bytes = vec![u8::try_from(name.len()).expect("short"), u8::try_from(value.len()).expect("short")];
-    bytes.extend_from_slice(name.as_bytes());
-    bytes.extend_from_slice(value.as_bytes());
-    bytes
-}
-
-/// BEGIN_REQUEST (responder, keep-conn), a POST head declaring 100 body bytes, and 50 of them.
-fn half_a_body() -> Vec<u8> {
-    let mut bytes = record(1, &[0, 1, 1, 0, 0, 0, 0, 0]);
-    let mut params = pair("REQUEST_METHOD", "POST");
-    params.extend(pair("CONTENT_LENGTH", "100"));
-    bytes.extend(record(4, &params));
-    bytes.extend(record(4, b""));
-    bytes.extend(record(5, &[b'x'; 50]));
-    bytes
 }
 
 #[test]
