@@ -121,7 +121,18 @@ fn timeouts_and_closes_over_tap() {
 #[ignore = "needs root and /dev/net/tun: run scripts/test-embassy.sh"]
 fn stalls_and_the_allow_list_over_tap() {
     let body = Duration::from_millis(1000);
-    let args = ["--body-ms", "1000", "--request-ms", "1500", "--check-ms", "50", "--allow", "10.77.0.1"];
+    let args = [
+        "--body-ms",
+        "1000",
+        "--send-ms",
+        "1000",
+        "--request-ms",
+        "1500",
+        "--check-ms",
+        "50",
+        "--allow",
+        "10.77.0.1",
+    ];
     with_tap_server("tapstall", &args, || {
         // Four clients (one per socket of the server) send half a body and stop: every
         // socket is held, so a fifth connection finds none listening and is refused...

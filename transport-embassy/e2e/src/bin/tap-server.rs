@@ -1,6 +1,7 @@
 //! The embassy transport on Linux: embassy-net on a TAP device (embassy-net-tuntap) under
 //! embassy's std executor, serving the firmware's echo handler (and, for the query string
-//! `hang`, a handler that never answers: for the request timeout). The nginx test runs it
+//! `hang`, a handler that never answers, for the request timeout; for `big`, 1 MiB of
+//! `x`, for the send timeout). The nginx test runs it
 //! in a network namespace of its own.
 //!
 //! ```text
@@ -37,13 +38,22 @@ static LIMITS: StaticCell<Limits> = StaticCell::new();
 static STATS: Stats = Stats::new();
 static HANDLER: Tap = Tap(Echo { stats: &STATS });
 
-/// The echo handler, except for the query string `hang`: never answers, writes nothing.
+/// The echo handler, except for the query strings `hang` (never answers, writes nothing)
+/// and `big` (answers 1 MiB of `x`).
 struct Tap(Echo);
 
 impl Handler for Tap {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-        if req.params().query_string() == "hang" {
-            core::future::pending::<()>().await;
+        match req.params().query_string() {
+            "hang" => core::future::pending::<()>().await,
+            "big" => {
+                let mut body = res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+                for _ in 0..1024 {
+                    body.write_all(&[b'x'; 1024]).await?;
+                }
+                return Ok(());
+            }
+            _ => {}
         }
         self.0.handle(req, res).await
     }
