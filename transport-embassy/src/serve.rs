@@ -118,31 +118,25 @@ where
             result,
             Ok(()) | Err(ConnectionError::Read(IoError::TimedOut) | ConnectionError::TimedOut)
         );
-        if !(graceful && close_gracefully(socket, limits).await) {
+        if graceful {
+            socket.close();
+        } else {
             socket.abort();
         }
-        // Sends what is still queued (the FIN or the reset) before the socket is dropped.
-        let _ = with_timeout(limits.close_linger, socket.flush()).await;
+        // After a FIN, throws away what the peer still sends until it closes too (so it
+        // sees no reset for bytes it already sent); then sends what is still queued (the
+        // FIN or the reset). A graceful close that takes longer than `close_linger` ends in
+        // a reset, sent by the stack for the peer's next segment once the socket is gone.
+        let closed = with_timeout(limits.close_linger, async {
+            while graceful && matches!(socket.read_with(|bytes| (bytes.len(), bytes.len())).await, Ok(1..)) {}
+            let _ = socket.flush().await;
+        })
+        .await;
+        if closed.is_err() {
+            socket.abort();
+        }
         result
     }
-}
-
-/// Sends a FIN after the unsent output, then throws away what the peer still sends until
-/// it closes too (so it sees no reset for bytes it already sent) and our FIN is
-/// acknowledged; false if that takes longer than `close_linger`.
-async fn close_gracefully(socket: &mut TcpSocket<'_>, limits: &Limits) -> bool {
-    socket.close();
-    with_timeout(limits.close_linger, async {
-        loop {
-            match socket.read_with(|bytes| (bytes.len(), bytes.len())).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-        let _ = socket.flush().await;
-    })
-    .await
-    .is_ok()
 }
 
 /// What a request that ran out of `request_timeout` before writing anything answers.
