@@ -76,9 +76,11 @@ fn nginx_to_firmware_under_qemu() {
         exercise(&nginx, &Expect { post_bytes: 64 * 1024, oversized_header: 2000, timed_requests: 200 });
 
     // Half a body, then nothing: the firmware's body timeout (2 s) closes the connection
-    // (no END_REQUEST) and frees its socket; nginx is served on.
+    // (no END_REQUEST) and frees its socket; nginx is served on. (Without the timeout
+    // nothing would close it: QEMU's user network acknowledges for the client. The bound
+    // is loose: an emulated board on a loaded machine runs late.)
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
     stream.write_all(&half_a_body()).expect("write half a body");
     let start = Instant::now();
     let mut bytes = Vec::new();
@@ -86,7 +88,7 @@ fn nginx_to_firmware_under_qemu() {
     let waited = start.elapsed();
     assert!(!bytes.ends_with(&END_REQUEST), "a stalled request ended: {bytes:?}");
     assert!(
-        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6),
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(25),
         "stalled body closed after {waited:?}"
     );
     drop(stream);
