@@ -80,10 +80,12 @@ where
     }
 }
 
-/// Serves one accepted connection until it ends, then closes the socket: after `Ok(())`
-/// (the web server closed, or a request without keep-conn is answered) or a timeout with
-/// a FIN and a drain of at most `close_linger`; after a reset or a protocol error with a
-/// reset. The socket is closed when this returns and may accept again.
+/// Serves one accepted connection until it ends, with the timeouts of `limits`, then
+/// closes the socket: after `Ok(())` (the web server closed, or a request without
+/// keep-conn is answered) or a timeout (idle, head, body, send, request) with a FIN and a
+/// drain of at most `close_linger`; after a reset or a protocol error with a reset. The
+/// socket is closed when this returns and may accept again. The peer is not checked
+/// against `allowed_peers` here: [`serve`] does that at accept.
 // Not an `async fn`: its future would hold the arguments twice (as passed, and moved into
 // the body); the block holds them once.
 #[allow(clippy::manual_async_fn)]
