@@ -6,6 +6,8 @@
 # - static RAM per connection = (.data + .bss with N connections - with 1) / (N - 1), N = 4
 #   (3 with 8 KiB params: 4 do not fit in 64 KiB): the socket buffers, the FastCGI
 #   buffers, the smoltcp socket and the connection task.
+# Then it checks the budget and fails when over it: FastCGI's flash share at most 24 KiB,
+# static RAM at most 4 KiB per connection in the smallest configuration.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/../transport-embassy/firmware"
@@ -32,13 +34,32 @@ fcgi1=$(build one "one-conn" fcgi)
 big=$(build big "params-8k" fcgi)
 big1=$(build big1 "params-8k,one-conn" fcgi)
 
+share=$(( $(flash "$fcgi") - $(flash "$echo_") ))
+per_conn=$(( ($(ram "$fcgi") - $(ram "$fcgi1")) / 3 ))
 kib() { awk -v b="$1" 'BEGIN { printf "%.1f KiB (%d B)", b / 1024, b }'; }
 echo "| figure | value |"
 echo "|---|---|"
 echo "| flash, FastCGI firmware (\`fcgi\`) | $(kib "$(flash "$fcgi")") |"
 echo "| flash, TCP echo baseline (\`tcp-echo\`) | $(kib "$(flash "$echo_")") |"
-echo "| flash, FastCGI's share | $(kib $(( $(flash "$fcgi") - $(flash "$echo_") ))) |"
+echo "| flash, FastCGI's share | $(kib "$share") |"
 echo "| static RAM, \`fcgi\` with 4 connections (of 64 KiB) | $(kib "$(ram "$fcgi")") |"
 echo "| static RAM, \`fcgi\` with 8 KiB params and 3 connections | $(kib "$(ram "$big")") |"
-echo "| static RAM per connection, smallest (1 KiB params, 128 B in/out, 512 B TCP windows) | $(kib $(( ($(ram "$fcgi") - $(ram "$fcgi1")) / 3 ))) |"
+echo "| static RAM per connection, smallest (1 KiB params, 128 B in/out, 512 B TCP windows) | $(kib "$per_conn") |"
 echo "| static RAM per connection, 8 KiB params (512 B in/out, 2 KiB TCP windows) | $(kib $(( ($(ram "$big") - $(ram "$big1")) / 2 ))) |"
+
+# The budget.
+flash_budget=$(( 24 * 1024 ))
+ram_budget=$(( 4 * 1024 ))
+over=0
+if (( share > flash_budget )); then
+    echo "embassy-footprint: FastCGI's flash share is $share B, over the budget of $flash_budget B" >&2
+    over=1
+fi
+if (( per_conn > ram_budget )); then
+    echo "embassy-footprint: static RAM per connection (smallest) is $per_conn B, over the budget of $ram_budget B" >&2
+    over=1
+fi
+if (( over )); then
+    exit 1
+fi
+echo "embassy-footprint: within the budget (flash share $share <= $flash_budget B, RAM per connection $per_conn <= $ram_budget B)"

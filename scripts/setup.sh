@@ -32,10 +32,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
-    echo "setup: adding the thumbv7em-none-eabihf target" >&2
-    rustup target add thumbv7em-none-eabihf
-fi
+# The embassy transport's targets (scripts/test-embassy.sh): the QEMU firmware's Cortex-M4F,
+# and the RP2040's and ESP32-C3's, which have no compare-and-swap.
+for target in thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+        echo "setup: adding the $target target" >&2
+        rustup target add "$target"
+    fi
+done
 
 # cargo-public-api, for scripts/public-api.sh: the version pinned, as it reads the rustdoc
 # JSON format of the toolchain it was made for.

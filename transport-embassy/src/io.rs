@@ -1,11 +1,11 @@
-//! The socket halves as the core driver sees them: one error type for both, and a reader
-//! that enforces the idle and head timeouts from the connection's status.
+//! The socket halves as the core driver sees them (one error type for both), and the
+//! watch that enforces the idle, head, body and send timeouts from the connection's status.
 
 use core::fmt;
 
-use embassy_futures::select::{Either, select};
+use embassy_futures::yield_now;
 use embassy_net::tcp::{self, TcpReader, TcpWriter};
-use embassy_time::{Instant, Timer};
+use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use ember_fcgi_core::ConnectionStatus;
 
@@ -16,7 +16,8 @@ use crate::limits::Limits;
 pub enum IoError {
     /// The peer reset the connection, or the stack gave up on it (`tcp_timeout`).
     Reset,
-    /// No request arrived within `idle_timeout`, or a head took longer than `head_timeout`.
+    /// No request arrived within `idle_timeout`, or a head took longer than `head_timeout`
+    /// (body, send and request timeouts end a connection with `ConnectionError::TimedOut`).
     TimedOut,
 }
 
@@ -46,75 +47,93 @@ impl From<tcp::Error> for IoError {
     }
 }
 
-/// The read half: every read ends by a deadline while the connection is idle (no request)
-/// or a request is in its head; it looks again every `check_interval`, because a handler
-/// that finishes while the read waits makes the connection idle.
-pub(crate) struct TimedReader<'s, 'c> {
-    pub(crate) inner: TcpReader<'s>,
-    pub(crate) status: &'c ConnectionStatus,
-    pub(crate) limits: &'c Limits,
-    /// What the connection was doing at the last read: idle, in a head, or busy.
-    phase: Phase,
-    /// Since when it has been doing that, as first seen by a read.
-    since: Instant,
-}
+/// The read half, with the writer's error type. Cancel-safe: a `TcpReader` read takes no
+/// bytes until it completes.
+pub(crate) struct SocketReader<'s>(pub(crate) TcpReader<'s>);
 
-/// What a connection is doing, as far as its timeouts go.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// No request: `idle_timeout` applies.
-    Idle,
-    /// Some request's params have not all arrived: `head_timeout` applies.
-    Head,
-    /// Requests are being served: no read timeout.
-    Busy,
-}
-
-impl<'s, 'c> TimedReader<'s, 'c> {
-    pub(crate) fn new(inner: TcpReader<'s>, status: &'c ConnectionStatus, limits: &'c Limits) -> Self {
-        Self { inner, status, limits, phase: Phase::Idle, since: Instant::now() }
-    }
-
-    /// The instant this connection times out in its current state, if it can.
-    fn deadline(&mut self) -> Option<Instant> {
-        let (phase, timeout) = if self.status.requests_in_head() > 0 {
-            (Phase::Head, Some(self.limits.head_timeout))
-        } else if self.status.active_requests() == 0 {
-            (Phase::Idle, Some(self.limits.idle_timeout))
-        } else {
-            (Phase::Busy, None)
-        };
-        if phase != self.phase {
-            self.phase = phase;
-            self.since = Instant::now();
-        }
-        timeout.map(|timeout| self.since + timeout)
-    }
-}
-
-impl ErrorType for TimedReader<'_, '_> {
+impl ErrorType for SocketReader<'_> {
     type Error = IoError;
 }
 
 // The I/O methods are not `async fn`s: their futures would hold the arguments twice (as
 // passed, and moved into the body); the blocks hold them once.
 #[allow(clippy::manual_async_fn)]
-impl Read for TimedReader<'_, '_> {
+impl Read for SocketReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, IoError>> {
-        async move {
-            loop {
-                let check = Instant::now() + self.limits.check_interval;
-                let wake = match self.deadline() {
-                    Some(deadline) if deadline <= Instant::now() => return Err(IoError::TimedOut),
-                    Some(deadline) => deadline.min(check),
-                    None => check,
-                };
-                // A TcpReader read takes no bytes until it completes, so dropping it is safe.
-                match select(self.inner.read(buf), Timer::at(wake)).await {
-                    Either::First(result) => return Ok(result?),
-                    Either::Second(()) => continue,
+        async move { Ok(self.0.read(buf).await?) }
+    }
+}
+
+/// What a connection waits for, as far as its timeouts go (as the std servers' `Wait`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// No request: `idle_timeout`.
+    Idle,
+    /// Some request's params have not all arrived: `head_timeout`.
+    Head,
+    /// Response bytes wait for the web server to take them: `send_timeout`.
+    Send,
+    /// A handler waits for body bytes that do not come: `body_timeout`.
+    Body,
+    /// Requests are being served and nothing stalls: no timeout.
+    Busy,
+}
+
+impl Wait {
+    /// The connection's wait now, and the bytes moved in the direction it watches (a wait
+    /// starts again when they move).
+    fn of(status: &ConnectionStatus) -> (Self, u64) {
+        if status.requests_in_head() > 0 {
+            (Self::Head, 0)
+        } else if status.active_requests() == 0 {
+            (Self::Idle, 0)
+        } else if status.is_sending() {
+            (Self::Send, status.sent_bytes())
+        } else if status.is_waiting_for_body() {
+            (Self::Body, status.body_bytes())
+        } else {
+            (Self::Busy, 0)
+        }
+    }
+
+    fn allowed(self, limits: &Limits) -> Option<Duration> {
+        match self {
+            Self::Idle => Some(limits.idle_timeout),
+            Self::Head => Some(limits.head_timeout),
+            Self::Send => Some(limits.send_timeout),
+            Self::Body => Some(limits.body_timeout),
+            Self::Busy => None,
+        }
+    }
+}
+
+/// Watches a connection beside its driver (they are polled together: the driver updates
+/// `status` whenever it waits). An idle or head timeout completes it (the caller drops the
+/// driver: no handler runs, or none that could answer); a stalled body or send expires
+/// the connection, so that the handlers' calls fail with `TimedOut` and the driver
+/// returns when it is polled next (at once). It looks at `status` every `check_interval`,
+/// since the status changes without waking it.
+pub(crate) async fn watch(status: &ConnectionStatus, limits: &Limits) {
+    let mut seen = (Wait::Idle, 0);
+    let mut since = Instant::now();
+    loop {
+        let now = Instant::now();
+        let current = Wait::of(status);
+        if current != seen {
+            seen = current;
+            since = now;
+        }
+        let check = now.checked_add(limits.check_interval).unwrap_or(Instant::MAX);
+        match seen.0.allowed(limits).and_then(|allowed| since.checked_add(allowed)) {
+            Some(deadline) if deadline <= now => {
+                if matches!(seen.0, Wait::Idle | Wait::Head) {
+                    return;
                 }
+                status.expire();
+                yield_now().await;
             }
+            Some(deadline) => Timer::at(deadline.min(check)).await,
+            None => Timer::at(check).await,
         }
     }
 }

@@ -5,4 +5,5 @@
 pub mod checks;
 pub mod netns;
 pub mod nginx;
+pub mod raw;
 pub mod tools;

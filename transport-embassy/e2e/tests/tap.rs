@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use ember_fcgi_embassy_e2e::checks::{Expect, exercise};
 use ember_fcgi_embassy_e2e::netns::{self, NetNs};
 use ember_fcgi_embassy_e2e::nginx::Nginx;
+use ember_fcgi_embassy_e2e::raw::{END_REQUEST, half_a_body, pair, record, request};
 use ember_fcgi_embassy_e2e::tools::{require, require_root, start_logged};
 
 const SERVER: &str = "10.77.0.2:9000";
@@ -53,26 +54,6 @@ fn nginx_to_embassy_net_over_tap() {
         report.requests_per_second, report.post_seconds
     );
 }
-
-/// One FastCGI record with no padding.
-fn record(kind: u8, content: &[u8]) -> Vec<u8> {
-    let len = u16::try_from(content.len()).expect("short content").to_be_bytes();
-    let mut bytes = vec![1, kind, 0, 1, len[0], len[1], 0, 0];
-    bytes.extend_from_slice(content);
-    bytes
-}
-
-/// BEGIN_REQUEST (responder), one param, end of params, empty stdin.
-fn request(keep_conn: bool) -> Vec<u8> {
-    let mut bytes = record(1, &[0, 1, u8::from(keep_conn), 0, 0, 0, 0, 0]);
-    bytes.extend(record(4, b"\x0e\x03REQUEST_METHODGET"));
-    bytes.extend(record(4, b""));
-    bytes.extend(record(5, b""));
-    bytes
-}
-
-/// END_REQUEST for request 1, status 0, request complete.
-const END_REQUEST: [u8; 16] = [1, 3, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 fn connect() -> TcpStream {
     let stream = TcpStream::connect(SERVER).expect("connect");
@@ -133,5 +114,80 @@ fn timeouts_and_closes_over_tap() {
         let (bytes, waited) = read_until_closed(&mut stream);
         assert!(bytes.is_empty());
         assert!(waited < Duration::from_millis(300), "closed {waited:?} after the peer");
+    });
+}
+
+#[test]
+#[ignore = "needs root and /dev/net/tun: run scripts/test-embassy.sh"]
+fn stalls_and_the_allow_list_over_tap() {
+    let body = Duration::from_millis(1000);
+    let args = [
+        "--body-ms",
+        "1000",
+        "--send-ms",
+        "1000",
+        "--request-ms",
+        "1500",
+        "--check-ms",
+        "50",
+        "--allow",
+        "10.77.0.1",
+    ];
+    with_tap_server("tapstall", &args, || {
+        // Four clients (one per socket of the server) send half a body and stop: every
+        // socket is held, so a fifth connection finds none listening and is refused...
+        let mut stalled: Vec<TcpStream> = (0..4)
+            .map(|_| {
+                let mut stream = connect();
+                stream.write_all(&half_a_body()).expect("write half a body");
+                stream
+            })
+            .collect();
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(TcpStream::connect(SERVER).is_err(), "a fifth connection while four sockets are held");
+        // ... until the body timeout closes them (a FIN, no END_REQUEST): their sockets
+        // serve new connections.
+        for stream in &mut stalled {
+            let (bytes, _) = read_until_closed(stream);
+            assert!(!bytes.ends_with(&END_REQUEST), "a stalled request ended: {bytes:?}");
+        }
+        let waited = start.elapsed();
+        assert!(waited >= body * 3 / 4 && waited < body * 3, "stalled bodies closed after {waited:?}");
+        // Once the clients close too, the sockets listen again (within a moment).
+        drop(stalled);
+        std::thread::sleep(Duration::from_millis(100));
+        let mut stream = connect();
+        stream.write_all(&request(false)).expect("write request");
+        let (bytes, _) = read_until_closed(&mut stream);
+        assert!(bytes.ends_with(&END_REQUEST), "a new connection is served: {bytes:?}");
+
+        // A handler past the request timeout that wrote nothing: dropped, and a 504.
+        let mut stream = connect();
+        let mut hang = record(1, &[0, 1, 0, 0, 0, 0, 0, 0]);
+        hang.extend(record(4, &pair("QUERY_STRING", "hang")));
+        hang.extend(record(4, b""));
+        hang.extend(record(5, b""));
+        stream.write_all(&hang).expect("write request");
+        let (bytes, waited) = read_until_closed(&mut stream);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("Status: 504 Gateway Timeout\r\n"), "504 after the request timeout: {text:?}");
+        assert!(bytes.ends_with(&END_REQUEST), "the 504 ends the request: {bytes:?}");
+        assert!(
+            waited >= Duration::from_millis(1100) && waited < Duration::from_secs(4),
+            "504 after {waited:?}"
+        );
+    });
+
+    // A peer not in the allow-list is reset at accept, unanswered.
+    with_tap_server("tapdeny", &["--allow", "10.77.0.9"], || {
+        let mut stream = connect();
+        let _ = stream.write_all(&request(false));
+        let mut bytes = Vec::new();
+        match stream.read_to_end(&mut bytes) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "refused with {e}"),
+            Ok(_) => panic!("a peer not allowed was answered (then closed): {bytes:?}"),
+        }
+        assert!(bytes.is_empty(), "a peer not allowed got {bytes:?}");
     });
 }

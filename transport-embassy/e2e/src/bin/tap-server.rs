@@ -1,21 +1,25 @@
 //! The embassy transport on Linux: embassy-net on a TAP device (embassy-net-tuntap) under
-//! embassy's std executor, serving the firmware's echo handler. The nginx test runs it in
-//! a network namespace of its own.
+//! embassy's std executor, serving the firmware's echo handler (and, for the query string
+//! `hang`, a handler that never answers, for the request timeout; for `big`, 1 MiB of
+//! `x`, for the send timeout). The nginx test runs it
+//! in a network namespace of its own.
 //!
 //! ```text
 //! tap-server --tap tap0 --address 10.77.0.2 --prefix 24 --port 9000 \
-//!     [--idle-ms N] [--head-ms N] [--check-ms N]
+//!     [--idle-ms N] [--head-ms N] [--body-ms N] [--send-ms N] [--request-ms N] \
+//!     [--check-ms N] [--allow IP]...
 //! ```
 
 #[path = "../../../firmware/src/echo.rs"]
 mod echo;
 
 use embassy_executor::Spawner;
-use embassy_net::{Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
+use embassy_net::{IpAddress, Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
 use embassy_time::Duration;
+use ember_fcgi_core::prelude::*;
 use ember_fcgi_core::{Buffers, Config};
-use ember_fcgi_embassy::{Limits, Slot, Stats, serve};
+use ember_fcgi_embassy::{AllowedPeers, Limits, Slot, Stats, serve};
 use static_cell::StaticCell;
 
 use echo::Echo;
@@ -32,7 +36,28 @@ static CONFIG: Config = {
 };
 static LIMITS: StaticCell<Limits> = StaticCell::new();
 static STATS: Stats = Stats::new();
-static HANDLER: Echo = Echo { stats: &STATS };
+static HANDLER: Tap = Tap(Echo { stats: &STATS });
+
+/// The echo handler, except for the query strings `hang` (never answers, writes nothing)
+/// and `big` (answers 1 MiB of `x`).
+struct Tap(Echo);
+
+impl Handler for Tap {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+        match req.params().query_string() {
+            "hang" => core::future::pending::<()>().await,
+            "big" => {
+                let mut body = res.send_head(200, &[("Content-Type", "text/plain")]).await?;
+                for _ in 0..1024 {
+                    body.write_all(&[b'x'; 1024]).await?;
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        self.0.handle(req, res).await
+    }
+}
 
 struct Args {
     tap: String,
@@ -53,6 +78,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         port: 9000,
         limits: Limits::new(),
     };
+    let mut allowed = Vec::new();
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
@@ -63,9 +89,21 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("port") => args.port = parser.value()?.parse()?,
             Long("idle-ms") => args.limits.idle_timeout = Duration::from_millis(parser.value()?.parse()?),
             Long("head-ms") => args.limits.head_timeout = Duration::from_millis(parser.value()?.parse()?),
+            Long("body-ms") => args.limits.body_timeout = Duration::from_millis(parser.value()?.parse()?),
+            Long("send-ms") => args.limits.send_timeout = Duration::from_millis(parser.value()?.parse()?),
+            Long("request-ms") => {
+                args.limits.request_timeout = Duration::from_millis(parser.value()?.parse()?);
+            }
+            Long("allow") => allowed.push(IpAddress::Ipv4(parser.value()?.parse()?)),
             Long("check-ms") => args.limits.check_interval = Duration::from_millis(parser.value()?.parse()?),
             _ => return Err(arg.unexpected()),
         }
+    }
+    if !allowed.is_empty() {
+        if allowed.len() > AllowedPeers::MAX {
+            return Err(format!("at most {} --allow", AllowedPeers::MAX).into());
+        }
+        args.limits.allowed_peers = AllowedPeers::only(&allowed);
     }
     Ok(args)
 }

@@ -4,9 +4,10 @@
 #![no_main]
 
 use embassy_executor::Spawner;
-use embassy_net::{Runner, Stack, StackResources};
+use embassy_net::{IpAddress, Runner, Stack, StackResources};
+use embassy_time::Duration;
 use ember_fcgi_core::{Buffers, Config};
-use ember_fcgi_embassy::{Limits, Slot, Stats, serve};
+use ember_fcgi_embassy::{AllowedPeers, Limits, Slot, Stats, serve};
 use ember_fcgi_firmware::board::{self, PORT};
 use ember_fcgi_firmware::echo::Echo;
 use ember_fcgi_firmware::lan9118::Lan9118;
@@ -55,7 +56,11 @@ static CONFIG: Config = {
     config.max_conns = CONNS as u32;
     config
 };
-static LIMITS: Limits = Limits::new();
+/// The default limits, but a 2 s body timeout (the QEMU test stalls a body) and only QEMU's
+/// user-network gateway, through which every connection arrives, as the web server.
+static LIMITS: Limits = Limits::new()
+    .with_body_timeout(Duration::from_secs(2))
+    .with_allowed_peers(AllowedPeers::only(&[IpAddress::Ipv4(board::GATEWAY)]));
 static STATS: Stats = Stats::new();
 static HANDLER: Echo = Echo { stats: &STATS };
 
