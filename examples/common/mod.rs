@@ -199,6 +199,8 @@ fn seconds(value: &str) -> Result<Duration, String> {
 #[derive(Debug)]
 pub struct Args {
     pub transport: Transport,
+    /// Whether `--transport` was given (else `transport` is the default, mio).
+    pub transport_given: bool,
     pub listen: Listen,
     /// Whether `--listen` was given (else `listen` is the inherited fd 0).
     pub listen_given: bool,
@@ -349,6 +351,7 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let mut transport = Transport::Mio;
+    let mut transport_given = false;
     let mut listen = Listen::from_launcher();
     let mut listen_given = false;
     let mut socket = SocketAccess::default();
@@ -363,7 +366,8 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
                     Some("mio") => Transport::Mio,
                     Some("smol") => Transport::Smol,
                     _ => return Err(format!("unknown transport {value:?}: expected mio or smol")),
-                }
+                };
+                transport_given = true;
             }
             Long("listen") => {
                 let value = parser.value().map_err(|e| e.to_string())?;
@@ -403,14 +407,58 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
         return Err(format!("--{} {} is required", missing.name, missing.value));
     }
     socket.apply(&mut listen)?;
-    Ok(Some(Args { transport, listen, listen_given, limits, ops, extra, program, opts: opts.to_vec() }))
+    Ok(Some(Args {
+        transport,
+        transport_given,
+        listen,
+        listen_given,
+        limits,
+        ops,
+        extra,
+        program,
+        opts: opts.to_vec(),
+    }))
 }
 
 /// Binds `args.listen` on `args.transport`, prints `listening on ADDR` to stderr, and runs
 /// `handler` until SIGTERM or SIGINT has finished a graceful shutdown (a second signal
 /// exits at once). Exit status 1 if binding or serving fails. The limit options given
 /// (`--params-bytes`, `--idle-timeout`, ...) replace those fields of `limits`.
-pub fn serve<H: Handler + 'static>(args: &Args, handler: H, mut limits: Limits) -> ExitCode {
+pub fn serve<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> ExitCode {
+    serve_on(args, args.transport, handler, limits)
+}
+
+/// [`serve`] on the tokio server (`ember_fcgi::tokio`) whatever `--transport` says, for
+/// handlers that await tokio's timers and sockets (the axum example).
+#[cfg(feature = "tokio")]
+pub fn serve_tokio<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> ExitCode {
+    serve_on(args, Server::Tokio, handler, limits)
+}
+
+/// Which server [`serve_on`] runs: `--transport`'s, or tokio.
+#[derive(Clone, Copy)]
+enum Server {
+    Mio,
+    Smol,
+    #[cfg(feature = "tokio")]
+    Tokio,
+}
+
+impl From<Transport> for Server {
+    fn from(transport: Transport) -> Self {
+        match transport {
+            Transport::Mio => Self::Mio,
+            Transport::Smol => Self::Smol,
+        }
+    }
+}
+
+fn serve_on<H: Handler + 'static>(
+    args: &Args,
+    server: impl Into<Server>,
+    handler: H,
+    mut limits: Limits,
+) -> ExitCode {
     for (set, value) in &args.limits {
         // Checked when parsed.
         let _ = set(&mut limits, value);
@@ -423,9 +471,11 @@ pub fn serve<H: Handler + 'static>(args: &Args, handler: H, mut limits: Limits) 
     if let Some(path) = &args.ops.ping_path {
         handler = handler.with_ping_path(path);
     }
-    let result = match args.transport {
-        Transport::Mio => run_mio(args, handler, limits),
-        Transport::Smol => run_smol(args, handler, limits),
+    let result = match server.into() {
+        Server::Mio => run_mio(args, handler, limits),
+        Server::Smol => run_smol(args, handler, limits),
+        #[cfg(feature = "tokio")]
+        Server::Tokio => run_tokio(args, handler, limits),
     };
     let program = args.program;
     match result {
@@ -537,6 +587,15 @@ fn run_smol<H: Handler + 'static>(
     limits: Limits,
 ) -> Result<(), Failure> {
     run_server!(ember_fcgi::smol::Server, "smol", args, handler, limits)
+}
+
+#[cfg(feature = "tokio")]
+fn run_tokio<H: Handler + 'static>(
+    args: &Args,
+    handler: StatusPages<H>,
+    limits: Limits,
+) -> Result<(), Failure> {
+    run_server!(ember_fcgi::tokio::Server, "tokio", args, handler, limits)
 }
 
 #[cfg(not(feature = "smol"))]
