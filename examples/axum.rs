@@ -17,7 +17,7 @@
 //! | `GET /cookies` | the `Cookie` header: `{"count":..,"bytes":..}` |
 //! | `GET /client` | the client's address and the CGI variables the web server sent (FastCGI only) |
 //! | `GET /slow?ms=MS` | answers after MS ms; past `--timeout`, the timeout layer answers 408 |
-//! | `GET /stats` | the counters: hits, notes, uploads, events streams cancelled |
+//! | `GET /stats` | the counters: hits, notes, uploads (stored, refused), events streams cancelled |
 //!
 //! A client that leaves in the middle of `/events` drops its stream (the web server aborts
 //! the FastCGI request or closes the connection; the handler's future is dropped): the
@@ -61,6 +61,8 @@ struct AppState {
     hits: Arc<AtomicU64>,
     notes: Arc<AtomicU64>,
     uploads: Arc<AtomicU64>,
+    /// Uploads refused as too large.
+    refused: Arc<AtomicU64>,
     cancelled: Arc<AtomicU64>,
     upload_limit: usize,
 }
@@ -171,8 +173,10 @@ async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let too_large =
-        || (StatusCode::PAYLOAD_TOO_LARGE, format!("uploads are limited to {} bytes\n", state.upload_limit));
+    let too_large = || {
+        state.refused.fetch_add(1, Ordering::Relaxed);
+        (StatusCode::PAYLOAD_TOO_LARGE, format!("uploads are limited to {} bytes\n", state.upload_limit))
+    };
     if declared.is_some_and(|n| n > state.upload_limit as u64) {
         return Err(too_large().into_response());
     }
@@ -242,6 +246,7 @@ async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
         "hits": get(&state.hits),
         "notes": get(&state.notes),
         "uploads": get(&state.uploads),
+        "uploads_refused": get(&state.refused),
         "events_cancelled": get(&state.cancelled),
     }))
 }
@@ -359,6 +364,7 @@ fn main() -> ExitCode {
         hits: Arc::default(),
         notes: Arc::default(),
         uploads: Arc::default(),
+        refused: Arc::default(),
         cancelled: Arc::default(),
         upload_limit: usize::try_from(upload_limit).unwrap_or(usize::MAX),
     };
