@@ -332,7 +332,7 @@ fn apache_mod_proxy_fcgi() {
 
 #[test]
 fn apache_mod_fcgid_starts_the_app() {
-    let apache = WebServer::start_apache_fcgid(&tools::apache2(), &tools::mod_fcgid(), axum_example());
+    let apache = WebServer::start_apache_fcgid(&tools::apache2(), &tools::mod_fcgid(), axum_example(), "");
     check_basics(&apache.url(""), "Apache/");
     // mod_fcgid started it, with the listening socket as its fd 0.
     let spawned = apache.descendants();
@@ -342,6 +342,36 @@ fn apache_mod_fcgid_starts_the_app() {
     );
     let logs = apache.logs();
     assert!(logs.contains("listening on fd:0"), "{logs}");
+    apache.assert_clean_log();
+}
+
+/// mod_fcgid retires a process after `FcgidMaxRequestsPerProcess` requests (SIGTERM: the
+/// app shuts down gracefully) and starts another for the next: the state starts over.
+#[test]
+fn apache_mod_fcgid_retires_and_respawns() {
+    let extra = "FcgidMaxRequestsPerProcess 3\nFcgidErrorScanInterval 1\n";
+    let apache = WebServer::start_apache_fcgid(&tools::apache2(), &tools::mod_fcgid(), axum_example(), extra);
+    let agent = agent();
+    let mut hits = Vec::new();
+    for _ in 0..7 {
+        let reply = send(agent.get(&apache.url("/hits")).call());
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let n: u64 = reply.body.trim().strip_prefix("hits ").and_then(|n| n.parse().ok()).expect("hits N");
+        hits.push(n);
+    }
+    // No process served more than 3, and a fresh one (its count from 1) took over.
+    assert!(hits.iter().all(|&n| n <= 3) && hits[1..].contains(&1), "hits per request: {hits:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = apache.logs();
+        let started = logs.matches("listening on fd:0").count();
+        if started >= 2 && logs.contains("shutting down gracefully") {
+            loud(&format!("axum under mod_fcgid: {hits:?} hits per request, {started} processes started"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no retired and respawned process within 10 s:\n{logs}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     apache.assert_clean_log();
 }
 

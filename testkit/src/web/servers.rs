@@ -101,8 +101,9 @@ pub fn apache_snippet(app: &Endpoint) -> String {
 /// Apache's mod_fcgid starting the app itself, as shared hosting does: for every request
 /// under `/`, `FcgidWrapper` `command` (`virtual`: no script file is looked for), which
 /// mod_fcgid spawns (and retires) with a listening Unix socket as its fd 0
-/// (FCGI_LISTENSOCK_FILENO); its sockets and process table live under `dir`.
-pub fn apache_fcgid_snippet(module: &Path, dir: &Path, command: &Path) -> String {
+/// (FCGI_LISTENSOCK_FILENO); its sockets and process table live under `dir`. `extra` is
+/// more mod_fcgid directives (e.g. `FcgidMaxRequestsPerProcess 3`), one a line.
+pub fn apache_fcgid_snippet(module: &Path, dir: &Path, command: &Path, extra: &str) -> String {
     let d = dir.display();
     format!(
         "LoadModule fcgid_module \"{}\"
@@ -110,7 +111,7 @@ FcgidIPCDir \"{d}/fcgid\"
 FcgidProcessTableFile \"{d}/fcgid_shm\"
 FcgidMaxRequestLen 1073741824
 FcgidMaxProcessesPerClass 2
-<Location \"/\">
+{extra}<Location \"/\">
     SetHandler fcgid-script
     Options +ExecCGI
     FcgidWrapper \"{}\" virtual
@@ -237,14 +238,14 @@ impl WebServer {
 
     /// Starts Apache with mod_fcgid spawning `command` (see [`apache_fcgid_snippet`]);
     /// `module` is `mod_fcgid.so` ([`tools::mod_fcgid`]).
-    pub fn start_apache_fcgid(binary: &Path, module: &Path, command: &Path) -> Self {
+    pub fn start_apache_fcgid(binary: &Path, module: &Path, command: &Path, extra: &str) -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = TempDir::new("fcgid");
         let ipc = dir.path().join("fcgid");
         std::fs::create_dir_all(&ipc).expect("create the fcgid dir");
         // Started as root, Apache runs the app as nobody, who creates its sockets here.
         std::fs::set_permissions(&ipc, std::fs::Permissions::from_mode(0o777)).expect("chmod the fcgid dir");
-        let snippet = apache_fcgid_snippet(module, dir.path(), command);
+        let snippet = apache_fcgid_snippet(module, dir.path(), command, extra);
         Self::launch(Kind::Apache, binary, dir, &snippet)
     }
 
