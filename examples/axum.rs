@@ -31,7 +31,7 @@
 //!
 //! Without `--listen` or `--http` it serves the socket a launcher passed (systemd, or fd 0
 //! from spawn-fcgi, lighttpd's `bin-path` or Apache's mod_fcgid). It runs on the tokio
-//! server only (`--transport` is refused): its handlers await tokio timers.
+//! server only (it has no `--transport`): its handlers await tokio timers.
 
 mod common;
 
@@ -339,11 +339,7 @@ fn main() -> ExitCode {
             help: "a request the app has not answered in SECS gets 408 (default 30)",
         },
     ];
-    let args = common::parse_args("axum", &opts);
-    if args.transport_given {
-        eprintln!("axum: --transport is not for this example: it runs on the tokio server");
-        return ExitCode::from(2);
-    }
+    let args = common::parse_tokio_args("axum", &opts, "tokio,tower");
     let number = |name: &str, default: u64| -> Result<u64, String> {
         match args.get(name) {
             None => Ok(default),

@@ -378,6 +378,26 @@ fn apache_mod_fcgid_retires_and_respawns() {
     apache.assert_clean_log();
 }
 
+/// The common command line without `--transport` (the example runs on tokio only).
+#[test]
+fn command_line_has_no_transport() {
+    let help = Command::new(axum_example()).arg("--help").output().expect("run axum --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.starts_with("usage: axum [--listen ADDR]"), "{help}");
+    assert!(help.contains("--http ADDR") && !help.contains("--transport"), "{help}");
+    let refused = Command::new(axum_example()).args(["--transport", "smol"]).output().expect("run axum");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).starts_with("axum: unknown option --transport\n"));
+    let no_socket = Command::new(axum_example()).stdin(Stdio::null()).output().expect("run axum");
+    assert_eq!(no_socket.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&no_socket.stderr);
+    assert!(
+        stderr
+            .contains("cargo run --release --features tokio,tower --example axum -- --listen 127.0.0.1:9000"),
+        "{stderr}"
+    );
+}
+
 /// `--http ADDR`: the same `Router` on `axum::serve`.
 #[test]
 fn http_mode_serves_the_same_router() {

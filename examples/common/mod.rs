@@ -199,8 +199,6 @@ fn seconds(value: &str) -> Result<Duration, String> {
 #[derive(Debug)]
 pub struct Args {
     pub transport: Transport,
-    /// Whether `--transport` was given (else `transport` is the default, mio).
-    pub transport_given: bool,
     pub listen: Listen,
     /// Whether `--listen` was given (else `listen` is the inherited fd 0).
     pub listen_given: bool,
@@ -211,6 +209,9 @@ pub struct Args {
     extra: Vec<(&'static str, OsString)>,
     program: &'static str,
     opts: Vec<Opt>,
+    /// `Some(FEATURES)` for an example that runs on the tokio server only
+    /// ([`parse_tokio_args`]): the cargo features it needs.
+    tokio: Option<&'static str>,
 }
 
 /// The operator's options: log level, status and ping pages.
@@ -294,8 +295,9 @@ impl Args {
 }
 
 /// The usage text: a synopsis, one line per option, and a command line that works.
-fn usage(program: &str, opts: &[Opt]) -> String {
-    let all = || COMMON_OPTS.iter().chain(opts);
+fn usage(program: &str, opts: &[Opt], tokio: Option<&str>) -> String {
+    // A tokio-only example has no `--transport`.
+    let all = || COMMON_OPTS.iter().filter(|o| tokio.is_none() || o.name != "transport").chain(opts);
     let mut text = format!("usage: {program}");
     for opt in all() {
         let item = format!("--{} {}", opt.name, opt.value);
@@ -332,8 +334,18 @@ fn tcp_args(opts: &[Opt]) -> String {
 /// Parses the command line; on a bad argument prints the problem and the usage to stderr
 /// and exits with status 2 (`--help` prints the usage to stdout and exits 0).
 pub fn parse_args(program: &'static str, opts: &[Opt]) -> Args {
-    let usage = usage(program, opts);
-    match parse(program, opts) {
+    parse_args_for(program, opts, None)
+}
+
+/// [`parse_args`] for an example that runs on the tokio server only ([`serve_tokio`]):
+/// no `--transport`, and `features` (e.g. `tokio,tower`) in the `cargo run` it suggests.
+pub fn parse_tokio_args(program: &'static str, opts: &[Opt], features: &'static str) -> Args {
+    parse_args_for(program, opts, Some(features))
+}
+
+fn parse_args_for(program: &'static str, opts: &[Opt], tokio: Option<&'static str>) -> Args {
+    let usage = usage(program, opts, tokio);
+    match parse(program, opts, tokio) {
         Ok(Some(args)) => args,
         Ok(None) => {
             println!("{usage}");
@@ -347,11 +359,10 @@ pub fn parse_args(program: &'static str, opts: &[Opt]) -> Args {
 }
 
 /// The arguments, `None` for `--help`, or what is wrong with them.
-fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
+fn parse(program: &'static str, opts: &[Opt], tokio: Option<&'static str>) -> Result<Option<Args>, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let mut transport = Transport::Mio;
-    let mut transport_given = false;
     let mut listen = Listen::from_launcher();
     let mut listen_given = false;
     let mut socket = SocketAccess::default();
@@ -360,14 +371,13 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     let mut extra = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("transport") => {
+            Long("transport") if tokio.is_none() => {
                 let value = parser.value().map_err(|e| e.to_string())?;
                 transport = match value.to_str() {
                     Some("mio") => Transport::Mio,
                     Some("smol") => Transport::Smol,
                     _ => return Err(format!("unknown transport {value:?}: expected mio or smol")),
-                };
-                transport_given = true;
+                }
             }
             Long("listen") => {
                 let value = parser.value().map_err(|e| e.to_string())?;
@@ -409,7 +419,6 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     socket.apply(&mut listen)?;
     Ok(Some(Args {
         transport,
-        transport_given,
         listen,
         listen_given,
         limits,
@@ -417,6 +426,7 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
         extra,
         program,
         opts: opts.to_vec(),
+        tokio,
     }))
 }
 
@@ -428,8 +438,8 @@ pub fn serve<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> E
     serve_on(args, args.transport, handler, limits)
 }
 
-/// [`serve`] on the tokio server (`ember_fcgi::tokio`) whatever `--transport` says, for
-/// handlers that await tokio's timers and sockets (the axum example).
+/// [`serve`] on the tokio server (`ember_fcgi::tokio`), for handlers that await tokio's
+/// timers and sockets (the axum example, whose arguments [`parse_tokio_args`] parsed).
 #[cfg(feature = "tokio")]
 pub fn serve_tokio<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> ExitCode {
     serve_on(args, Server::Tokio, handler, limits)
@@ -527,13 +537,14 @@ fn no_socket(args: &Args) -> ExitCode {
         "{program}: {given}, and fd 0 is {fd0} (that is where a FastCGI launcher such as \
          spawn-fcgi or lighttpd's bin-path passes one)\n\
          to serve on a TCP port instead, add --listen 127.0.0.1:9000:\n    \
-         cargo run --release --example {program} -- {}",
+         cargo run --release{} --example {program} -- {}",
+        args.tokio.map(|f| format!(" --features {f}")).unwrap_or_default(),
         tcp_args(&args.opts)
     );
     if args.listen_given {
         ExitCode::FAILURE
     } else {
-        eprintln!("{}", usage(program, &args.opts));
+        eprintln!("{}", usage(program, &args.opts, args.tokio));
         ExitCode::from(2)
     }
 }
