@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the examples and tests need on a fresh Debian machine; quick when all is there.
-# nginx, cgi-fcgi (libfcgi-bin), lighttpd, apache2 and caddy for the end-to-end tests,
-# systemd-socket-activate, spawn-fcgi and python3-prometheus-client for tests/ops.rs, the
-# bare-metal target that proves the core is no_std, cargo-fuzz for the fuzz smoke run, and
-# cargo-public-api for the public-API listing (scripts/public-api.sh).
+# nginx, cgi-fcgi (libfcgi-bin), lighttpd, apache2, libapache2-mod-fcgid (tests/axum.rs) and
+# caddy for the end-to-end tests, systemd-socket-activate, spawn-fcgi and
+# python3-prometheus-client for tests/ops.rs, the bare-metal target that proves the core is
+# no_std, cargo-fuzz for the fuzz smoke run, and cargo-public-api for the public-API listing
+# (scripts/public-api.sh).
 # The tests run each web server from a config of their own and need none of the packages'
 # services (where apt starts them, `systemctl disable --now apache2 lighttpd caddy` stops them).
 set -euo pipefail
@@ -14,6 +15,8 @@ command -v cgi-fcgi >/dev/null 2>&1 || need_apt+=(libfcgi-bin)
 command -v lighttpd >/dev/null 2>&1 || [ -x /usr/sbin/lighttpd ] || need_apt+=(lighttpd)
 command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need_apt+=(apache2)
 command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || need_apt+=(caddy)
+# tests/axum.rs: Apache's mod_fcgid starting the app itself (the shared-hosting path).
+[ -f /usr/lib/apache2/modules/mod_fcgid.so ] || need_apt+=(libapache2-mod-fcgid)
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils) # script(1): a terminal for tests/cli.rs
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)   # scripts/doc-check.sh reads cargo metadata
 # tests/ops.rs: systemd's socket-activation launcher, spawn-fcgi, and Debian's python3 with

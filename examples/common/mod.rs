@@ -209,6 +209,9 @@ pub struct Args {
     extra: Vec<(&'static str, OsString)>,
     program: &'static str,
     opts: Vec<Opt>,
+    /// `Some(FEATURES)` for an example that runs on the tokio server only
+    /// ([`parse_tokio_args`]): the cargo features it needs.
+    tokio: Option<&'static str>,
 }
 
 /// The operator's options: log level, status and ping pages.
@@ -292,8 +295,9 @@ impl Args {
 }
 
 /// The usage text: a synopsis, one line per option, and a command line that works.
-fn usage(program: &str, opts: &[Opt]) -> String {
-    let all = || COMMON_OPTS.iter().chain(opts);
+fn usage(program: &str, opts: &[Opt], tokio: Option<&str>) -> String {
+    // A tokio-only example has no `--transport`.
+    let all = || COMMON_OPTS.iter().filter(|o| tokio.is_none() || o.name != "transport").chain(opts);
     let mut text = format!("usage: {program}");
     for opt in all() {
         let item = format!("--{} {}", opt.name, opt.value);
@@ -330,8 +334,18 @@ fn tcp_args(opts: &[Opt]) -> String {
 /// Parses the command line; on a bad argument prints the problem and the usage to stderr
 /// and exits with status 2 (`--help` prints the usage to stdout and exits 0).
 pub fn parse_args(program: &'static str, opts: &[Opt]) -> Args {
-    let usage = usage(program, opts);
-    match parse(program, opts) {
+    parse_args_for(program, opts, None)
+}
+
+/// [`parse_args`] for an example that runs on the tokio server only ([`serve_tokio`]):
+/// no `--transport`, and `features` (e.g. `tokio,tower`) in the `cargo run` it suggests.
+pub fn parse_tokio_args(program: &'static str, opts: &[Opt], features: &'static str) -> Args {
+    parse_args_for(program, opts, Some(features))
+}
+
+fn parse_args_for(program: &'static str, opts: &[Opt], tokio: Option<&'static str>) -> Args {
+    let usage = usage(program, opts, tokio);
+    match parse(program, opts, tokio) {
         Ok(Some(args)) => args,
         Ok(None) => {
             println!("{usage}");
@@ -345,7 +359,7 @@ pub fn parse_args(program: &'static str, opts: &[Opt]) -> Args {
 }
 
 /// The arguments, `None` for `--help`, or what is wrong with them.
-fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
+fn parse(program: &'static str, opts: &[Opt], tokio: Option<&'static str>) -> Result<Option<Args>, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let mut transport = Transport::Mio;
@@ -357,7 +371,7 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
     let mut extra = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("transport") => {
+            Long("transport") if tokio.is_none() => {
                 let value = parser.value().map_err(|e| e.to_string())?;
                 transport = match value.to_str() {
                     Some("mio") => Transport::Mio,
@@ -403,14 +417,58 @@ fn parse(program: &'static str, opts: &[Opt]) -> Result<Option<Args>, String> {
         return Err(format!("--{} {} is required", missing.name, missing.value));
     }
     socket.apply(&mut listen)?;
-    Ok(Some(Args { transport, listen, listen_given, limits, ops, extra, program, opts: opts.to_vec() }))
+    Ok(Some(Args {
+        transport,
+        listen,
+        listen_given,
+        limits,
+        ops,
+        extra,
+        program,
+        opts: opts.to_vec(),
+        tokio,
+    }))
 }
 
 /// Binds `args.listen` on `args.transport`, prints `listening on ADDR` to stderr, and runs
 /// `handler` until SIGTERM or SIGINT has finished a graceful shutdown (a second signal
 /// exits at once). Exit status 1 if binding or serving fails. The limit options given
 /// (`--params-bytes`, `--idle-timeout`, ...) replace those fields of `limits`.
-pub fn serve<H: Handler + 'static>(args: &Args, handler: H, mut limits: Limits) -> ExitCode {
+pub fn serve<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> ExitCode {
+    serve_on(args, args.transport, handler, limits)
+}
+
+/// [`serve`] on the tokio server (`ember_fcgi::tokio`), for handlers that await tokio's
+/// timers and sockets (the axum example, whose arguments [`parse_tokio_args`] parsed).
+#[cfg(feature = "tokio")]
+pub fn serve_tokio<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> ExitCode {
+    serve_on(args, Server::Tokio, handler, limits)
+}
+
+/// Which server [`serve_on`] runs: `--transport`'s, or tokio.
+#[derive(Clone, Copy)]
+enum Server {
+    Mio,
+    Smol,
+    #[cfg(feature = "tokio")]
+    Tokio,
+}
+
+impl From<Transport> for Server {
+    fn from(transport: Transport) -> Self {
+        match transport {
+            Transport::Mio => Self::Mio,
+            Transport::Smol => Self::Smol,
+        }
+    }
+}
+
+fn serve_on<H: Handler + 'static>(
+    args: &Args,
+    server: impl Into<Server>,
+    handler: H,
+    mut limits: Limits,
+) -> ExitCode {
     for (set, value) in &args.limits {
         // Checked when parsed.
         let _ = set(&mut limits, value);
@@ -423,9 +481,11 @@ pub fn serve<H: Handler + 'static>(args: &Args, handler: H, mut limits: Limits) 
     if let Some(path) = &args.ops.ping_path {
         handler = handler.with_ping_path(path);
     }
-    let result = match args.transport {
-        Transport::Mio => run_mio(args, handler, limits),
-        Transport::Smol => run_smol(args, handler, limits),
+    let result = match server.into() {
+        Server::Mio => run_mio(args, handler, limits),
+        Server::Smol => run_smol(args, handler, limits),
+        #[cfg(feature = "tokio")]
+        Server::Tokio => run_tokio(args, handler, limits),
     };
     let program = args.program;
     match result {
@@ -477,13 +537,14 @@ fn no_socket(args: &Args) -> ExitCode {
         "{program}: {given}, and fd 0 is {fd0} (that is where a FastCGI launcher such as \
          spawn-fcgi or lighttpd's bin-path passes one)\n\
          to serve on a TCP port instead, add --listen 127.0.0.1:9000:\n    \
-         cargo run --release --example {program} -- {}",
+         cargo run --release{} --example {program} -- {}",
+        args.tokio.map(|f| format!(" --features {f}")).unwrap_or_default(),
         tcp_args(&args.opts)
     );
     if args.listen_given {
         ExitCode::FAILURE
     } else {
-        eprintln!("{}", usage(program, &args.opts));
+        eprintln!("{}", usage(program, &args.opts, args.tokio));
         ExitCode::from(2)
     }
 }
@@ -537,6 +598,15 @@ fn run_smol<H: Handler + 'static>(
     limits: Limits,
 ) -> Result<(), Failure> {
     run_server!(ember_fcgi::smol::Server, "smol", args, handler, limits)
+}
+
+#[cfg(feature = "tokio")]
+fn run_tokio<H: Handler + 'static>(
+    args: &Args,
+    handler: StatusPages<H>,
+    limits: Limits,
+) -> Result<(), Failure> {
+    run_server!(ember_fcgi::tokio::Server, "tokio", args, handler, limits)
 }
 
 #[cfg(not(feature = "smol"))]

@@ -49,6 +49,11 @@ pub fn apache2() -> PathBuf {
     require("APACHE2", &["/usr/sbin/apache2"], "apache2", "apache2")
 }
 
+/// Apache's mod_fcgid module (`$MOD_FCGID`, else Debian's path).
+pub fn mod_fcgid() -> PathBuf {
+    require("MOD_FCGID", &["/usr/lib/apache2/modules/mod_fcgid.so"], "mod_fcgid.so", "libapache2-mod-fcgid")
+}
+
 pub fn caddy() -> PathBuf {
     require("CADDY", &["/usr/bin/caddy"], "caddy", "caddy")
 }

@@ -98,6 +98,30 @@ pub fn apache_snippet(app: &Endpoint) -> String {
     format!("ProxyPass \"/\" \"{target}\" enablereuse=on\n")
 }
 
+/// Apache's mod_fcgid starting the app itself, as shared hosting does: for every request
+/// under `/`, `FcgidWrapper` `command` (`virtual`: no script file is looked for), which
+/// mod_fcgid spawns (and retires) with a listening Unix socket as its fd 0
+/// (FCGI_LISTENSOCK_FILENO); its sockets and process table live under `dir`. `extra` is
+/// more mod_fcgid directives (e.g. `FcgidMaxRequestsPerProcess 3`), one a line.
+pub fn apache_fcgid_snippet(module: &Path, dir: &Path, command: &Path, extra: &str) -> String {
+    let d = dir.display();
+    format!(
+        "LoadModule fcgid_module \"{}\"
+FcgidIPCDir \"{d}/fcgid\"
+FcgidProcessTableFile \"{d}/fcgid_shm\"
+FcgidMaxRequestLen 1073741824
+FcgidMaxProcessesPerClass 2
+{extra}<Location \"/\">
+    SetHandler fcgid-script
+    Options +ExecCGI
+    FcgidWrapper \"{}\" virtual
+</Location>
+",
+        module.display(),
+        command.display()
+    )
+}
+
 /// The body of a Caddy site block: `reverse_proxy` with the FastCGI transport.
 pub fn caddy_snippet(app: &Endpoint) -> String {
     let upstream = match app {
@@ -210,6 +234,19 @@ impl WebServer {
         let dir = TempDir::new("lighttpd");
         let snippet = lighttpd_spawn_snippet(&dir.path().join("lighty.sock"), command);
         Self::launch(Kind::Lighttpd, binary, dir, &snippet)
+    }
+
+    /// Starts Apache with mod_fcgid spawning `command` (see [`apache_fcgid_snippet`]);
+    /// `module` is `mod_fcgid.so` ([`tools::mod_fcgid`]).
+    pub fn start_apache_fcgid(binary: &Path, module: &Path, command: &Path, extra: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = TempDir::new("fcgid");
+        let ipc = dir.path().join("fcgid");
+        std::fs::create_dir_all(&ipc).expect("create the fcgid dir");
+        // Started as root, Apache runs the app as nobody, who creates its sockets here.
+        std::fs::set_permissions(&ipc, std::fs::Permissions::from_mode(0o777)).expect("chmod the fcgid dir");
+        let snippet = apache_fcgid_snippet(module, dir.path(), command, extra);
+        Self::launch(Kind::Apache, binary, dir, &snippet)
     }
 
     fn launch(kind: Kind, binary: &Path, dir: TempDir, snippet: &str) -> Self {
