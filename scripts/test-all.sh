@@ -27,5 +27,5 @@ echo "== fuzz smoke run"
 bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
 
 echo "== tests"
-cargo build --release --examples
+cargo build --release --examples --all-features
 cargo test --workspace --all-features

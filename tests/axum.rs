@@ -34,16 +34,7 @@ fn axum_example() -> &'static Path {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
         loud(&format!("e2e: building the axum example (release) into {}", target.display()));
         let output = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--example",
-                "axum",
-                "--features",
-                "tokio,tower",
-                "-p",
-                "ember-fcgi",
-            ])
+            .args(["build", "--release", "--example", "axum", "--all-features", "-p", "ember-fcgi"])
             .env("CARGO_TARGET_DIR", &target)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()

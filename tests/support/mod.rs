@@ -5,7 +5,7 @@
 //! ## How the example binaries are found
 //! Cargo gives integration tests `CARGO_BIN_EXE_<name>` for binaries only, not examples,
 //! and `cargo test --tests` does not build examples at all. So the first test that needs
-//! one runs `$CARGO build --release --examples -p ember-fcgi` once per test binary (a
+//! one runs `$CARGO build --release --examples --all-features -p ember-fcgi` once per test binary (a
 //! `OnceLock`), into the target directory this test executable lives in (found by walking
 //! up from `current_exe()` to the directory holding `CACHEDIR.TAG`), and uses
 //! `<target>/release/examples/NAME`. Release, because the 100 MiB bodies are hashed by the
@@ -125,7 +125,7 @@ pub fn examples_dir() -> &'static Path {
         loud(&format!("e2e: building the examples (release) into {}", target.display()));
         let started = Instant::now();
         let output = Command::new(cargo)
-            .args(["build", "--release", "--examples", "-p", "ember-fcgi"])
+            .args(["build", "--release", "--examples", "--all-features", "-p", "ember-fcgi"])
             .env("CARGO_TARGET_DIR", &target)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
