@@ -13,11 +13,12 @@
 # release, starts the server on 127.0.0.1:0, and runs:
 #
 # 1. A warm-up cycle: every phase below with max(500, 8 x its connections) requests, each
-#    run again until the request-memory pool holds a block for each of the phase's
-#    connections (at most SOAK_WARM_ROUNDS times, default 10), so every phase's
-#    concurrency (up to 512 connections) has been reached. The baseline is then the most
-#    RSS (VmRSS) seen in the warm-up (after each phase and every second) and the pool's
-#    `memory_allocated_bytes` from the status page (read with bench's `fcgi-get`).
+#    run again (with twice, then four times as many requests) until the request-memory
+#    pool holds a block for each of the phase's connections (at most SOAK_WARM_ROUNDS
+#    times, default 10), so every phase's concurrency (up to 512 connections) has been
+#    reached. The baseline is then the most RSS (VmRSS) seen in the warm-up (after each
+#    phase and every second) and the pool's `memory_allocated_bytes` from the status page
+#    (read with bench's `fcgi-get`).
 # 2. The measured pass: the phases again, N requests split by the percentages below
 #    (default 1,000,000; the counts add up to exactly N), or with --seconds S, S seconds
 #    split the same way (the test command runs `--seconds 20`).
@@ -232,10 +233,11 @@ for transport in "${transports[@]}"; do
         conns=$(sed -n 's/.*--connections \([0-9]*\).*/\1/p' <<<"$opts")
         n=$((conns * 8))
         [ "$n" -ge 500 ] || n=500
-        for _ in $(seq 1 "$warm_rounds"); do
+        for round in $(seq 1 "$warm_rounds"); do
             # shellcheck disable=SC2086 # opts is a list of options
             run_phase "$name" "--requests $n" $opts
             [ "$last_pool" -lt $((conns * block_kb)) ] || break
+            [ "$round" -gt 2 ] || n=$((n * 2))
         done
     done
     warm_ok=$total_ok

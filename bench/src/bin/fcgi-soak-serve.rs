@@ -25,8 +25,9 @@ struct Echo {
 impl Handler for Echo {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         if self.leak > 0 {
-            // The deliberate leak: written, so every page of it is resident.
-            std::mem::forget(vec![0xa5u8; self.leak]);
+            // The deliberate leak: written, so every page of it is resident, and kept from
+            // the optimizer (an allocation nothing reads may be removed).
+            std::hint::black_box(Box::leak(vec![0xa5u8; self.leak].into_boxed_slice()));
         }
         let mut buf = [0u8; 4096];
         let mut length = 0u64;
