@@ -312,8 +312,8 @@ for transport in "${transports[@]}"; do
     [ "$verdict" = ok ] || failed=1
     secs=$(echo "$t1 - $t0" | bc)
     # The smallest leak per request this run catches: the allowance over the requests.
-    catches=$(((allowed + (pool_growth > 0 ? pool_growth : 0)) * 1024 / (total_ok > 0 ? total_ok : 1)))
-    summary+=("$(printf '%-5s requests %d (+%d warm-up), errors %d (+%d warm-up), %.1f s; RSS kB: baseline %d (warm-up max; %d at rest), end %d (%+d), max %d; pool kB: baseline %d, end %d (%+d); net %+d kB, allowed %d kB (catches > %d B/request); exit %d: %s' \
+    catches=$(echo "scale=1; ($allowed + $((pool_growth > 0 ? pool_growth : 0))) * 1024 / $((total_ok > 0 ? total_ok : 1))" | bc)
+    summary+=("$(printf '%-5s requests %d (+%d warm-up), errors %d (+%d warm-up), %.1f s; RSS kB: baseline %d (warm-up max; %d at rest), end %d (%+d), max %d; pool kB: baseline %d, end %d (%+d); net %+d kB, allowed %d kB (catches > %s B/request); exit %d: %s' \
         "$transport" "$total_ok" "$warm_ok" "$total_errors" "$warm_errors" "$secs" "$rss_warm" "$rss_rest" "$rss_end" "$growth" "$rss_max" \
         "$pool_warm" "$pool_end" "$pool_growth" "$net" "$allowed" "$catches" "$status" "$verdict")")
 done
