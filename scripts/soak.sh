@@ -172,6 +172,7 @@ for transport in "${transports[@]}"; do
         cmd=("$echo_bin" --transport "$transport" --status-path /status)
     fi
     echo "== $transport: starting ${server[*]}"
+    : >"$out/server-$transport.err" # before the server starts, so that reading it cannot race
     "${cmd[@]}" --listen 127.0.0.1:0 2>"$out/server-$transport.err" &
     server_pid=$!
     addr=
