@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, docs, the no_std proof, every unit,
-# property, integration and end-to-end test (through a real nginx), and a short fuzz run.
+# property, integration and end-to-end test (through a real nginx), a short fuzz run and a
+# short soak run (FUZZ_SECONDS and SOAK_SECONDS set their lengths, default 20 s each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,9 @@ bash scripts/test-embassy.sh
 
 echo "== fuzz smoke run"
 bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
+
+echo "== soak: mixed traffic on mio, smol and tokio; no error, no memory growth beyond the pool's mark"
+bash scripts/soak.sh --seconds "${SOAK_SECONDS:-20}"
 
 echo "== tests"
 cargo build --release --examples --all-features
