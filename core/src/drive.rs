@@ -138,12 +138,13 @@ where
     B: ConnectionBuffers,
 {
     let parts = buffers.parts();
+    let used = parts.memory.slots.len();
     let params = parts.params;
     let params = params.as_ref();
     let state = RefCell::new(ConnState::new(parts.memory, params, *config, mode, status));
     let mut reader_task = pin!(read_task(&state, &mut reader));
     let mut writer_task = pin!(write_task(&state, &mut writer));
-    let mut slot_tasks = pin!(B::join_slots(|i| slot_task(&state, params, handler, i)));
+    let mut slot_tasks = pin!(B::join_slots(used, |i| slot_task(&state, params, handler, i)));
     let mut reader_finished = false;
     poll_fn(|cx| {
         let mut st = state.borrow_mut();

@@ -248,12 +248,22 @@ impl Drop for CutOff<'_> {
 }
 
 /// Evaluates `$body` with `$n` bound (as a `const`) to the number of request slots an
-/// engine needs for `$requests` concurrent requests per connection: 1, 2, 4, 8, 16 or 32.
-/// Each is its own future type, so a connection never carries slots it cannot use.
+/// engine has for `$requests` concurrent requests per connection: 1 for 1 (no
+/// multiplexing: what nginx, Apache, lighttpd and Caddy ask for), 4 for 2 to 4, else
+/// [`MAX_REQS`](ember_fcgi_core::MAX_REQS) (32); the driver runs `$requests` of them.
+///
+/// So the driver and the handler's future are compiled three times per handler and socket
+/// type, not six (binary size), at a cost in memory for some multiplexing servers: the
+/// engine future holds one slot future (about the size of the handler's future) per slot,
+/// used or not, so 2 requests carry 4 slots and 5 to 31 carry 32. The engine future is
+/// allocated once per connection; `MemoryBudget` reports its exact size. (Not one size for
+/// all of 2 to 32: an unoptimized build keeps several copies of the engine future on the
+/// stack while it polls it, and 32 slots overflow a 2 MiB thread stack there.)
 ///
 /// ```
-/// let slots = ember_fcgi_host::for_request_slots!(3, |N| N);
-/// assert_eq!(slots, 4);
+/// assert_eq!(ember_fcgi_host::for_request_slots!(1, |N| N), 1);
+/// assert_eq!(ember_fcgi_host::for_request_slots!(3, |N| N), 4);
+/// assert_eq!(ember_fcgi_host::for_request_slots!(5, |N| N), 32);
 /// ```
 #[macro_export]
 macro_rules! for_request_slots {
@@ -263,20 +273,8 @@ macro_rules! for_request_slots {
                 const $n: usize = 1;
                 $body
             }
-            2 => {
-                const $n: usize = 2;
-                $body
-            }
-            3..=4 => {
+            2..=4 => {
                 const $n: usize = 4;
-                $body
-            }
-            5..=8 => {
-                const $n: usize = 8;
-                $body
-            }
-            9..=16 => {
-                const $n: usize = 16;
                 $body
             }
             _ => {
@@ -286,3 +284,6 @@ macro_rules! for_request_slots {
         }
     };
 }
+
+// `for_request_slots!` spells `MAX_REQS` out (a macro exported to other crates).
+const _: () = assert!(ember_fcgi_core::MAX_REQS == 32);
