@@ -140,41 +140,34 @@ where
         poll_fn(|_| if readable() { Poll::Ready(()) } else { Poll::Pending }).await;
         let mut block = shared.pool.lend();
         let _held = Held::new(lease);
-        let outcome = match SliceBuffers::<N>::new(&mut block, shared.pool.capacities()) {
-            Ok(mut buffers) => {
-                let mut serving = pin!(serve_connection(
-                    &mut reader,
-                    &mut writer,
-                    &handler,
-                    &mut buffers,
-                    &shared.config,
-                    status
-                ));
-                poll_fn(|cx| {
-                    let polled = serving.as_mut().poll(cx);
-                    // The panicking handler never returns (so its slot writes no
-                    // END_REQUEST): the connection ends here.
-                    if panicked.get() {
-                        return Poll::Ready(Some(EngineEnd::HandlerPanicked));
-                    }
-                    match polled {
-                        Poll::Ready(Ok(())) => Poll::Ready(Some(EngineEnd::Finished)),
-                        Poll::Ready(Err(error)) => Poll::Ready(Some(EngineEnd::Failed(error))),
-                        // A recall that finds the connection busy again is dropped.
-                        Poll::Pending
-                            if (lease.take_recall() || shared.return_at_once)
-                                && status.is_idle_at_boundary() =>
-                        {
-                            Poll::Ready(None)
-                        }
-                        Poll::Pending => Poll::Pending,
-                    }
-                })
-                .await
-            }
+        // Bound with `let ... else`, not matched: a matched `Result` would stay in the
+        // future beside the buffers taken out of it (the slots' state, twice).
+        let Ok(mut buffers) = SliceBuffers::<N>::new(&mut block, shared.pool.capacities()) else {
             // The transports check the capacities when they start; close if not.
-            Err(_) => Some(EngineEnd::Finished),
+            return EngineEnd::Finished;
         };
+        let mut serving =
+            pin!(serve_connection(&mut reader, &mut writer, &handler, &mut buffers, &shared.config, status));
+        let outcome = poll_fn(|cx| {
+            let polled = serving.as_mut().poll(cx);
+            // The panicking handler never returns (so its slot writes no END_REQUEST): the
+            // connection ends here.
+            if panicked.get() {
+                return Poll::Ready(Some(EngineEnd::HandlerPanicked));
+            }
+            match polled {
+                Poll::Ready(Ok(())) => Poll::Ready(Some(EngineEnd::Finished)),
+                Poll::Ready(Err(error)) => Poll::Ready(Some(EngineEnd::Failed(error))),
+                // A recall that finds the connection busy again is dropped.
+                Poll::Pending
+                    if (lease.take_recall() || shared.return_at_once) && status.is_idle_at_boundary() =>
+                {
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
         if let Some(result) = outcome {
             return result;
         }
