@@ -196,22 +196,22 @@ impl<H: Handler> Handler for Guarded<'_, H> {
             let mut handling = pin!(self.handler.handle(request, response));
             // A panicking poll ends the handler (it is not polled again).
             poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| handling.as_mut().poll(cx))) {
-                Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+                Ok(Poll::Ready(result)) => Poll::Ready(Some(result)),
                 Ok(Poll::Pending) => Poll::Pending,
-                Err(_) => Poll::Ready(Err(())),
+                Err(_) => Poll::Ready(None),
             })
             .await
         };
         cut_off.0 = None;
+        // `Ok(())` is made anew rather than moved: the `Err` a result may hold is large.
         let result = match outcome {
-            Ok(result) => {
-                if let Err(error) = &result {
-                    events::handler_failed(self.counters, error, request);
-                }
-                result
+            Some(Ok(())) => Ok(()),
+            Some(Err(error)) => {
+                events::handler_failed(self.counters, &error, request);
+                Err(error)
             }
             // A panic is logged and counted as one, not also as a handler error.
-            Err(()) => {
+            None => {
                 let answered = response.bytes_written() == 0;
                 events::handler_panicked(self.counters, request, answered);
                 if !answered {
