@@ -303,18 +303,33 @@ pub trait ConnectionBuffers {
     #[doc(hidden)]
     fn parts(&mut self) -> Parts<'_, Self::ParamRefs<'_>>;
 
-    /// Runs one future per request slot concurrently (a join without an allocator).
+    /// Runs `make(i)` for each slot `i` below `used` (at most `REQS`) concurrently: a join
+    /// without an allocator, sized for `REQS` slot futures whatever `used` is.
     #[doc(hidden)]
-    fn join_slots<F, Fut>(make: F) -> impl Future<Output = ()>
+    fn join_slots<F, Fut>(used: usize, make: F) -> impl Future<Output = ()>
     where
-        F: FnMut(usize) -> Fut,
+        F: Fn(usize) -> Fut,
         Fut: Future<Output = ()>;
 }
 
-/// Polls two futures until both complete.
-async fn join_pair<A: Future<Output = ()>, B: Future<Output = ()>>(a: A, b: B) {
-    let mut a = pin!(a);
-    let mut b = pin!(b);
+/// The future of slot `at`, or one that completes at once if the slot is not `used`.
+/// Made inside this `async fn`, so its memory is the slot's (no copy beside it).
+async fn slot<F: Fn(usize) -> Fut, Fut: Future<Output = ()>>(make: &F, at: usize, used: usize) {
+    if at < used {
+        make(at).await;
+    }
+}
+
+/// Polls the futures `a()` and `b()` until both complete. They are made here, not passed
+/// in: a future passed to an `async fn` is kept twice in its state (the argument, and the
+/// pinned local it moves to), which doubled every level of the tree below.
+async fn join_pair<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B)
+where
+    A: Future<Output = ()>,
+    B: Future<Output = ()>,
+{
+    let mut a = pin!(a());
+    let mut b = pin!(b());
     let (mut a_done, mut b_done) = (false, false);
     poll_fn(|cx| {
         if !a_done {
@@ -329,24 +344,25 @@ async fn join_pair<A: Future<Output = ()>, B: Future<Output = ()>>(a: A, b: B) {
 }
 
 /// Joins of 2^k slot futures as balanced trees, so the future's type nests k levels
-/// deep (a chain of 32 would nest 32 and overflow the compiler's layout depth).
-fn tree2<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
-    make: &mut F,
+/// deep (a chain of 32 would nest 32 and overflow the compiler's layout depth). A subtree
+/// whose slots are all unused completes on its first poll and is not polled again.
+fn tree2<F: Fn(usize) -> Fut, Fut: Future<Output = ()>>(
+    make: &F,
     at: usize,
-) -> impl Future<Output = ()> + use<F, Fut> {
-    let a = make(at);
-    join_pair(a, make(at + 1))
+    used: usize,
+) -> impl Future<Output = ()> + use<'_, F, Fut> {
+    join_pair(move || slot(make, at, used), move || slot(make, at + 1, used))
 }
 
 /// `$name` joins two `$half` trees: the slots from `at` and from `at + $step`.
 macro_rules! tree {
     ($name:ident, $half:ident, $step:literal) => {
-        fn $name<F: FnMut(usize) -> Fut, Fut: Future<Output = ()>>(
-            make: &mut F,
+        fn $name<F: Fn(usize) -> Fut, Fut: Future<Output = ()>>(
+            make: &F,
             at: usize,
-        ) -> impl Future<Output = ()> + use<F, Fut> {
-            let a = $half(make, at);
-            join_pair(a, $half(make, at + $step))
+            used: usize,
+        ) -> impl Future<Output = ()> + use<'_, F, Fut> {
+            join_pair(move || $half(make, at, used), move || $half(make, at + $step, used))
         }
     };
 }
@@ -356,8 +372,19 @@ tree!(tree8, tree4, 4);
 tree!(tree16, tree8, 8);
 tree!(tree32, tree16, 16);
 
+/// The join of the slot futures `$join` makes with `$make` (a `&F`): in an `async` block
+/// that owns `make`, so the closure is kept once and no future is moved after it is made.
+macro_rules! join_with {
+    ($owned:ident, |$make:ident| $join:expr) => {
+        async move {
+            let $make = &$owned;
+            $join.await
+        }
+    };
+}
+
 macro_rules! impl_connection_buffers {
-    ($($reqs:literal => |$make:ident| $join:expr;)+) => {$(
+    ($($reqs:literal => |$used:ident, $make:ident| $join:expr;)+) => {$(
         impl<const IN: usize, const OUT: usize, const PARAMS: usize, const WINDOW: usize> ConnectionBuffers
             for Buffers<IN, OUT, PARAMS, $reqs, WINDOW>
         {
@@ -375,10 +402,10 @@ macro_rules! impl_connection_buffers {
                 Parts { memory, params }
             }
 
-            #[allow(unused_mut)]
-            fn join_slots<F, Fut>(mut $make: F) -> impl Future<Output = ()>
+            #[allow(unused_variables)]
+            fn join_slots<F, Fut>($used: usize, $make: F) -> impl Future<Output = ()>
             where
-                F: FnMut(usize) -> Fut,
+                F: Fn(usize) -> Fut,
                 Fut: Future<Output = ()>,
             {
                 $join
@@ -405,10 +432,10 @@ macro_rules! impl_connection_buffers {
                 Parts { memory, params }
             }
 
-            #[allow(unused_mut)]
-            fn join_slots<F, Fut>(mut $make: F) -> impl Future<Output = ()>
+            #[allow(unused_variables)]
+            fn join_slots<F, Fut>($used: usize, $make: F) -> impl Future<Output = ()>
             where
-                F: FnMut(usize) -> Fut,
+                F: Fn(usize) -> Fut,
                 Fut: Future<Output = ()>,
             {
                 $join
@@ -418,18 +445,18 @@ macro_rules! impl_connection_buffers {
 }
 
 impl_connection_buffers! {
-    1 => |make| make(0);
-    2 => |make| tree2(&mut make, 0);
-    3 => |make| { let a = tree2(&mut make, 0); join_pair(a, make(2)) };
-    4 => |make| tree4(&mut make, 0);
-    5 => |make| { let a = tree4(&mut make, 0); join_pair(a, make(4)) };
-    6 => |make| { let a = tree4(&mut make, 0); join_pair(a, tree2(&mut make, 4)) };
-    7 => |make| {
-        let a = tree4(&mut make, 0);
-        let b = tree2(&mut make, 4);
-        join_pair(a, join_pair(b, make(6)))
-    };
-    8 => |make| tree8(&mut make, 0);
-    16 => |make| tree16(&mut make, 0);
-    32 => |make| tree32(&mut make, 0);
+    // One slot, always used: its future itself.
+    1 => |used, make| make(0);
+    2 => |used, make| join_with!(make, |m| tree2(m, 0, used));
+    3 => |used, make| join_with!(make, |m| join_pair(move || tree2(m, 0, used), move || slot(m, 2, used)));
+    4 => |used, make| join_with!(make, |m| tree4(m, 0, used));
+    5 => |used, make| join_with!(make, |m| join_pair(move || tree4(m, 0, used), move || slot(m, 4, used)));
+    6 => |used, make| join_with!(make, |m| join_pair(move || tree4(m, 0, used), move || tree2(m, 4, used)));
+    7 => |used, make| join_with!(make, |m| join_pair(
+        move || tree4(m, 0, used),
+        move || join_pair(move || tree2(m, 4, used), move || slot(m, 6, used)),
+    ));
+    8 => |used, make| join_with!(make, |m| tree8(m, 0, used));
+    16 => |used, make| join_with!(make, |m| tree16(m, 0, used));
+    32 => |used, make| join_with!(make, |m| tree32(m, 0, used));
 }

@@ -14,7 +14,7 @@ use core::task::{Context, Poll, Waker};
 
 use embedded_io_async::{Read, Write};
 
-use crate::buffers::ConnectionBuffers;
+use crate::buffers::{ConnectionBuffers, Parts};
 use crate::config::Config;
 use crate::conn::{ConnState, ConnectionStatus, IoMode};
 use crate::error::ConnectionError;
@@ -137,13 +137,14 @@ where
     H: Handler,
     B: ConnectionBuffers,
 {
-    let parts = buffers.parts();
-    let params = parts.params;
+    // Taken apart at once: a borrowed local would be kept in the future across awaits.
+    let Parts { memory, params } = buffers.parts();
+    let used = memory.slots.len();
     let params = params.as_ref();
-    let state = RefCell::new(ConnState::new(parts.memory, params, *config, mode, status));
+    let state = RefCell::new(ConnState::new(memory, params, *config, mode, status));
     let mut reader_task = pin!(read_task(&state, &mut reader));
     let mut writer_task = pin!(write_task(&state, &mut writer));
-    let mut slot_tasks = pin!(B::join_slots(|i| slot_task(&state, params, handler, i)));
+    let mut slot_tasks = pin!(B::join_slots(used, |i| slot_task(&state, params, handler, i)));
     let mut reader_finished = false;
     poll_fn(|cx| {
         let mut st = state.borrow_mut();

@@ -140,41 +140,34 @@ where
         poll_fn(|_| if readable() { Poll::Ready(()) } else { Poll::Pending }).await;
         let mut block = shared.pool.lend();
         let _held = Held::new(lease);
-        let outcome = match SliceBuffers::<N>::new(&mut block, shared.pool.capacities()) {
-            Ok(mut buffers) => {
-                let mut serving = pin!(serve_connection(
-                    &mut reader,
-                    &mut writer,
-                    &handler,
-                    &mut buffers,
-                    &shared.config,
-                    status
-                ));
-                poll_fn(|cx| {
-                    let polled = serving.as_mut().poll(cx);
-                    // The panicking handler never returns (so its slot writes no
-                    // END_REQUEST): the connection ends here.
-                    if panicked.get() {
-                        return Poll::Ready(Some(EngineEnd::HandlerPanicked));
-                    }
-                    match polled {
-                        Poll::Ready(Ok(())) => Poll::Ready(Some(EngineEnd::Finished)),
-                        Poll::Ready(Err(error)) => Poll::Ready(Some(EngineEnd::Failed(error))),
-                        // A recall that finds the connection busy again is dropped.
-                        Poll::Pending
-                            if (lease.take_recall() || shared.return_at_once)
-                                && status.is_idle_at_boundary() =>
-                        {
-                            Poll::Ready(None)
-                        }
-                        Poll::Pending => Poll::Pending,
-                    }
-                })
-                .await
-            }
+        // Bound with `let ... else`, not matched: a matched `Result` would stay in the
+        // future beside the buffers taken out of it (the slots' state, twice).
+        let Ok(mut buffers) = SliceBuffers::<N>::new(&mut block, shared.pool.capacities()) else {
             // The transports check the capacities when they start; close if not.
-            Err(_) => Some(EngineEnd::Finished),
+            return EngineEnd::Finished;
         };
+        let mut serving =
+            pin!(serve_connection(&mut reader, &mut writer, &handler, &mut buffers, &shared.config, status));
+        let outcome = poll_fn(|cx| {
+            let polled = serving.as_mut().poll(cx);
+            // The panicking handler never returns (so its slot writes no END_REQUEST): the
+            // connection ends here.
+            if panicked.get() {
+                return Poll::Ready(Some(EngineEnd::HandlerPanicked));
+            }
+            match polled {
+                Poll::Ready(Ok(())) => Poll::Ready(Some(EngineEnd::Finished)),
+                Poll::Ready(Err(error)) => Poll::Ready(Some(EngineEnd::Failed(error))),
+                // A recall that finds the connection busy again is dropped.
+                Poll::Pending
+                    if (lease.take_recall() || shared.return_at_once) && status.is_idle_at_boundary() =>
+                {
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
         if let Some(result) = outcome {
             return result;
         }
@@ -203,22 +196,22 @@ impl<H: Handler> Handler for Guarded<'_, H> {
             let mut handling = pin!(self.handler.handle(request, response));
             // A panicking poll ends the handler (it is not polled again).
             poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| handling.as_mut().poll(cx))) {
-                Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+                Ok(Poll::Ready(result)) => Poll::Ready(Some(result)),
                 Ok(Poll::Pending) => Poll::Pending,
-                Err(_) => Poll::Ready(Err(())),
+                Err(_) => Poll::Ready(None),
             })
             .await
         };
         cut_off.0 = None;
+        // `Ok(())` is made anew rather than moved: the `Err` a result may hold is large.
         let result = match outcome {
-            Ok(result) => {
-                if let Err(error) = &result {
-                    events::handler_failed(self.counters, error, request);
-                }
-                result
+            Some(Ok(())) => Ok(()),
+            Some(Err(error)) => {
+                events::handler_failed(self.counters, &error, request);
+                Err(error)
             }
             // A panic is logged and counted as one, not also as a handler error.
-            Err(()) => {
+            None => {
                 let answered = response.bytes_written() == 0;
                 events::handler_panicked(self.counters, request, answered);
                 if !answered {
@@ -248,12 +241,22 @@ impl Drop for CutOff<'_> {
 }
 
 /// Evaluates `$body` with `$n` bound (as a `const`) to the number of request slots an
-/// engine needs for `$requests` concurrent requests per connection: 1, 2, 4, 8, 16 or 32.
-/// Each is its own future type, so a connection never carries slots it cannot use.
+/// engine has for `$requests` concurrent requests per connection: 1 for 1 (no
+/// multiplexing: what nginx, Apache, lighttpd and Caddy ask for), 4 for 2 to 4, else
+/// [`MAX_REQS`](ember_fcgi_core::MAX_REQS) (32); the driver runs `$requests` of them.
+///
+/// So the driver and the handler's future are compiled three times per handler and socket
+/// type, not six (binary size), at a cost in memory for some multiplexing servers: the
+/// engine future holds one slot future (about the size of the handler's future) per slot,
+/// used or not, so 2 requests carry 4 slots and 5 to 31 carry 32. The engine future is
+/// allocated once per connection; `MemoryBudget` reports its exact size. (Not one size for
+/// all of 2 to 32: an unoptimized build keeps several copies of the engine future on the
+/// stack while it polls it, and 32 slots overflow a 2 MiB thread stack there.)
 ///
 /// ```
-/// let slots = ember_fcgi_host::for_request_slots!(3, |N| N);
-/// assert_eq!(slots, 4);
+/// assert_eq!(ember_fcgi_host::for_request_slots!(1, |N| N), 1);
+/// assert_eq!(ember_fcgi_host::for_request_slots!(3, |N| N), 4);
+/// assert_eq!(ember_fcgi_host::for_request_slots!(5, |N| N), 32);
 /// ```
 #[macro_export]
 macro_rules! for_request_slots {
@@ -263,20 +266,8 @@ macro_rules! for_request_slots {
                 const $n: usize = 1;
                 $body
             }
-            2 => {
-                const $n: usize = 2;
-                $body
-            }
-            3..=4 => {
+            2..=4 => {
                 const $n: usize = 4;
-                $body
-            }
-            5..=8 => {
-                const $n: usize = 8;
-                $body
-            }
-            9..=16 => {
-                const $n: usize = 16;
                 $body
             }
             _ => {
@@ -286,3 +277,6 @@ macro_rules! for_request_slots {
         }
     };
 }
+
+// `for_request_slots!` spells `MAX_REQS` out (a macro exported to other crates).
+const _: () = assert!(ember_fcgi_core::MAX_REQS == 32);
