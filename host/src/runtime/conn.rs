@@ -42,8 +42,9 @@ where
         .await
 }
 
-/// Boxes the engine of a connection, with as many request slots as the capacities ask
-/// (each its own type, so a connection never carries slots it cannot use).
+/// Boxes the engine of a connection with 1, 4 or 32 request slots, as `for_request_slots!`
+/// picks for `Capacities::requests` (the driver runs that many; an unused slot costs its
+/// future's size).
 fn boxed_engine<'a, H: Handler + 'a, S: AsRef<Stream> + 'a>(
     io: &Rc<ConnIo<S>>,
     shared: &Rc<LoopShared<H>>,
