@@ -5,4 +5,6 @@ mod engine;
 mod errors;
 mod handlers;
 mod hostage;
+mod lifecycle;
 mod props;
+mod props_wire;
