@@ -28,6 +28,13 @@ struct Due {
     key: usize,
 }
 
+/// Bytes of deadline storage per connection at most: two heap entries (a live one and
+/// at most one stale one, on average) and its slot.
+pub(crate) const BYTES_PER_CONNECTION: usize =
+    2 * size_of::<Reverse<Due>>() + size_of::<Option<(Instant, u64)>>();
+/// Bytes of deadline storage beyond those of the connections.
+pub(crate) const BYTES_FIXED: usize = SLACK * size_of::<Reverse<Due>>();
+
 /// The deadlines of one loop's connections (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
