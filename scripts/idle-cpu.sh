@@ -5,7 +5,7 @@
 #
 #   bash scripts/idle-cpu.sh --old HELLO --new HELLO [--transport mio|smol] [--idle N]
 #                            [--busy N] [--duration SECS] [--rounds N] [--bin DIR]
-#                            [--server-cpu N] [--load-cpu N] [--out FILE]
+#                            [--server-cpu N] [--load-cpu N] [--out FILE] [--callgrind]
 #
 # Each round, for each build (the order alternates from round to round): start the server
 # (pinned to --server-cpu, default 0) with --max-connections idle + busy + 16; open --idle
@@ -17,10 +17,17 @@
 # and the median over rounds of the per-round ratio new/old. fcgi-load and fcgi-idle come
 # from --bin (default target/release; `cargo build --release -p ember-fcgi-bench --bins`).
 # Raises the open-file limit to idle + busy + 256 (the hard limit must allow it).
+#
+# --callgrind instead counts the server's instructions per request under valgrind (not
+# affected by the machine's load): for each build, the server holding --idle warmed idle
+# connections serves 2,000 and then (another server) 12,000 requests over --busy keep-conn
+# connections; the difference divided by 10,000 is printed (start-up, the idle
+# connections' warm-up and the shutdown cancel out; what the runtime does per connection
+# while the load runs does not).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OLD="" NEW="" TRANSPORT=mio IDLE=10000 BUSY=64 DURATION=10 ROUNDS=4
+OLD="" NEW="" TRANSPORT=mio CALLGRIND=0 IDLE=10000 BUSY=64 DURATION=10 ROUNDS=4
 BIN=${CARGO_TARGET_DIR:-target}/release SERVER_CPU=0 LOAD_CPU=1 OUT=""
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 while [ $# -gt 0 ]; do
@@ -36,6 +43,7 @@ while [ $# -gt 0 ]; do
         --server-cpu) SERVER_CPU=$2; shift 2 ;;
         --load-cpu) LOAD_CPU=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
+        --callgrind) CALLGRIND=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -65,7 +73,7 @@ run() {
         --max-connections $((IDLE + BUSY + 16)) >"$log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
-    until grep -q '^listening on ' "$log"; do
+    until grep -q "^listening on " "$log" 2>/dev/null; do
         sleep 0.05
         waited=$((waited + 1))
         [ "$waited" -lt 200 ] || { echo "idle-cpu.sh: $name did not start" >&2; cat "$log" >&2; exit 1; }
@@ -100,6 +108,46 @@ run() {
         "$name" "$round" "$IDLE" "$open" "$((after - before))" "$line" >>"$OUT"
     echo "round $round $name: $(tail -n1 "$OUT")" >&2
 }
+
+# instructions BIN REQUESTS: callgrind's total for the server BIN holding $IDLE idle
+# connections while it serves REQUESTS requests over $BUSY connections.
+instructions() {
+    local log=$WORK/cg.log out=$WORK/cg.out waited=0 addr pid base idle_pid
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$1" --transport "$TRANSPORT" \
+        --listen 127.0.0.1:0 --max-connections $((IDLE + BUSY + 16)) --log off >"$log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    until grep -q "^listening on " "$log" 2>/dev/null; do
+        sleep 0.1
+        waited=$((waited + 1))
+        [ "$waited" -lt 600 ] || { echo "idle-cpu.sh: the server did not start" >&2; cat "$log" >&2; exit 1; }
+    done
+    addr=$(sed -n 's/^listening on //p' "$log" | head -n1)
+    base=$(fds "$pid")
+    "$BIN/fcgi-idle" --connect "$addr" --connections "$IDLE" --warm --pid "$pid" --hold 3600 \
+        >/dev/null 2>&1 &
+    idle_pid=$!
+    PIDS+=("$idle_pid")
+    until [ "$(fds "$pid")" -ge $((base + IDLE)) ]; do sleep 0.2; done
+    sleep 2
+    "$BIN/fcgi-load" --connect "$addr" --connections "$BUSY" --keep-conn --warmup 0 --requests "$2" >/dev/null
+    kill -INT "$pid"
+    wait "$pid" || true
+    kill -KILL "$idle_pid" 2>/dev/null || true
+    wait "$idle_pid" 2>/dev/null || true
+    awk '/^(summary|totals):/ { print $2; exit }' "$out"
+}
+
+if [ "$CALLGRIND" = 1 ]; then
+    for b in old new; do
+        bin=$OLD
+        [ "$b" = new ] && bin=$NEW
+        small=$(instructions "$bin" 2000)
+        big=$(instructions "$bin" 12000)
+        echo "$b ($bin): $(( (big - small) / 10000 )) instructions per request ($TRANSPORT, $IDLE idle, $BUSY busy)"
+    done
+    exit 0
+fi
 
 for r in $(seq "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then
