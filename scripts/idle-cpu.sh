@@ -125,21 +125,24 @@ instructions() {
     addr=$(sed -n 's/^listening on //p' "$log" | head -n1)
     base=$(fds "$pid")
     "$BIN/fcgi-idle" --connect "$addr" --connections "$IDLE" --warm --pid "$pid" --hold 3600 \
-        >/dev/null 2>&1 &
+        >/dev/null 2>"$WORK/idle.log" &
     idle_pid=$!
     PIDS+=("$idle_pid")
-    until [ "$(fds "$pid")" -ge $((base + IDLE)) ]; do sleep 0.2; done
+    until [ "$(fds "$pid")" -ge $((base + IDLE)) ]; do
+        kill -0 "$idle_pid" 2>/dev/null || { echo "idle-cpu.sh: fcgi-idle failed:" >&2; cat "$WORK/idle.log" >&2; exit 1; }
+        sleep 0.2
+    done
     sleep 2
     "$BIN/fcgi-load" --connect "$addr" --connections "$BUSY" --keep-conn --warmup 0 --requests "$2" >/dev/null
-    kill -INT "$pid"
-    wait "$pid" || true
     kill -KILL "$idle_pid" 2>/dev/null || true
     wait "$idle_pid" 2>/dev/null || true
+    kill -INT "$pid"
+    wait "$pid" || true
     awk '/^(summary|totals):/ { print $2; exit }' "$out"
 }
 
 if [ "$CALLGRIND" = 1 ]; then
-    for b in old new; do
+    for b in ${CALLGRIND_BUILDS:-old new}; do
         bin=$OLD
         [ "$b" = new ] && bin=$NEW
         small=$(instructions "$bin" 2000)
