@@ -79,6 +79,7 @@ run() {
         [ "$waited" -lt 200 ] || { echo "idle-cpu.sh: $name did not start" >&2; cat "$log" >&2; exit 1; }
     done
     local addr base
+    sleep 0.2 # the line may be written in pieces (stderr is unbuffered)
     addr=$(sed -n 's/^listening on //p' "$log" | head -n1)
     base=$(fds "$pid")
     taskset -c "$LOAD_CPU" "$BIN/fcgi-idle" --connect "$addr" --connections "$IDLE" --warm --pid "$pid" \
@@ -122,6 +123,7 @@ instructions() {
         waited=$((waited + 1))
         [ "$waited" -lt 600 ] || { echo "idle-cpu.sh: the server did not start" >&2; cat "$log" >&2; exit 1; }
     done
+    sleep 0.2 # the line may be written in pieces (stderr is unbuffered)
     addr=$(sed -n 's/^listening on //p' "$log" | head -n1)
     base=$(fds "$pid")
     "$BIN/fcgi-idle" --connect "$addr" --connections "$IDLE" --warm --pid "$pid" --hold 3600 \
