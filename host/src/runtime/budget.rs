@@ -64,10 +64,17 @@ impl MemoryBudget {
             + rc_header + size_of::<ConnWaker>()
             // the slab slot (an enum of the entry and a free-list index)
             + size_of::<Entry<'_, S>>() + size_of::<usize>()
-            // a slot in each of the three ready queues and in the pool's free list
-            + 4 * size_of::<usize>();
+            // a slot in each of the three ready queues, in the pool's free list and in the
+            // list of kept engines
+            + 5 * size_of::<usize>()
+            // its deadlines (heap entries and slot)
+            + super::deadlines::BYTES_PER_CONNECTION;
         let per_connection = connection_future + per_idle_connection;
-        let fixed = binding_bytes + rc_header + size_of::<LoopShared<H>>() + super::SCRATCH_BYTES;
+        let fixed = binding_bytes
+            + rc_header
+            + size_of::<LoopShared<H>>()
+            + super::SCRATCH_BYTES
+            + super::deadlines::BYTES_FIXED;
         Self {
             connection_future,
             per_connection,

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use ember_fcgi_core::{ConnectionBuffers, Handler, SliceBuffers};
 
+use super::IdleRelease;
 use super::io::{ConnIo, Drain, Reader, Stream, Writer};
 use super::state::{CloseReason, ConnState, Step};
 use super::wake::{ConnWaker, Wakes};
@@ -100,6 +101,9 @@ pub(crate) struct Entry<'a, S> {
     pub(crate) scheduled: bool,
     /// Which timeout applies while the connection is open and not lingering.
     watch: Watch,
+    /// In the runtime's list of engines kept at rest past `IdleRelease::after` because at
+    /// most `IdleRelease::keep` connections held one (the list's membership flag).
+    pub(crate) kept: bool,
 }
 
 impl<S> std::fmt::Debug for Entry<'_, S> {
@@ -133,6 +137,7 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
             waker,
             scheduled: false,
             watch: Watch::new(now),
+            kept: false,
         }
     }
 
@@ -268,6 +273,27 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
             ConnState::Closed => None,
             _ => self.watch.deadline(limits),
         }
+    }
+
+    /// When the runtime must look at this connection next: the earliest of its timeout
+    /// (or the end of its linger), the recall of its request memory and the release of
+    /// its engine; with `past`, only instants later than it (those up to `past` were just
+    /// dealt with).
+    pub(crate) fn next_look(
+        &self,
+        limits: &Limits,
+        release: &IdleRelease,
+        past: Option<Instant>,
+    ) -> Option<Instant> {
+        [
+            self.deadline(limits),
+            self.request_memory_recall_at(release.memory_after),
+            self.engine_free_at(release.after),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|at| past.is_none_or(|past| *at > past))
+        .min()
     }
 
     /// Which deadline has passed at `now`, if any.

@@ -31,6 +31,7 @@
 
 mod budget;
 mod conn;
+mod deadlines;
 pub mod io;
 mod server;
 mod state;
@@ -50,6 +51,7 @@ use slab::Slab;
 
 pub use budget::MemoryBudget;
 use conn::{Entry, Expiry, Polled};
+use deadlines::Deadlines;
 use io::{Accepted, ConnIo, Drain, Peer, Scratch, accept};
 pub use io::{Event, SCRATCH_BYTES, Stream};
 pub use server::Setup;
@@ -69,8 +71,9 @@ const ACCEPT_BATCH: usize = 64;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Queue slots reserved up front at most (beyond it, queues grow on demand).
 const MAX_PREALLOCATED: usize = 1 << 16;
-/// Timers are looked at no more often than this: a sweep visits every connection, and the
-/// release deadlines of many connections made idle one after another are close together.
+/// Timers are looked at no more often than this: the release deadlines of many
+/// connections made idle one after another are close together, and one sweep takes them
+/// all (a sweep costs the deadlines due, not the connections open).
 const SWEEP_GAP: Duration = Duration::from_millis(10);
 /// Stands for "never" where an `Instant` is needed.
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -189,14 +192,20 @@ pub struct Runtime<'a, H, S> {
     run_queue: Vec<usize>,
     /// Swap space for the wake queue (keeps its capacity).
     woken: Vec<usize>,
-    /// The connections a sweep closes, and why (`None`: the linger ran out); kept for its
-    /// capacity.
-    closing: Vec<(usize, Option<CloseReason>)>,
     max_conns: usize,
     accept_ready: bool,
     accept_retry_at: Option<Instant>,
-    /// The earliest connection deadline (may be early: then a sweep finds nothing).
-    next_sweep: Option<Instant>,
+    /// When each connection must be looked at next (its timeout, linger, memory recall or
+    /// engine release), earliest first; the sweep pops what is due.
+    deadlines: Deadlines,
+    /// Connections holding an engine (`Entry::has_engine`), for `release.keep`.
+    engines: usize,
+    /// Connections at rest past `release.after` whose engines were kept because at most
+    /// `release.keep` connections held one then (flagged `Entry::kept`); released at the
+    /// next sweep once more do.
+    kept: Vec<usize>,
+    /// When a sweep is to release kept engines (more than `release.keep` hold one again).
+    release_kept_at: Option<Instant>,
     /// When the last sweep ran (the next one waits at least [`SWEEP_GAP`]).
     last_sweep: Option<Instant>,
     release: IdleRelease,
@@ -252,11 +261,13 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             conns: Slab::with_capacity(capacity),
             run_queue: Vec::with_capacity(capacity),
             woken: Vec::with_capacity(capacity),
-            closing: Vec::new(),
             max_conns: max_connections,
             accept_ready: true,
             accept_retry_at: None,
-            next_sweep: None,
+            deadlines: Deadlines::with_capacity(capacity),
+            engines: 0,
+            kept: Vec::new(),
+            release_kept_at: None,
             last_sweep: None,
             release,
             reports_fin,
@@ -451,10 +462,11 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         let io = ConnIo::new(socket, Rc::clone(&self.scratch), Arc::clone(&counters), self.reports_fin);
         let entry = vacant.insert(Entry::new(key, io, &self.loop_shared, &self.wakes, now));
         schedule(&mut self.run_queue, entry, key);
-        Counters::bump(&counters.accepted);
-        if let Some(at) = deadline(now, self.limits.idle_timeout) {
-            self.note_deadline(at);
+        if let Some(at) = entry.next_look(&self.limits, &self.release, None) {
+            self.deadlines.schedule(key, at);
         }
+        Counters::bump(&counters.accepted);
+        self.engine_made(now);
     }
 
     // ---- connections ---------------------------------------------------------------------
@@ -466,24 +478,24 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         entry.scheduled = false;
         if entry.state() == ConnState::Released && entry.io.may_read() && self.shutdown_deadline.is_none() {
             entry.resume(&self.loop_shared);
+            if entry.has_engine() {
+                self.engine_made(now);
+            }
         }
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
         if matches!(entry.state(), ConnState::Lingering { .. }) {
             return self.drain(key);
         }
         match entry.poll_engine(now) {
             Polled::Busy | Polled::AtRest => {
-                let deadline = entry.deadline(&self.limits);
+                // Cheap when the connection is scheduled as early already (a later
+                // deadline is found when that entry pops).
+                if let Some(at) = entry.next_look(&self.limits, &self.release, None) {
+                    self.deadlines.schedule(key, at);
+                }
                 let quiet = entry.is_quiet();
-                let free_at = entry.engine_free_at(self.release.after);
-                let recall_at = entry.request_memory_recall_at(self.release.memory_after);
-                for at in [deadline, recall_at].into_iter().flatten() {
-                    self.note_deadline(at);
-                }
-                if let Some(at) = free_at
-                    && self.conns.len() > self.release.keep
-                {
-                    self.note_deadline(at);
-                }
                 if self.shutdown_deadline.is_some() && quiet {
                     self.close(key, CloseReason::ShutdownQuiet, now);
                 }
@@ -510,11 +522,16 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             return self.remove(key);
         }
         let linger = self.limits.close_linger;
-        if entry.start_linger(now, linger).is_err() {
+        let had_engine = entry.has_engine();
+        let shut = entry.start_linger(now, linger);
+        if had_engine {
+            self.engines -= 1;
+        }
+        if shut.is_err() {
             return self.remove(key);
         }
         if let Some(at) = deadline(now, linger) {
-            self.note_deadline(at);
+            self.deadlines.schedule(key, at);
         }
         self.drain(key);
     }
@@ -535,6 +552,13 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
     /// dropped before its socket) and leaves the table.
     fn remove(&mut self, key: usize) {
         if let Some(mut entry) = self.conns.try_remove(key) {
+            if entry.has_engine() {
+                self.engines -= 1;
+            }
+            if entry.kept {
+                self.kept.retain(|k| *k != key);
+            }
+            self.deadlines.cancel(key);
             entry.enter(Step::Close);
             Counters::drop_one(&self.counters().open);
         }
@@ -561,55 +585,61 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
 
     // ---- timers --------------------------------------------------------------------------
 
-    fn note_deadline(&mut self, deadline: Instant) {
-        if self.next_sweep.is_none_or(|t| deadline < t) {
-            self.next_sweep = Some(deadline);
+    /// A connection got an engine (accepted, or resumed after a release): if that makes
+    /// more than `release.keep` and some were kept, the next sweep releases them.
+    fn engine_made(&mut self, now: Instant) {
+        self.engines += 1;
+        if self.engines > self.release.keep && !self.kept.is_empty() && self.release_kept_at.is_none() {
+            self.release_kept_at = Some(now);
         }
     }
 
     /// When the next sweep is due: the earliest deadline, but not sooner than
     /// [`SWEEP_GAP`] after the last sweep.
     fn sweep_at(&self) -> Option<Instant> {
-        let next = self.next_sweep?;
+        let next = [self.deadlines.earliest(), self.release_kept_at].into_iter().flatten().min()?;
         Some(self.last_sweep.map_or(next, |last| next.max(last + SWEEP_GAP)))
     }
 
-    /// Closes connections whose deadline passed, gives back the request memory of
-    /// connections at rest for `release.memory_after`, frees the engines of connections at
-    /// rest for `release.after` (while more than `release.keep` hold one), and finds the
-    /// next deadline.
+    /// Looks at the connections whose deadline is due, and only those: closes those whose
+    /// timeout or linger ran out, gives back the request memory of connections at rest for
+    /// `release.memory_after`, frees the engines of connections at rest for
+    /// `release.after` (while more than `release.keep` hold one; the others are kept in a
+    /// list, and released by a later sweep once more than `keep` hold one again), and
+    /// schedules each connection looked at for its next deadline.
     fn sweep(&mut self, now: Instant) {
         self.last_sweep = Some(now);
+        self.release_kept_at = None;
         let limits = self.limits;
         let release = self.release;
-        let mut engines = self.conns.iter().filter(|(_, e)| e.has_engine()).count();
-        let mut next: Option<Instant> = None;
-        let mut earliest = |t: Option<Instant>| {
-            if let Some(t) = t {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        };
-        let mut closing = std::mem::take(&mut self.closing);
-        for (key, entry) in self.conns.iter_mut() {
-            if engines > release.keep
-                && let Some(at) = entry.engine_free_at(release.after)
-            {
-                if at <= now && entry.free_idle_engine() {
-                    engines -= 1;
+        debug_assert_eq!(self.engines, self.conns.iter().filter(|(_, e)| e.has_engine()).count());
+        while let Some(key) = self.deadlines.pop_due(now) {
+            let Some(entry) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let mut retry = None;
+            if entry.engine_free_at(release.after).is_some_and(|at| at <= now) {
+                if self.engines <= release.keep {
+                    if !entry.kept {
+                        entry.kept = true;
+                        self.kept.push(key);
+                    }
+                } else if entry.free_idle_engine() {
+                    self.engines -= 1;
                 } else {
-                    earliest(Some(at));
+                    // Input or a wake is pending: the poll it brings decides; look again.
+                    retry = Some(now + SWEEP_GAP);
                 }
             }
-            if let Some(at) = entry.request_memory_recall_at(release.memory_after) {
-                if at <= now {
-                    entry.recall_request_memory();
-                } else {
-                    earliest(Some(at));
-                }
+            if entry.request_memory_recall_at(release.memory_after).is_some_and(|at| at <= now) {
+                entry.recall_request_memory();
             }
             let reason = match entry.expired(now, &limits) {
                 None | Some(Expiry::Wait(Wait::Busy)) => {
-                    earliest(entry.deadline(&limits));
+                    let next = entry.next_look(&limits, &release, Some(now));
+                    if let Some(at) = [next, retry].into_iter().flatten().min() {
+                        self.deadlines.schedule(key, at);
+                    }
                     continue;
                 }
                 Some(Expiry::Linger) => None,
@@ -618,17 +648,24 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
                 Some(Expiry::Wait(Wait::Send)) => Some(CloseReason::SendTimeout(limits.send_timeout)),
                 Some(Expiry::Wait(Wait::Idle)) => Some(CloseReason::IdleTimeout(limits.idle_timeout)),
             };
-            closing.push((key, reason));
-        }
-        self.next_sweep = next;
-        for (key, reason) in closing.drain(..) {
             match reason {
                 Some(reason) => self.close(key, reason, now),
                 // The linger after a close ran out.
                 None => self.remove(key),
             }
         }
-        self.closing = closing;
+        // Engines kept while at most `keep` connections held one go once more do.
+        while self.engines > release.keep
+            && let Some(key) = self.kept.pop()
+        {
+            if let Some(entry) = self.conns.get_mut(key)
+                && std::mem::take(&mut entry.kept)
+                && entry.engine_free_at(release.after).is_some_and(|at| at <= now)
+                && entry.free_idle_engine()
+            {
+                self.engines -= 1;
+            }
+        }
     }
 
     fn begin_shutdown(&mut self, reactor: &impl Reactor<Socket = S>, now: Instant) {

@@ -88,3 +88,47 @@ fn an_engine_panic_closes_its_connection_and_is_not_a_handler_panic() {
     let s = run_until(&mut rt, &reactor, |s| s.engine_panics == 1 && s.open_connections == 0);
     assert_eq!((s.accepted, s.handler_panics, s.closed_with_error, s.requests), (1, 0, 0, 0), "{s:?}");
 }
+
+/// Runs the loop for `ms` milliseconds, accepting but feeding no connection events (so a
+/// released engine stays released).
+fn spin(rt: &mut Runtime<'_, Nop, Sock>, reactor: &TestReactor, ms: u64) {
+    let end = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < end {
+        rt.note_listener();
+        rt.process(reactor);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn keep_holds_engines_without_a_walk_and_releases_kept_ones_when_more_are_held() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut setup = Setup::new(Listener::Tcp(listener), Nop, Limits::default()).unwrap();
+    setup.release = super::IdleRelease::default().with_after(Duration::from_millis(20)).with_keep(1);
+    let settings = setup.settings(8, false, 0);
+    let Setup { listener, handler, .. } = setup;
+    let mut rt = Runtime::new(Arc::new(listener), handler, settings);
+    let reactor = TestReactor::default();
+    let _a = TcpStream::connect(addr).unwrap();
+    let _b = TcpStream::connect(addr).unwrap();
+    spin(&mut rt, &reactor, 10);
+    assert_eq!((rt.conns.len(), rt.engines), (2, 2));
+    // Both at rest past `after`: one engine goes, the other is kept (keep = 1).
+    spin(&mut rt, &reactor, 80);
+    assert_eq!(rt.engines, 1);
+    assert_eq!(rt.kept.len(), 1, "the engine kept waits in the list");
+    let kept = rt.kept[0];
+    // A third connection: two engines held, so the kept one goes at the next sweep, with
+    // no deadline of its own due.
+    let _c = TcpStream::connect(addr).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while rt.conns[kept].state() != super::ConnState::Released {
+        assert!(Instant::now() < deadline, "the kept engine was not released: {:?}", rt.conns[kept]);
+        spin(&mut rt, &reactor, 1);
+    }
+    assert_eq!((rt.conns.len(), rt.engines), (3, 1));
+    // The newcomer rests past `after` too, but is the only one holding an engine: kept.
+    spin(&mut rt, &reactor, 80);
+    assert_eq!((rt.conns.len(), rt.engines, rt.kept.len()), (3, 1, 1));
+}
