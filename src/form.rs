@@ -131,78 +131,20 @@ mod tests {
         assert!(matches!((k, v), (Cow::Borrowed("a"), Cow::Borrowed("plain"))));
     }
 
-    /// A request with these params and body records, as nginx sends it.
-    fn script(params: &[(&str, &str)], body: &[&[u8]]) -> Vec<u8> {
-        fn record(out: &mut Vec<u8>, ty: u8, content: &[u8]) {
-            out.extend_from_slice(&[1, ty, 0, 1]);
-            out.extend_from_slice(&u16::try_from(content.len()).expect("short record").to_be_bytes());
-            out.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(content);
-        }
-        let mut out = Vec::new();
-        record(&mut out, 1, &[0, 1, 0, 0, 0, 0, 0, 0]);
-        let mut nv = Vec::new();
-        for (n, v) in params {
-            nv.push(u8::try_from(n.len()).expect("short name"));
-            nv.push(u8::try_from(v.len()).expect("short value"));
-            nv.extend_from_slice(n.as_bytes());
-            nv.extend_from_slice(v.as_bytes());
-        }
-        record(&mut out, 4, &nv);
-        record(&mut out, 4, b"");
-        for chunk in body {
-            record(&mut out, 5, chunk);
-        }
-        record(&mut out, 5, b"");
-        out
-    }
-
-    struct Source<'a>(&'a [u8]);
-
-    impl crate::embedded_io::ErrorType for Source<'_> {
-        type Error = core::convert::Infallible;
-    }
-
-    impl crate::embedded_io::Read for Source<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-            let n = buf.len().min(self.0.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
-
-    struct Sink;
-
-    impl crate::embedded_io::ErrorType for Sink {
-        type Error = core::convert::Infallible;
-    }
-
-    impl crate::embedded_io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> Result<(), Self::Error> {
-            Ok(())
-        }
-    }
-
     /// What `look` returned for one request through the real engine.
     fn through_engine<T>(
         params: &[(&str, &str)],
         body: &[&[u8]],
         look: impl AsyncFn(&mut Request<'_>) -> T,
     ) -> T {
-        use crate::{Buffers, Config, handler_fn, serve_blocking};
+        use crate::test_engine::{run, script};
+        use crate::{Config, handler_fn};
         let seen = std::cell::RefCell::new(None);
         let handler = handler_fn(async |req: &mut Request<'_>, _res: &mut crate::Response<'_>| {
             *seen.borrow_mut() = Some(look(req).await);
             Ok(())
         });
-        let input = script(params, body);
-        let mut buffers = Buffers::<4096, 4096, 4096, 1>::new();
-        serve_blocking(Source(&input), Sink, &handler, &mut buffers, &Config::default(), &mut crate::Spin)
-            .expect("served");
+        run(&handler, &script(1, params, body), &Config::default());
         seen.into_inner().expect("the handler ran")
     }
 

@@ -77,6 +77,9 @@ pub mod tokio {
 pub mod form;
 #[cfg(feature = "http")]
 pub mod http;
+
+#[cfg(test)]
+mod test_engine;
 #[cfg(feature = "tower")]
 pub mod tower;
 

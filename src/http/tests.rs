@@ -7,77 +7,15 @@ use ::http::{HeaderMap, Method, StatusCode, Version};
 use ::http::request::Parts;
 
 use super::bridge::*;
-use crate::{Buffers, Config, HandlerError, Role, Roles, handler_fn, serve_blocking};
+use crate::test_engine::{run, script};
+use crate::{Config, HandlerError, Role, Roles, handler_fn};
 use crate::{Request, Response, StreamError};
-
-fn record(out: &mut Vec<u8>, ty: u8, content: &[u8]) {
-    let len = u16::try_from(content.len()).expect("short test record");
-    out.extend_from_slice(&[1, ty, 0, 1]);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(content);
-}
-
-/// One request of `role` with these params and no body.
-fn script(role: u8, params: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    record(&mut out, 1, &[0, role, 0, 0, 0, 0, 0, 0]);
-    let mut nv = Vec::new();
-    for (n, v) in params {
-        nv.push(u8::try_from(n.len()).expect("short name"));
-        nv.push(u8::try_from(v.len()).expect("short value"));
-        nv.extend_from_slice(n.as_bytes());
-        nv.extend_from_slice(v.as_bytes());
-    }
-    record(&mut out, 4, &nv);
-    record(&mut out, 4, b"");
-    record(&mut out, 5, b"");
-    out
-}
-
-/// Feeds the engine a script.
-struct Source<'a>(&'a [u8]);
-
-impl crate::embedded_io::ErrorType for Source<'_> {
-    type Error = core::convert::Infallible;
-}
-
-impl crate::embedded_io::Read for Source<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let n = buf.len().min(self.0.len());
-        buf[..n].copy_from_slice(&self.0[..n]);
-        self.0 = &self.0[n..];
-        Ok(n)
-    }
-}
-
-/// Collects what the engine writes.
-struct Sink(Vec<u8>);
-
-impl crate::embedded_io::ErrorType for Sink {
-    type Error = core::convert::Infallible;
-}
-
-impl crate::embedded_io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
 
 /// Runs `handler` on one request; returns the FCGI_STDOUT content.
 fn serve<H: crate::Handler>(handler: &H, role: Role, params: &[(&str, &str)]) -> Vec<u8> {
     let role = if role == Role::Authorizer { 2 } else { 1 };
-    let input = script(role, params);
-    let mut buffers = Buffers::<4096, 4096, 4096, 1>::new();
-    let config = Config::default().with_roles(Roles::ALL);
-    let mut sink = Sink(Vec::new());
-    serve_blocking(Source(&input), &mut sink, handler, &mut buffers, &config, &mut crate::Spin)
-        .expect("served");
-    let mut rest = sink.0.as_slice();
+    let output = run(handler, &script(role, params, &[]), &Config::default().with_roles(Roles::ALL));
+    let mut rest = output.as_slice();
     let mut stdout = Vec::new();
     while rest.len() >= 8 {
         let len = usize::from(u16::from_be_bytes([rest[4], rest[5]]));
