@@ -16,7 +16,7 @@ use embedded_io_async::{Read, Write};
 
 use crate::buffers::{ConnectionBuffers, Parts};
 use crate::config::Config;
-use crate::conn::{ConnState, ConnectionStatus, IoMode};
+use crate::conn::{self, ConnState, ConnectionStatus, IoMode, state_mut};
 use crate::error::ConnectionError;
 use crate::handler::{Conn, Handler, Request, Response};
 use crate::handler_error::HandlerError;
@@ -147,7 +147,7 @@ where
     let mut slot_tasks = pin!(B::join_slots(used, |i| slot_task(&state, params, handler, i)));
     let mut reader_finished = false;
     poll_fn(|cx| {
-        let mut st = state.borrow_mut();
+        let mut st = state_mut(&state);
         st.set_top_waker(cx.waker());
         let expired = st.note_expired();
         drop(st);
@@ -157,7 +157,7 @@ where
             return Poll::Ready(Err(ConnectionError::TimedOut));
         }
         for _ in 0..MAX_ROUNDS {
-            let before = state.borrow().progress;
+            let before = conn::state(&state).progress;
             if let Poll::Ready(error) = writer_task.as_mut().poll(cx) {
                 return Poll::Ready(Err(error));
             }
@@ -168,7 +168,7 @@ where
                     return Poll::Ready(Err(ConnectionError::Read(error)));
                 }
             }
-            let st = state.borrow();
+            let st = conn::state(&state);
             if let Some(error) = st.failure {
                 return Poll::Ready(Err(ConnectionError::Protocol(error)));
             }
@@ -191,7 +191,7 @@ where
 async fn read_task<R: Read>(state: &RefCell<ConnState<'_, '_>>, reader: &mut R) -> Result<(), R::Error> {
     loop {
         let buf = poll_fn(|_| {
-            let mut st = state.borrow_mut();
+            let mut st = state_mut(state);
             if st.reader_done() {
                 return Poll::Ready(None);
             }
@@ -201,16 +201,16 @@ async fn read_task<R: Read>(state: &RefCell<ConnState<'_, '_>>, reader: &mut R) 
         let Some(buf) = buf else {
             return Ok(());
         };
-        state.borrow().publish_discardable();
+        conn::state(state).publish_discardable();
         match reader.read(buf).await {
             Ok(n) => {
                 let n = n.min(buf.len());
-                let mut st = state.borrow_mut();
+                let mut st = state_mut(state);
                 st.apply_discarded();
                 st.return_input(buf, n);
             }
             Err(error) => {
-                state.borrow_mut().io_failed(Some(buf));
+                state_mut(state).io_failed(Some(buf));
                 return Err(error);
             }
         }
@@ -225,7 +225,7 @@ async fn write_task<W: Write>(
 ) -> ConnectionError<W::Error> {
     loop {
         let job = poll_fn(|_| {
-            let mut st = state.borrow_mut();
+            let mut st = state_mut(state);
             if let Some(job) = st.take_output() {
                 return Poll::Ready(Some(job));
             }
@@ -235,19 +235,19 @@ async fn write_task<W: Write>(
         match job {
             Some((buf, from, to)) => match writer.write(&buf[from..to]).await {
                 Ok(0) => {
-                    state.borrow_mut().output_failed(buf);
+                    state_mut(state).output_failed(buf);
                     return ConnectionError::WriteZero;
                 }
-                Ok(n) => state.borrow_mut().return_output(buf, n.min(to - from)),
+                Ok(n) => state_mut(state).return_output(buf, n.min(to - from)),
                 Err(error) => {
-                    state.borrow_mut().output_failed(buf);
+                    state_mut(state).output_failed(buf);
                     return ConnectionError::Write(error);
                 }
             },
             None => match writer.flush().await {
-                Ok(()) => state.borrow_mut().flushed(),
+                Ok(()) => state_mut(state).flushed(),
                 Err(error) => {
-                    state.borrow_mut().io_failed(None);
+                    state_mut(state).io_failed(None);
                     return ConnectionError::Write(error);
                 }
             },
@@ -265,7 +265,7 @@ async fn slot_task<H: Handler>(
     let conn: &dyn Conn = state;
     loop {
         let overflowed =
-            poll_fn(|_| state.borrow_mut().start_handler(i).map_or(Poll::Pending, Poll::Ready)).await;
+            poll_fn(|_| state_mut(state).start_handler(i).map_or(Poll::Pending, Poll::Ready)).await;
         if let Some(arena) = params.get(i).and_then(|cell| cell.try_borrow().ok()) {
             let mut request = Request::new(conn, i, arena);
             let mut response = Response::new(conn, i);
@@ -277,7 +277,7 @@ async fn slot_task<H: Handler>(
                 let mut handling = pin!(handler.handle(&mut request, &mut response));
                 poll_fn(|cx| {
                     let poll = handling.as_mut().poll(cx);
-                    state.borrow_mut().handler_polled(i);
+                    state_mut(state).handler_polled(i);
                     poll
                 })
                 .await
@@ -291,7 +291,7 @@ async fn slot_task<H: Handler>(
             // each step, and the previous request's `Request` was dropped before it closed.
             debug_assert!(false, "params of slot {i} missing or borrowed as its handler starts");
         }
-        poll_fn(|_| state.borrow_mut().poll_close(i)).await;
+        poll_fn(|_| state_mut(state).poll_close(i)).await;
     }
 }
 

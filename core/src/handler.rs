@@ -11,7 +11,7 @@ use core::task::{Context, Poll};
 
 use embedded_io_async::{ErrorType, Read, Write};
 
-use crate::conn::{ConnState, InStream, OutStream, SlotView};
+use crate::conn::{ConnState, InStream, OutStream, SlotView, state, state_mut};
 use crate::error::StreamError;
 use crate::handler_error::HandlerError;
 use crate::params::{Arena, Params};
@@ -88,7 +88,7 @@ impl Conn for RefCell<ConnState<'_, '_>> {
         cx: &Context<'_>,
         buf: &mut [u8],
     ) -> Poll<Result<usize, StreamError>> {
-        self.borrow_mut().poll_read(slot, stream, cx, buf)
+        state_mut(self).poll_read(slot, stream, cx, buf)
     }
     fn poll_write(
         &self,
@@ -97,25 +97,25 @@ impl Conn for RefCell<ConnState<'_, '_>> {
         cx: &Context<'_>,
         data: &[u8],
     ) -> Poll<Result<usize, StreamError>> {
-        self.borrow_mut().poll_write(slot, stream, cx, data)
+        state_mut(self).poll_write(slot, stream, cx, data)
     }
     fn poll_flush(&self, slot: usize, cx: &Context<'_>) -> Poll<Result<(), StreamError>> {
-        self.borrow_mut().poll_flush(slot, cx)
+        state_mut(self).poll_flush(slot, cx)
     }
     fn write_now(&self, slot: usize, stream: OutStream, parts: &[&[u8]]) -> bool {
-        self.borrow_mut().write_now(slot, stream, parts)
+        state_mut(self).write_now(slot, stream, parts)
     }
     fn view(&self, slot: usize) -> SlotView {
-        self.borrow().view(slot)
+        state(self).view(slot)
     }
     fn set_app_status(&self, slot: usize, status: u32) {
-        self.borrow_mut().set_app_status(slot, status);
+        state_mut(self).set_app_status(slot, status);
     }
     fn discard_body(&self, slot: usize) {
-        self.borrow_mut().discard_body(slot);
+        state_mut(self).discard_body(slot);
     }
     fn poll_gone(&self, slot: usize, cx: &Context<'_>) -> Poll<()> {
-        self.borrow_mut().poll_gone(slot, cx)
+        state_mut(self).poll_gone(slot, cx)
     }
 }
 

@@ -7,7 +7,7 @@ use core::task::{Context, Poll};
 use embassy_futures::select::{Either, select};
 use embassy_net::Stack;
 use embassy_net::tcp::TcpSocket;
-use embassy_time::{Duration, Instant, Timer, with_timeout};
+use embassy_time::{Duration, Instant, Timer, with_deadline};
 use ember_fcgi_core::{
     Config, ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, HandlerError, Request, Response,
     serve_connection,
@@ -64,7 +64,7 @@ where
         socket.set_nagle_enabled(false);
         if socket.accept(port).await.is_err() {
             // Only a reset during the handshake or a bad port get here; do not spin.
-            Timer::after_millis(10).await;
+            Timer::at(after(Duration::from_millis(10))).await;
             continue;
         }
         // Only the web servers of `allowed_peers`: others are reset at once.
@@ -129,7 +129,7 @@ where
         // sees no reset for bytes it already sent); then sends what is still queued (the
         // FIN or the reset). A graceful close that takes longer than `close_linger` ends in
         // a reset, sent by the stack for the peer's next segment once the socket is gone.
-        let closed = with_timeout(limits.close_linger, async {
+        let closed = with_deadline(after(limits.close_linger), async {
             while graceful && matches!(socket.read_with(|bytes| (bytes.len(), bytes.len())).await, Ok(1..)) {}
             let _ = socket.flush().await;
         })
@@ -139,6 +139,13 @@ where
         }
         result
     }
+}
+
+/// The instant `duration` from now, `Instant::MAX` if that is past it (`Duration::MAX`:
+/// never). Every deadline here goes through it: one saturating addition in place of
+/// `Instant + Duration`, which panics on overflow (its message and panic site in flash).
+fn after(duration: Duration) -> Instant {
+    Instant::now().checked_add(duration).unwrap_or(Instant::MAX)
 }
 
 /// What a request that ran out of `request_timeout` before writing anything answers.

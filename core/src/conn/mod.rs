@@ -36,7 +36,7 @@ mod slots;
 mod status;
 mod values;
 
-use core::cell::RefCell;
+use core::cell::{Ref, RefCell, RefMut};
 use core::task::Waker;
 
 use crate::buffers::Memory;
@@ -65,6 +65,20 @@ pub const MIN_INPUT: usize = 16;
 pub(crate) enum IoMode {
     ReadAhead,
     OnDemand,
+}
+
+/// Borrows the connection's state mutably. Every borrow of the driver and of the handlers'
+/// calls goes through here (or [`state`]), so that the borrow check's panic has one
+/// location in the image rather than one per call site (`borrow_mut` is `#[track_caller]`).
+#[inline(never)]
+pub(crate) fn state_mut<'s, 'b, 'p>(cell: &'s RefCell<ConnState<'b, 'p>>) -> RefMut<'s, ConnState<'b, 'p>> {
+    cell.borrow_mut()
+}
+
+/// Borrows the connection's state (see [`state_mut`]).
+#[inline(never)]
+pub(crate) fn state<'s, 'b, 'p>(cell: &'s RefCell<ConnState<'b, 'p>>) -> Ref<'s, ConnState<'b, 'p>> {
+    cell.borrow()
 }
 
 /// Everything one connection knows; lives in a `RefCell` shared by the driver's tasks.
