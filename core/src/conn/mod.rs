@@ -68,15 +68,19 @@ pub(crate) enum IoMode {
 }
 
 /// Borrows the connection's state mutably. Every borrow of the driver and of the handlers'
-/// calls goes through here (or [`state`]), so that the borrow check's panic has one
-/// location in the image rather than one per call site (`borrow_mut` is `#[track_caller]`).
-#[inline(never)]
+/// calls goes through here (or [`state`]), so the borrow check's panic has one location
+/// rather than one per call site (`borrow_mut` is `#[track_caller]`). On bare metal it is
+/// also kept out of line, as are a few small helpers called from several places
+/// (`all_free`, `input_over`, `wake_all`, `SlotState::wake`, `write_len`): one copy each in
+/// flash (FastCGI's share of the firmware's flash is budgeted, `scripts/embassy-footprint.sh`);
+/// hosts inline them for speed.
+#[cfg_attr(target_os = "none", inline(never))]
 pub(crate) fn state_mut<'s, 'b, 'p>(cell: &'s RefCell<ConnState<'b, 'p>>) -> RefMut<'s, ConnState<'b, 'p>> {
     cell.borrow_mut()
 }
 
 /// Borrows the connection's state (see [`state_mut`]).
-#[inline(never)]
+#[cfg_attr(target_os = "none", inline(never))]
 pub(crate) fn state<'s, 'b, 'p>(cell: &'s RefCell<ConnState<'b, 'p>>) -> Ref<'s, ConnState<'b, 'p>> {
     cell.borrow()
 }
@@ -196,11 +200,13 @@ impl<'b, 'p> ConnState<'b, 'p> {
         if self.expired { StreamError::TimedOut } else { StreamError::ConnectionClosed }
     }
 
+    #[cfg_attr(target_os = "none", inline(never))]
     fn all_free(&self) -> bool {
         self.slots.iter().all(|s| s.phase == Phase::Free)
     }
 
     /// No more input will be processed.
+    #[cfg_attr(target_os = "none", inline(never))]
     fn input_over(&self) -> bool {
         self.dead() || self.eof || (self.closing && self.all_free())
     }
@@ -293,6 +299,7 @@ impl<'b, 'p> ConnState<'b, 'p> {
         self.input_over()
     }
 
+    #[cfg_attr(target_os = "none", inline(never))]
     fn wake_all(&mut self) {
         for slot in self.slots.iter_mut() {
             slot.wake();

@@ -108,6 +108,7 @@ impl SlotState {
 
     /// Something happened for this request: its handler must look again before the
     /// reader counts it as waiting for input.
+    #[cfg_attr(target_os = "none", inline(never))]
     pub(super) fn wake(&mut self) {
         self.waiting_input = false;
         if let Some(w) = self.waker.take() {

@@ -232,8 +232,10 @@ pub fn encode_pair(name: &[u8], value: &[u8], out: &mut [u8]) -> Result<usize, N
 }
 
 /// Writes `len` (at most [`MAX_NV_LEN`]) into the front of `out`, which has room for
-/// [`len_size`] bytes; returns that size.
-#[inline]
+/// [`len_size`] bytes; returns that size. Out of line on bare metal, where each of its three
+/// callers would carry a copy (flash); inlined on hosts (speed).
+#[cfg_attr(target_os = "none", inline(never))]
+#[cfg_attr(not(target_os = "none"), inline)]
 pub(crate) fn write_len(len: usize, out: &mut [u8]) -> usize {
     if len < 0x80 {
         out[0] = len as u8;
