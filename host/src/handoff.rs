@@ -62,6 +62,7 @@ pub fn handed_over() -> bool {
 /// Why a handoff failed. The old process still serves when [`Handoff::hand_over`] returns
 /// one of these.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum HandoffError {
     /// This process's executable could not be found (`current_exe`).
     CurrentExe(io::Error),
