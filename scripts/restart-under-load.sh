@@ -9,7 +9,11 @@
 #
 #   bash scripts/restart-under-load.sh [--modes plain,handoff,held] [--sockets tcp,unix]
 #        [--duration SECS] [--restarts N] [--connections N] [--transport mio|smol]
-#        [--bin HELLO] [--out FILE] [--keep] [--max-fails N]
+#        [--bin HELLO] [--out FILE] [--keep] [--max-fails N] [--check]
+#
+# --check exits 1 if a request failed (non-2xx or socket error) in the handoff or held mode
+# (the plain and kill modes are measured, not checked). The test command runs
+# `--duration 6 --restarts 3 --modes handoff,held --check` (scripts/test-all.sh).
 #
 # --keep leaves the logs (app, nginx error.log, wrk) in the directory it names at the end.
 #
@@ -36,7 +40,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODES=plain,handoff,held SOCKETS=tcp,unix DURATION=30 RESTARTS=10 CONNECTIONS=64 TRANSPORT=mio
-BIN="" OUT="" KEEP=0 MAX_FAILS=""
+BIN="" OUT="" KEEP=0 MAX_FAILS="" CHECK=0 FAILED=0
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -50,6 +54,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --max-fails) MAX_FAILS=$2; shift 2 ;;
+        --check) CHECK=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -262,6 +267,13 @@ run() {
     fi
     printf '%-8s %-5s %9s %9s %14s %8s  %s\n' "$mode" "$socket" "${requests:-?}" "${non2xx:-0}" "${errors:-0}" \
         "$retried" "${detail:-0/0/0/0}"
+    case "$mode" in
+        handoff | held)
+            if [ "${requests:-0}" -eq 0 ] || [ "${non2xx:-0}" -ne 0 ] || [ "${errors:-0}" -ne 0 ]; then
+                FAILED=1
+            fi
+            ;;
+    esac
     if [ -n "$OUT" ]; then
         printf '{"mode":"%s","socket":"%s","requests":%s,"non_2xx":%s,"socket_errors":%s,"nginx_retried":%s,"duration":%s,"restarts":%s,"connections":%s}\n' \
             "$mode" "$socket" "${requests:-0}" "${non2xx:-0}" "${errors:-0}" "$retried" "$DURATION" "$RESTARTS" \
@@ -275,3 +287,7 @@ for mode in ${MODES//,/ }; do
         run "$mode" "$socket"
     done
 done
+if [ "$CHECK" = 1 ] && [ "$FAILED" = 1 ]; then
+    echo "restart-under-load.sh: requests failed across a handoff or a held-socket restart" >&2
+    exit 1
+fi
