@@ -14,13 +14,16 @@
 mod support;
 
 use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ember_fcgi_testkit::web::process::{process_state, signal};
 use ember_fcgi_testkit::wire::{STDIN, head_bytes, record};
-use support::{App, Combo, Nginx, Socket, Transport, agent, tools};
+use support::{App, Combo, Nginx, Socket, TempDir, Transport, agent, example, tools};
 
 /// Kills the successors (which are no children of the test) when the test ends.
 struct Successors(Vec<u32>);
@@ -33,8 +36,9 @@ impl Drop for Successors {
     }
 }
 
-/// Waits for the `n`th `handoff: successor pid N is ready` line in the log; N.
-fn nth_successor(app: &App, n: usize) -> u32 {
+/// Waits for the `n`th `handoff: successor pid N is ready` line in the log; N. Fails on a
+/// `handoff failed` line beyond the `failed` ones expected.
+fn nth_successor(app: &App, n: usize, failed: usize) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let log = app.log();
@@ -46,7 +50,7 @@ fn nth_successor(app: &App, n: usize) -> u32 {
         if let Some(pid) = pids.get(n - 1) {
             return *pid;
         }
-        assert!(!log.contains("handoff failed"), "a handoff failed:\n{log}");
+        assert!(log.matches("handoff failed").count() <= failed, "a handoff failed:\n{log}");
         assert!(Instant::now() < deadline, "no handoff #{n} within 30 s; log:\n{log}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -111,7 +115,7 @@ fn handoff_under_load(combo: Combo) {
     let mut current = app.pid();
     for n in 1..=3 {
         signal("USR2", current);
-        let next = nth_successor(&app, n);
+        let next = nth_successor(&app, n, 0);
         successors.0.push(next);
         assert_ne!(next, current);
         served(&ok, 200);
@@ -170,4 +174,50 @@ fn handoff_under_load_mio_tcp() {
 #[test]
 fn handoff_under_load_smol_unix() {
     handoff_under_load(Combo { transport: Transport::Smol, socket: Socket::Unix, keepalive: true });
+}
+
+/// Waits for `text` in the app's log.
+fn wait_for_log(app: &App, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !app.log().contains(text) {
+        assert!(Instant::now() < deadline, "no {text:?} in the log within 30 s:\n{}", app.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Puts `content` at `path` the way a deployment does: written beside it, then renamed over.
+fn replace_executable(path: &Path, content: &[u8]) {
+    let new = path.with_extension("new");
+    std::fs::write(&new, content).expect("write the new executable");
+    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&new, path).expect("rename over the old executable");
+}
+
+/// A successor that exits at once (a broken new version) leaves the old process serving,
+/// which says why; then a working version moved over the executable takes over (the old
+/// process's `/proc/self/exe` reads `PATH (deleted)` by then: the file at PATH is started).
+#[test]
+fn a_failed_successor_leaves_the_old_process_serving() {
+    let dir = TempDir::new("restart-upgrade");
+    let exe = dir.path().join("app");
+    let hello = std::fs::read(example("hello")).expect("the hello example");
+    replace_executable(&exe, &hello);
+    let mut command = Command::new(&exe);
+    command.args(["--listen", "127.0.0.1:0"]).stdin(Stdio::null());
+    let mut app = App::spawn("hello (a copy)", command, dir, None);
+    let mut successors = Successors(Vec::new());
+    assert!(app.endpoint.connect().get("/", "").contains("Hello"));
+
+    replace_executable(&exe, b"#!/bin/sh\nexit 3\n");
+    signal("USR2", app.pid());
+    wait_for_log(&app, "handoff failed, still serving: the successor");
+    assert!(app.log().contains("exited before it was ready: exit status: 3"), "{}", app.log());
+    assert!(app.exited().is_none(), "the old process goes on");
+    assert!(app.endpoint.connect().get("/", "").contains("Hello"), "and serves");
+
+    replace_executable(&exe, &hello);
+    signal("USR2", app.pid());
+    successors.0.push(nth_successor(&app, 1, 1));
+    assert_eq!(app.wait_exit(Duration::from_secs(20)), Some(0), "the old process exits after handing over");
+    assert!(app.endpoint.connect().get("/", "").contains("Hello"), "the new version serves");
 }

@@ -144,7 +144,7 @@ impl Handoff {
     /// Returns the successor's pid. On an error nothing changed here: this process still
     /// serves (the successor, if it was started, was killed and reaped).
     pub fn hand_over(&self, shutdown: &ShutdownHandle) -> Result<u32, HandoffError> {
-        let exe = std::env::current_exe().map_err(HandoffError::CurrentExe)?;
+        let exe = successor_exe()?;
         let pid = self.start(Command::new(&exe).args(std::env::args_os().skip(1)))?;
         HANDED_OVER.store(true, Ordering::SeqCst);
         shutdown.shutdown();
@@ -190,6 +190,17 @@ impl Handoff {
             Ok(_) => Err(reap(&mut child, HandoffError::NotReady { pid })),
             Err(_) => Err(reap(&mut child, HandoffError::Timeout { pid, timeout: self.ready_timeout })),
         }
+    }
+}
+
+/// This program's executable. An executable replaced on disk since this process started
+/// (a new version moved over it) reads as `PATH (deleted)` on Linux: the file now at PATH
+/// is the one to start.
+fn successor_exe() -> Result<PathBuf, HandoffError> {
+    let exe = std::env::current_exe().map_err(HandoffError::CurrentExe)?;
+    match exe.to_str().and_then(|path| path.strip_suffix(" (deleted)")) {
+        Some(path) if !exe.exists() => Ok(PathBuf::from(path)),
+        _ => Ok(exe),
     }
 }
 
@@ -332,9 +343,11 @@ pub fn ready() -> Result<bool, HandoffError> {
     Ok(true)
 }
 
-/// Used by [`Listener`]'s drop: whether a Unix socket's file must stay.
+/// Used by [`Listener`]'s drop: whether a Unix socket's file must stay: this process
+/// handed the socket over, or it is a successor that has not reported ready (should it
+/// fail now, its predecessor goes on serving the file).
 pub(crate) fn keep_socket_file() -> bool {
-    handed_over()
+    handed_over() || is_successor()
 }
 
 #[cfg(test)]
