@@ -624,9 +624,14 @@ fn run_smol<H: Handler>(_: &Args, _: StatusPages<H>, _: Limits) -> Result<(), Fa
 /// when port 0 was asked for; also for a socket from systemd), `listening on unix:/path`,
 /// or `listening on fd:0`.
 fn announce(shown: &str) {
-    let line = format!("listening on {shown}");
+    say(&format!("listening on {shown}"));
+}
+
+/// Writes `line` and a newline to stderr in one `write`: a successor after a handoff writes
+/// to the same stderr, and a line written in pieces could be split by one of its lines.
+fn say(line: &str) {
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{line}");
+    let _ = stderr.write_all(format!("{line}\n").as_bytes());
     let _ = stderr.flush();
 }
 
@@ -646,20 +651,22 @@ fn on_signals(handle: ShutdownHandle, handoff: Handoff) -> Result<(), String> {
             let mut stopping = false;
             for signal in signals.forever() {
                 match (signal, stopping) {
-                    (SIGUSR2, true) => eprintln!("signal USR2: already stopping; ignored"),
+                    (SIGUSR2, true) => say("signal USR2: already stopping; ignored"),
                     (SIGUSR2, false) => {
-                        eprintln!("signal USR2: starting a successor on the listening socket");
-                        match handoff.hand_over(&handle) {
+                        say("signal USR2: starting a successor on the listening socket");
+                        match handoff.start_successor() {
                             Ok(pid) => {
-                                eprintln!("handoff: successor pid {pid} is ready; draining and exiting");
+                                // Said first: once drained, the process may exit at once.
+                                say(&format!("handoff: successor pid {pid} is ready; draining and exiting"));
+                                handle.shutdown();
                                 stopping = true;
                             }
-                            Err(e) => eprintln!("handoff failed, still serving: {e}"),
+                            Err(e) => say(&format!("handoff failed, still serving: {e}")),
                         }
                     }
                     (_, true) => std::process::exit(130),
                     (_, false) => {
-                        eprintln!("signal {signal}: shutting down gracefully (again to exit now)");
+                        say(&format!("signal {signal}: shutting down gracefully (again to exit now)"));
                         handle.shutdown();
                         stopping = true;
                     }

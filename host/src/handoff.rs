@@ -136,17 +136,25 @@ impl Handoff {
         self
     }
 
-    /// Starts this program again (`current_exe`, the same arguments) with the listening
-    /// socket inherited, and waits for it to report ready. Then marks the socket handed
-    /// over (a Unix socket's file stays when this process's listener is dropped) and starts
-    /// the graceful shutdown through `shutdown`: this process stops accepting, drains its
-    /// in-flight requests within `Limits::shutdown_timeout` and its server returns.
-    /// Returns the successor's pid. On an error nothing changed here: this process still
-    /// serves (the successor, if it was started, was killed and reaped).
-    pub fn hand_over(&self, shutdown: &ShutdownHandle) -> Result<u32, HandoffError> {
+    /// Starts this program again (the file at its executable's path, the same arguments)
+    /// with the listening socket inherited, and waits for it to report ready; then marks
+    /// the socket handed over (a Unix socket's file stays when this process's listener is
+    /// dropped). Returns the successor's pid: stop accepting and drain now (the graceful
+    /// shutdown, as [`Self::hand_over`] does). On an error nothing changed here: this
+    /// process still serves (the successor, if it was started, was killed and reaped).
+    pub fn start_successor(&self) -> Result<u32, HandoffError> {
         let exe = successor_exe()?;
         let pid = self.start(Command::new(&exe).args(std::env::args_os().skip(1)))?;
         HANDED_OVER.store(true, Ordering::SeqCst);
+        Ok(pid)
+    }
+
+    /// [`Self::start_successor`], then the graceful shutdown through `shutdown`: this
+    /// process stops accepting, drains its in-flight requests within
+    /// `Limits::shutdown_timeout` and its server returns (which may be before this returns:
+    /// say what happened before the process can exit, or use `start_successor`).
+    pub fn hand_over(&self, shutdown: &ShutdownHandle) -> Result<u32, HandoffError> {
+        let pid = self.start_successor()?;
         shutdown.shutdown();
         Ok(pid)
     }
