@@ -436,8 +436,9 @@ fn parse(program: &'static str, opts: &[Opt], tokio: Option<&'static str>) -> Re
 /// Binds `args.listen` on `args.transport`, prints `listening on ADDR` to stderr, and runs
 /// `handler` until SIGTERM or SIGINT has finished a graceful shutdown (a second signal
 /// exits at once), or SIGUSR2 handed the socket to a new copy of the program and the
-/// in-flight requests were drained (see [`on_signals`]). Exit status 1 if binding or serving fails. The limit options given
-/// (`--params-bytes`, `--idle-timeout`, ...) replace those fields of `limits`.
+/// in-flight requests were drained (see `on_signals`). Exit status 1 if binding or
+/// serving fails. The limit options given (`--params-bytes`, `--idle-timeout`, ...)
+/// replace those fields of `limits`.
 pub fn serve<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> ExitCode {
     serve_on(args, args.transport, handler, limits)
 }
