@@ -17,6 +17,8 @@ command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need_apt+=(apa
 command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || need_apt+=(caddy)
 # tests/axum.rs: Apache's mod_fcgid starting the app itself (the shared-hosting path).
 [ -f /usr/lib/apache2/modules/mod_fcgid.so ] || need_apt+=(libapache2-mod-fcgid)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk) # scripts/restart-under-load.sh
+command -v curl >/dev/null 2>&1 || need_apt+=(curl) # scripts/restart-under-load.sh
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils) # script(1): a terminal for tests/cli.rs
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)   # scripts/doc-check.sh reads cargo metadata
 # tests/ops.rs: systemd's socket-activation launcher, spawn-fcgi, and Debian's python3 with

@@ -32,4 +32,7 @@ bash scripts/soak.sh --seconds "${SOAK_SECONDS:-20}"
 
 echo "== tests"
 cargo build --release --examples --all-features
+echo "== restarts under load through nginx: no failed request across handoffs and held-socket restarts"
+bash scripts/restart-under-load.sh --duration 6 --restarts 3 --modes handoff,held --check \
+    --bin "${CARGO_TARGET_DIR:-target}/release/examples/hello"
 cargo test --workspace --all-features

@@ -43,6 +43,8 @@ pub mod prelude {
 /// What every std server shares: where to listen, the limits, who may connect, the live
 /// counters, the graceful shutdown and the status pages.
 pub mod server {
+    /// Zero-downtime restart: hand the listening socket to a new copy of the program.
+    pub use ember_fcgi_host::handoff;
     pub use ember_fcgi_host::runtime::{IdleRelease, MemoryBudget, ShutdownHandle};
     pub use ember_fcgi_host::stats::{Stats, StatsSnapshot};
     pub use ember_fcgi_host::status::StatusPages;

@@ -1,6 +1,8 @@
 //! What every example shares: the command line (`--transport`, `--listen` and the
 //! example's own options), and running a handler on the chosen transport with SIGTERM and
-//! SIGINT wired to a graceful shutdown. Each example file is then just its handler.
+//! SIGINT wired to a graceful shutdown and SIGUSR2 to a restart without downtime (the
+//! listening socket handed to a new copy of the program). Each example file is then just
+//! its handler.
 //!
 //! Not every example uses every item here.
 #![allow(dead_code)]
@@ -11,8 +13,9 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ember_fcgi::Handler;
-use ember_fcgi::server::StatusPages;
+use ember_fcgi::server::handoff::{self, Handoff};
 use ember_fcgi::server::{BindError, Limits, Listen, Listener, NameOrId};
+use ember_fcgi::server::{ShutdownHandle, StatusPages};
 
 /// The server that runs the handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -432,8 +435,10 @@ fn parse(program: &'static str, opts: &[Opt], tokio: Option<&'static str>) -> Re
 
 /// Binds `args.listen` on `args.transport`, prints `listening on ADDR` to stderr, and runs
 /// `handler` until SIGTERM or SIGINT has finished a graceful shutdown (a second signal
-/// exits at once). Exit status 1 if binding or serving fails. The limit options given
-/// (`--params-bytes`, `--idle-timeout`, ...) replace those fields of `limits`.
+/// exits at once), or SIGUSR2 handed the socket to a new copy of the program and the
+/// in-flight requests were drained (see `on_signals`). Exit status 1 if binding or
+/// serving fails. The limit options given (`--params-bytes`, `--idle-timeout`, ...)
+/// replace those fields of `limits`.
 pub fn serve<H: Handler + 'static>(args: &Args, handler: H, limits: Limits) -> ExitCode {
     serve_on(args, args.transport, handler, limits)
 }
@@ -565,14 +570,16 @@ macro_rules! run_server {
     ($server:path, $name:literal, $args:expr, $handler:expr, $limits:expr) => {{
         use $server as Server;
         let (listener, shown) = bind(&$args.listen)?;
+        let handoff = Handoff::new(&listener).map_err(|e| e.to_string())?;
         let handler = $handler;
         let board = handler.board();
         let server = Server::from_listener(listener, handler, $limits)
             .map_err(|e| BindError::Io($args.listen.clone(), e))?;
         board.add(server.stats());
-        let handle = server.shutdown_handle();
-        on_signals(move || handle.shutdown())?;
+        on_signals(server.shutdown_handle(), handoff)?;
         announce(&shown);
+        // Started by a predecessor's handoff: it stops accepting and drains now.
+        handoff::ready().map_err(|e| e.to_string())?;
         server.run().map_err(|e| Failure::Serve(format!("the {} server failed: {e}", $name)))
     }};
 }
@@ -618,28 +625,53 @@ fn run_smol<H: Handler>(_: &Args, _: StatusPages<H>, _: Limits) -> Result<(), Fa
 /// when port 0 was asked for; also for a socket from systemd), `listening on unix:/path`,
 /// or `listening on fd:0`.
 fn announce(shown: &str) {
-    let line = format!("listening on {shown}");
+    say(&format!("listening on {shown}"));
+}
+
+/// Writes `line` and a newline to stderr in one `write`: a successor after a handoff writes
+/// to the same stderr, and a line written in pieces could be split by one of its lines.
+fn say(line: &str) {
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{line}");
+    let _ = stderr.write_all(format!("{line}\n").as_bytes());
     let _ = stderr.flush();
 }
 
-/// Calls `shutdown` on the first SIGTERM or SIGINT, from a thread of its own; a second
-/// signal exits the process at once.
-fn on_signals(shutdown: impl Fn() + Send + 'static) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signal setup: {e}"))?;
+/// Wires the signals, from a thread of its own: the first SIGTERM or SIGINT starts the
+/// graceful shutdown through `handle` (a second one exits the process at once); SIGUSR2
+/// restarts without downtime: `handoff` starts this program again (same executable and
+/// arguments) on the same listening socket, and once the successor reports ready this
+/// process stops accepting, drains its in-flight requests within `shutdown_timeout` and
+/// exits. If the successor fails to start, this process says why and keeps serving.
+fn on_signals(handle: ShutdownHandle, handoff: Handoff) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR2};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR2])
+        .map_err(|e| format!("signal setup: {e}"))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut forever = signals.forever();
-            if let Some(signal) = forever.next() {
-                eprintln!("signal {signal}: shutting down gracefully (again to exit now)");
-                shutdown();
-            }
-            if forever.next().is_some() {
-                std::process::exit(130);
+            let mut stopping = false;
+            for signal in signals.forever() {
+                match (signal, stopping) {
+                    (SIGUSR2, true) => say("signal USR2: already stopping; ignored"),
+                    (SIGUSR2, false) => {
+                        say("signal USR2: starting a successor on the listening socket");
+                        match handoff.start_successor() {
+                            Ok(pid) => {
+                                // Said first: once drained, the process may exit at once.
+                                say(&format!("handoff: successor pid {pid} is ready; draining and exiting"));
+                                handle.shutdown();
+                                stopping = true;
+                            }
+                            Err(e) => say(&format!("handoff failed, still serving: {e}")),
+                        }
+                    }
+                    (_, true) => std::process::exit(130),
+                    (_, false) => {
+                        say(&format!("signal {signal}: shutting down gracefully (again to exit now)"));
+                        handle.shutdown();
+                        stopping = true;
+                    }
+                }
             }
         })
         .map_err(|e| format!("signal thread: {e}"))?;

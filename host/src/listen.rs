@@ -123,6 +123,9 @@ pub enum BindError {
     Chown(Listen, io::Error),
     /// Setting the Unix socket's mode failed (`chmod`).
     Chmod(Listen, u32, io::Error),
+    /// A predecessor handed this process a listening socket (`handoff`) that cannot be
+    /// used here: not where `listen` asks to listen, or not a listening socket.
+    HandedOver(Listen, String),
     /// Any other failure.
     Io(Listen, io::Error),
 }
@@ -170,6 +173,7 @@ impl fmt::Display for BindError {
             Self::Chmod(listen, mode, e) => {
                 write!(f, "cannot listen on {listen}: cannot set the socket's mode to {mode:04o}: {e}")
             }
+            Self::HandedOver(listen, why) => write!(f, "cannot listen on {listen}: {why}"),
             Self::Io(listen, e) => write!(f, "cannot listen on {listen}: {e}"),
         }
     }
@@ -184,7 +188,8 @@ impl std::error::Error for BindError {
     }
 }
 
-/// A bound, non-blocking std listener. A Unix listener removes its socket file when dropped.
+/// A bound, non-blocking std listener. A Unix listener removes its socket file when dropped
+/// (unless the socket was handed over to a successor process).
 #[derive(Debug)]
 pub enum Listener {
     Tcp(TcpListener),
@@ -192,8 +197,17 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `listen` and sets the socket non-blocking.
+    /// Binds `listen` and sets the socket non-blocking. In a process a predecessor started
+    /// to take over its socket (`handoff`), the socket handed over is taken instead when it
+    /// is where `listen` asks to listen (or `listen` is `Systemd` or `Inherited`): a Unix
+    /// socket's file is then neither removed nor bound again.
     pub fn bind(listen: &Listen) -> Result<Self, BindError> {
+        if let Some(listener) =
+            crate::handoff::take_listener(listen).map_err(|why| BindError::HandedOver(listen.clone(), why))?
+        {
+            listener.set_nonblocking().map_err(|e| BindError::Io(listen.clone(), e))?;
+            return Ok(listener);
+        }
         let io_err = |e: io::Error| match (e.kind(), listen) {
             (io::ErrorKind::AddrInUse, _) => BindError::InUse(listen.clone()),
             (io::ErrorKind::NotFound, Listen::Unix { path, .. }) => match missing_directory(path) {
@@ -283,8 +297,12 @@ impl std::os::fd::AsFd for Listener {
 }
 
 impl Drop for Listener {
+    /// Removes a Unix socket's file, unless this process handed the socket over to a
+    /// successor (`handoff`), which serves it now.
     fn drop(&mut self) {
-        if let Self::Unix(_, Some(path)) = self {
+        if let Self::Unix(_, Some(path)) = self
+            && !crate::handoff::keep_socket_file()
+        {
             let _ = std::fs::remove_file(path);
         }
     }

@@ -257,10 +257,14 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
         }
     }
 
-    /// No request is active, no output is stuck and no wake is pending: closing now loses
-    /// nothing (used by the graceful shutdown).
+    /// No request is active, no output is stuck and no wake is pending, and the peer sent
+    /// something already: closing now loses nothing (used by the graceful shutdown). A
+    /// connection just accepted is not quiet: its first request is on its way (a web server
+    /// does not retry a request on a fresh connection closed under it, as it does on a
+    /// reused keep-alive one); it is served, or closed at the end of the shutdown timeout.
     pub(crate) fn is_quiet(&self) -> bool {
-        matches!(self.state, ConnState::Running | ConnState::AtRest { .. } | ConnState::Released)
+        !self.io.is_fresh()
+            && matches!(self.state, ConnState::Running | ConnState::AtRest { .. } | ConnState::Released)
             && self.io.status.active_requests() == 0
             && !self.io.write_blocked()
             && !self.wake.is_queued()

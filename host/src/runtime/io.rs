@@ -211,6 +211,9 @@ pub(crate) struct ConnIo<S> {
     pub(crate) lease: Lease,
     /// Input was read since the runtime last looked ([`Self::take_input_seen`]).
     input_seen: Cell<bool>,
+    /// No input was read yet: the peer connected and its first request is on its way
+    /// (the graceful shutdown serves it rather than closing the connection under it).
+    fresh: Cell<bool>,
 }
 
 impl<S: AsRef<Stream>> ConnIo<S> {
@@ -219,6 +222,7 @@ impl<S: AsRef<Stream>> ConnIo<S> {
             counters,
             lease: Lease::default(),
             input_seen: Cell::new(false),
+            fresh: Cell::new(true),
             socket,
             status: ConnectionStatus::new(),
             scratch,
@@ -255,6 +259,11 @@ impl<S: AsRef<Stream>> ConnIo<S> {
     /// Whether the engine read input since the last call (so it was not at rest all along).
     pub(crate) fn take_input_seen(&self) -> bool {
         self.input_seen.replace(false)
+    }
+
+    /// Whether nothing was read from the peer yet (a connection just accepted).
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.fresh.get()
     }
 
     /// Whether a read may find something without waiting for another event.
@@ -347,6 +356,7 @@ impl<S: AsRef<Stream>> Read for Reader<'_, S> {
                         }
                         if n > 0 {
                             io.input_seen.set(true);
+                            io.fresh.set(false);
                             return Poll::Ready(Ok(n));
                         }
                         // Only skipped bytes: read on (or wait for more).

@@ -476,7 +476,8 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             return;
         };
         entry.scheduled = false;
-        if entry.state() == ConnState::Released && entry.io.may_read() && self.shutdown_deadline.is_none() {
+        let resumes = self.shutdown_deadline.is_none() || entry.io.is_fresh();
+        if entry.state() == ConnState::Released && entry.io.may_read() && resumes {
             entry.resume(&self.loop_shared);
             if entry.has_engine() {
                 self.engine_made(now);
