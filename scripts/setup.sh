@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the examples and tests need on a fresh Debian machine; quick when all is there.
 # nginx, cgi-fcgi (libfcgi-bin), lighttpd, apache2, libapache2-mod-fcgid (tests/axum.rs) and
-# caddy for the end-to-end tests, systemd-socket-activate, spawn-fcgi and
+# caddy for the end-to-end tests, wrk for `scripts/bench.sh --anchor`, systemd-socket-activate, spawn-fcgi and
 # python3-prometheus-client for tests/ops.rs, the bare-metal target that proves the core is
 # no_std, cargo-fuzz for the fuzz smoke run, and cargo-public-api for the public-API listing
 # (scripts/public-api.sh).
@@ -12,6 +12,8 @@ set -euo pipefail
 need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v cgi-fcgi >/dev/null 2>&1 || need_apt+=(libfcgi-bin)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v lighttpd >/dev/null 2>&1 || [ -x /usr/sbin/lighttpd ] || need_apt+=(lighttpd)
 command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need_apt+=(apache2)
 command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || need_apt+=(caddy)
