@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the examples and tests need on a fresh Debian machine; quick when all is there.
 # nginx, cgi-fcgi (libfcgi-bin), lighttpd, apache2, libapache2-mod-fcgid (tests/axum.rs) and
-# caddy for the end-to-end tests, systemd-socket-activate, spawn-fcgi and
+# caddy for the end-to-end tests, wrk for `scripts/bench.sh --anchor` and `scripts/restart-under-load.sh`, systemd-socket-activate, spawn-fcgi and
 # python3-prometheus-client for tests/ops.rs, the bare-metal target that proves the core is
 # no_std, cargo-fuzz for the fuzz smoke run, and cargo-public-api for the public-API listing
 # (scripts/public-api.sh).
@@ -17,7 +17,7 @@ command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need_apt+=(apa
 command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || need_apt+=(caddy)
 # tests/axum.rs: Apache's mod_fcgid starting the app itself (the shared-hosting path).
 [ -f /usr/lib/apache2/modules/mod_fcgid.so ] || need_apt+=(libapache2-mod-fcgid)
-command -v wrk >/dev/null 2>&1 || need_apt+=(wrk) # scripts/restart-under-load.sh
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)   # scripts/restart-under-load.sh, bench.sh --anchor
 command -v curl >/dev/null 2>&1 || need_apt+=(curl) # scripts/restart-under-load.sh
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils) # script(1): a terminal for tests/cli.rs
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)   # scripts/doc-check.sh reads cargo metadata

@@ -176,12 +176,14 @@ where
             }
         };
         let declared = {
-            let params = req.params();
-            if let Some(addr) = RemoteAddr::from_params(&params) {
+            // One pass for the variables and the three this handler reads (each
+            // `Params::get` is a scan of all of them).
+            let (vars, seen) = CgiVars::scan(&req.params());
+            if let Some(addr) = RemoteAddr::from_values(seen.remote_addr, seen.remote_port) {
                 parts.extensions.insert(addr);
             }
-            parts.extensions.insert(CgiVars::from_params(&params));
-            params.content_length()
+            parts.extensions.insert(vars);
+            seen.content_length.and_then(parse_decimal)
         };
         let is_head = parts.method == Method::HEAD;
         let (sender, body) = channel(declared);
@@ -530,10 +532,48 @@ pub struct CgiVars {
 /// Bytes per variable in the table's index.
 const ENTRY: usize = 16;
 
+/// The variables [`ServiceHandler`] reads, found by [`CgiVars::scan`].
+#[derive(Default)]
+struct Seen<'a> {
+    remote_addr: Option<&'a [u8]>,
+    remote_port: Option<&'a [u8]>,
+    content_length: Option<&'a [u8]>,
+}
+
+/// `CONTENT_LENGTH` as [`Params::content_length`] reads it: `None` when empty or not a
+/// decimal number.
+fn parse_decimal(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |acc, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
 impl CgiVars {
     /// A copy of `params`.
     pub fn from_params(params: &Params<'_>) -> Self {
-        let text: usize = params.iter().map(|(n, v)| n.len() + v.len()).sum();
+        Self::scan(params).0
+    }
+
+    /// A copy of `params`, and the values of the variables [`ServiceHandler`] reads (the
+    /// last of each, as [`Params::get`]), found in the same pass.
+    fn scan<'a>(params: &Params<'a>) -> (Self, Seen<'a>) {
+        let mut seen = Seen::default();
+        let mut text = 0;
+        for (name, value) in params.iter() {
+            text += name.len() + value.len();
+            match name {
+                b"REMOTE_ADDR" => seen.remote_addr = Some(value),
+                b"REMOTE_PORT" => seen.remote_port = Some(value),
+                b"CONTENT_LENGTH" => seen.content_length = Some(value),
+                _ => {}
+            }
+        }
         let index = params.len() * ENTRY;
         // A `TrustedLen` iterator: the `Arc` is allocated once, at its final size.
         let mut table: Arc<[u8]> = core::iter::repeat_n(0, index + text).collect();
@@ -549,7 +589,7 @@ impl CgiVars {
             entry[..8].copy_from_slice(&(name_end as u64).to_le_bytes());
             entry[8..].copy_from_slice(&(at as u64).to_le_bytes());
         }
-        Self { table, count: params.len() }
+        (Self { table, count: params.len() }, seen)
     }
 
     /// The value of `name` (the last one if it was sent twice, as [`Params::get`]).
@@ -607,10 +647,15 @@ impl RemoteAddr {
     /// The address in `params`, if `REMOTE_ADDR` is an IP address (`[` `]` around an IPv6
     /// address are allowed); the port is `REMOTE_PORT`, or 0 when it is absent or not a port.
     pub fn from_params(params: &Params<'_>) -> Option<Self> {
-        let addr = params.remote_addr()?;
+        Self::from_values(params.get("REMOTE_ADDR"), params.get("REMOTE_PORT"))
+    }
+
+    /// From the values of `REMOTE_ADDR` and `REMOTE_PORT`.
+    fn from_values(addr: Option<&[u8]>, port: Option<&[u8]>) -> Option<Self> {
+        let addr = core::str::from_utf8(addr?).ok()?;
         let addr = addr.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(addr);
         let ip: IpAddr = addr.parse().ok()?;
-        let port = params.get_str("REMOTE_PORT").and_then(|p| p.parse().ok()).unwrap_or(0);
+        let port = port.and_then(|p| core::str::from_utf8(p).ok()).and_then(|p| p.parse().ok()).unwrap_or(0);
         Some(Self(SocketAddr::new(ip, port)))
     }
 }

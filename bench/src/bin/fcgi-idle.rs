@@ -5,7 +5,13 @@
 //! upstream keepalive pool), so the server's per-connection state is fully set up. With
 //! `--mid-head BYTES`, each connection instead sends a request's BEGIN and a PARAMS record
 //! with the usual params and a `BYTES`-long cookie, but not the end of its params: every
-//! connection is busy in the middle of a request head.
+//! connection is busy in the middle of a request head. With `--mid-body BYTES`, each
+//! connection sends a whole `POST` head (`CONTENT_LENGTH` 1 MiB, or `--body-length`) and
+//! `BYTES` of its body, then waits: every connection is in the middle of an upload (with
+//! `--uri /upload`, the axum example's streamed upload route).
+//!
+//! The JSON line also carries `capacities_bytes`, `Capacities::memory_bytes()` of the
+//! default `Limits` (what the pool lends one busy connection), to compare RSS with.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,9 +19,9 @@ use std::time::Duration;
 
 use ember_fcgi_bench::load::request::{Request, params};
 use ember_fcgi_testkit::nv::push_nv;
-use ember_fcgi_testkit::wire::{PARAMS, begin_bytes, push_record};
+use ember_fcgi_testkit::wire::{PARAMS, STDIN, begin_bytes, push_record};
 
-const USAGE: &str = "usage: fcgi-idle --connect HOST:PORT --connections N --pid SERVER_PID [--warm | --mid-head BYTES] [--hold SECS]";
+const USAGE: &str = "usage: fcgi-idle --connect HOST:PORT --connections N --pid SERVER_PID [--warm | --mid-head BYTES | --mid-body BYTES [--body-length N]] [--uri PATH] [--hold SECS]";
 
 fn main() {
     match run() {
@@ -46,6 +52,7 @@ fn run() -> Result<(), String> {
     let mut parser = lexopt::Parser::from_env();
     let (mut addr, mut n, mut pid, mut warm, mut hold) = (None, 1000usize, None, false, 1u64);
     let mut mid_head: Option<usize> = None;
+    let (mut mid_body, mut body_length, mut uri) = (None::<usize>, 1u64 << 20, None::<String>);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("connect") => {
@@ -63,6 +70,16 @@ fn run() -> Result<(), String> {
             Long("mid-head") => {
                 mid_head =
                     Some(parser.value().map_err(|e| e.to_string())?.parse().map_err(|e| e.to_string())?)
+            }
+            Long("mid-body") => {
+                mid_body =
+                    Some(parser.value().map_err(|e| e.to_string())?.parse().map_err(|e| e.to_string())?)
+            }
+            Long("body-length") => {
+                body_length = parser.value().map_err(|e| e.to_string())?.parse().map_err(|e| e.to_string())?
+            }
+            Long("uri") => {
+                uri = Some(parser.value().map_err(|e| e.to_string())?.string().map_err(|_| "bad --uri")?)
             }
             Long("hold") => {
                 hold = parser.value().map_err(|e| e.to_string())?.parse().map_err(|e| e.to_string())?
@@ -82,7 +99,15 @@ fn run() -> Result<(), String> {
             bytes.extend_from_slice(s);
         }
     }
-    let head = mid_head.map(partial_head);
+    if mid_body.is_some_and(|b| b as u64 >= body_length) {
+        return Err("--mid-body must be less than --body-length".into());
+    }
+    let head = match (mid_head, mid_body) {
+        (Some(_), Some(_)) => return Err("--mid-head and --mid-body exclude each other".into()),
+        (Some(cookie), None) => Some(partial_head(cookie, uri.as_deref())),
+        (None, Some(sent)) => Some(partial_body(sent, body_length, uri.as_deref())),
+        (None, None) => None,
+    };
     let mut conns = Vec::with_capacity(n);
     let mut buf = [0u8; 4096];
     for i in 0..n {
@@ -122,8 +147,10 @@ fn run() -> Result<(), String> {
     }
     let per_conn = (rss.saturating_sub(rss_before) * 1024) / n.max(1) as u64;
     let mid_head = mid_head.unwrap_or(0);
+    let mid_body = mid_body.unwrap_or(0);
+    let capacities = ember_fcgi_host::Limits::default().capacities.memory_bytes();
     println!(
-        "{{\"connections\":{n},\"alive\":{alive},\"warm\":{warm},\"mid_head\":{mid_head},\"rss_before_kib\":{rss_before},\"rss_kib\":{rss},\"peak_rss_kib\":{peak},\"bytes_per_connection\":{per_conn}}}"
+        "{{\"connections\":{n},\"alive\":{alive},\"warm\":{warm},\"mid_head\":{mid_head},\"mid_body\":{mid_body},\"rss_before_kib\":{rss_before},\"rss_kib\":{rss},\"peak_rss_kib\":{peak},\"bytes_per_connection\":{per_conn},\"capacities_bytes\":{capacities}}}"
     );
     Ok(())
 }
@@ -142,15 +169,39 @@ fn ends_with_end_request(mut bytes: &[u8]) -> bool {
     bytes.is_empty() && last == 3
 }
 
-/// BEGIN_REQUEST and one PARAMS record (the usual params and a `cookie`-byte cookie),
-/// without the empty PARAMS record that would end the head.
-fn partial_head(cookie: usize) -> Vec<u8> {
-    let mut out = begin_bytes(1, true);
+/// The usual params (with a body of `body` bytes: a `POST`), `REQUEST_URI`, `SCRIPT_NAME`
+/// and `DOCUMENT_URI` set to `uri` when given.
+fn pairs(body: u64, uri: Option<&str>) -> Vec<u8> {
     let mut pairs = Vec::new();
-    for (name, value) in params(25, 0) {
+    for (name, value) in params(25, body) {
+        let value = match (name.as_str(), uri) {
+            ("REQUEST_URI" | "SCRIPT_NAME" | "DOCUMENT_URI", Some(uri)) => uri.to_owned(),
+            _ => value,
+        };
         push_nv(&mut pairs, name.as_bytes(), value.as_bytes());
     }
+    pairs
+}
+
+/// BEGIN_REQUEST and one PARAMS record (the usual params and a `cookie`-byte cookie),
+/// without the empty PARAMS record that would end the head.
+fn partial_head(cookie: usize, uri: Option<&str>) -> Vec<u8> {
+    let mut out = begin_bytes(1, true);
+    let mut pairs = pairs(0, uri);
     push_nv(&mut pairs, b"HTTP_COOKIE", &vec![b'c'; cookie]);
     push_record(&mut out, PARAMS, 1, &pairs);
+    out
+}
+
+/// A whole `POST` head declaring `length` body bytes, then the first `sent` of them (in
+/// STDIN records of at most 32 KiB), without the rest or the empty STDIN record.
+fn partial_body(sent: usize, length: u64, uri: Option<&str>) -> Vec<u8> {
+    let mut out = begin_bytes(1, true);
+    push_record(&mut out, PARAMS, 1, &pairs(length, uri));
+    push_record(&mut out, PARAMS, 1, &[]);
+    let body = vec![b'b'; sent];
+    for chunk in body.chunks(32 * 1024) {
+        push_record(&mut out, STDIN, 1, chunk);
+    }
     out
 }
