@@ -65,7 +65,7 @@
 #[doc(no_inline)]
 pub use ::http::*;
 
-mod bridge;
+pub(crate) mod bridge;
 pub use bridge::{RequestError, RequestExt, ResponseExt, request_parts};
 
 #[cfg(test)]

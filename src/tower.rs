@@ -113,7 +113,8 @@ use ::http::{HeaderValue, Method, StatusCode};
 use ::http_body::{Frame, SizeHint};
 use ember_fcgi_core::embedded_io_async::{Read, Write};
 
-use crate::http::{RequestExt, ResponseExt};
+use crate::http::ResponseExt;
+use crate::http::bridge::{VarTable, parts_from};
 use crate::{Handler, HandlerError, Params, Request, Response, ResponseBody, StreamError, content_type};
 
 #[doc(no_inline)]
@@ -166,8 +167,11 @@ where
     B::Error: Display,
 {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
-        let mut parts = match req.http_parts() {
-            Ok(parts) => parts,
+        // One copy of the variables (the `CgiVars` extension), which the URI and the
+        // header values share, and one pass over it for the variables the head is made of.
+        let table = VarTable::from_params(&req.params());
+        let (mut parts, known) = match parts_from(&table) {
+            Ok(head) => head,
             Err(error) => {
                 res.send_response(400, content_type::TEXT, b"Bad Request\n").await?;
                 let text = format!("{error}\n");
@@ -175,16 +179,12 @@ where
                 return Ok(());
             }
         };
-        let declared = {
-            // One pass for the variables and the three this handler reads (each
-            // `Params::get` is a scan of all of them).
-            let (vars, seen) = CgiVars::scan(&req.params());
-            if let Some(addr) = RemoteAddr::from_values(seen.remote_addr, seen.remote_port) {
-                parts.extensions.insert(addr);
-            }
-            parts.extensions.insert(vars);
-            seen.content_length.and_then(parse_decimal)
-        };
+        let remote = RemoteAddr::from_values(known.remote_addr, known.remote_port);
+        let declared = known.content_length.and_then(parse_decimal);
+        if let Some(addr) = remote {
+            parts.extensions.insert(addr);
+        }
+        parts.extensions.insert(CgiVars { table });
         let is_head = parts.method == Method::HEAD;
         let (sender, body) = channel(declared);
         let request = ::http::Request::from_parts(parts, body);
@@ -521,23 +521,8 @@ impl fmt::Debug for RequestBody {
 /// ```
 #[derive(Clone)]
 pub struct CgiVars {
-    /// One allocation: per variable, where its name ends and where its value ends (two
-    /// `u64`, little-endian, counted from the start of the text), then the text: names and
-    /// values one after the other.
-    table: Arc<[u8]>,
-    /// How many variables.
-    count: usize,
-}
-
-/// Bytes per variable in the table's index.
-const ENTRY: usize = 16;
-
-/// The variables [`ServiceHandler`] reads, found by [`CgiVars::scan`].
-#[derive(Default)]
-struct Seen<'a> {
-    remote_addr: Option<&'a [u8]>,
-    remote_port: Option<&'a [u8]>,
-    content_length: Option<&'a [u8]>,
+    /// One shared allocation (which the request's URI and header values share too).
+    table: VarTable,
 }
 
 /// `CONTENT_LENGTH` as [`Params::content_length`] reads it: `None` when empty or not a
@@ -557,39 +542,7 @@ fn parse_decimal(bytes: &[u8]) -> Option<u64> {
 impl CgiVars {
     /// A copy of `params`.
     pub fn from_params(params: &Params<'_>) -> Self {
-        Self::scan(params).0
-    }
-
-    /// A copy of `params`, and the values of the variables [`ServiceHandler`] reads (the
-    /// last of each, as [`Params::get`]), found in the same pass.
-    fn scan<'a>(params: &Params<'a>) -> (Self, Seen<'a>) {
-        let mut seen = Seen::default();
-        let mut text = 0;
-        for (name, value) in params.iter() {
-            text += name.len() + value.len();
-            match name {
-                b"REMOTE_ADDR" => seen.remote_addr = Some(value),
-                b"REMOTE_PORT" => seen.remote_port = Some(value),
-                b"CONTENT_LENGTH" => seen.content_length = Some(value),
-                _ => {}
-            }
-        }
-        let index = params.len() * ENTRY;
-        // A `TrustedLen` iterator: the `Arc` is allocated once, at its final size.
-        let mut table: Arc<[u8]> = core::iter::repeat_n(0, index + text).collect();
-        let bytes = Arc::get_mut(&mut table).expect("not shared yet");
-        let (entries, mut rest) = bytes.split_at_mut(index);
-        let mut at = 0;
-        for ((name, value), entry) in params.iter().zip(entries.chunks_exact_mut(ENTRY)) {
-            rest[..name.len()].copy_from_slice(name);
-            rest[name.len()..name.len() + value.len()].copy_from_slice(value);
-            rest = &mut rest[name.len() + value.len()..];
-            let name_end = at + name.len();
-            at = name_end + value.len();
-            entry[..8].copy_from_slice(&(name_end as u64).to_le_bytes());
-            entry[8..].copy_from_slice(&(at as u64).to_le_bytes());
-        }
-        (Self { table, count: params.len() }, seen)
+        Self { table: VarTable::from_params(params) }
     }
 
     /// The value of `name` (the last one if it was sent twice, as [`Params::get`]).
@@ -604,26 +557,17 @@ impl CgiVars {
 
     /// Every variable as (name, value), in the order sent.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        let (entries, text) = self.table.split_at(self.len() * ENTRY);
-        let offset =
-            |b: &[u8]| usize::try_from(u64::from_le_bytes(b.try_into().expect("8 bytes"))).unwrap_or(0);
-        let mut start = 0;
-        entries.chunks_exact(ENTRY).map(move |entry| {
-            let (name_end, value_end) = (offset(&entry[..8]), offset(&entry[8..]));
-            let pair = (&text[start..name_end], &text[name_end..value_end]);
-            start = value_end;
-            pair
-        })
+        self.table.iter()
     }
 
     /// How many variables there are.
     pub fn len(&self) -> usize {
-        self.count
+        self.table.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.table.len() == 0
     }
 }
 

@@ -7,6 +7,8 @@ use ::http::request::Parts;
 use ::http::uri::{Authority, PathAndQuery, Scheme};
 use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
+use ::bytes::Bytes;
+
 use crate::{Params, Request, Response, ResponseBody, StreamError};
 
 /// Why a request's CGI variables do not make an `http` request.
@@ -35,16 +37,162 @@ impl std::error::Error for RequestError {}
 /// The request line and headers of a request, as `http` types (see the module docs for
 /// the mapping).
 pub fn request_parts(params: &Params<'_>) -> Result<Parts, RequestError> {
-    let method = match params.get("REQUEST_METHOD") {
+    let table = VarTable::from_params(params);
+    parts_from(&table).map(|(parts, _)| parts)
+}
+
+/// The CGI variables copied into one shared buffer ([`Bytes`]): per variable, where its
+/// name ends and where its value ends (two `u64`, little-endian, counted from the start of
+/// the text), then the text: names and values one after the other. The URI and header
+/// values of the `Parts` built from it are slices of the same buffer, so they need no
+/// allocation (nor copy) of their own.
+#[derive(Clone)]
+pub(crate) struct VarTable {
+    bytes: Bytes,
+    count: usize,
+}
+
+/// Bytes per variable in the table's index.
+const ENTRY: usize = 16;
+
+impl VarTable {
+    /// A copy of `params`: one allocation, at its final size.
+    pub(crate) fn from_params(params: &Params<'_>) -> Self {
+        let (mut count, mut text) = (0, 0);
+        for (name, value) in params.iter() {
+            count += 1;
+            text += name.len() + value.len();
+        }
+        let index = count * ENTRY;
+        let mut bytes = Vec::with_capacity(index + text);
+        let mut at = 0u64;
+        for (name, value) in params.iter() {
+            let name_end = at + name.len() as u64;
+            at = name_end + value.len() as u64;
+            bytes.extend_from_slice(&name_end.to_le_bytes());
+            bytes.extend_from_slice(&at.to_le_bytes());
+        }
+        for (name, value) in params.iter() {
+            bytes.extend_from_slice(name);
+            bytes.extend_from_slice(value);
+        }
+        Self { bytes: Bytes::from(bytes), count }
+    }
+
+    /// Every variable as (name, value), in the order sent.
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        let (entries, text) = self.bytes.split_at(self.count * ENTRY);
+        let offset = |b: &[u8]| {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(b);
+            usize::try_from(u64::from_le_bytes(le)).unwrap_or(0)
+        };
+        let mut start = 0;
+        entries.chunks_exact(ENTRY).map(move |entry| {
+            let (name_end, value_end) = (offset(&entry[..8]), offset(&entry[8..]));
+            let pair = (&text[start..name_end], &text[name_end..value_end]);
+            start = value_end;
+            pair
+        })
+    }
+
+    /// How many variables.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// `part` (a slice of this table's text) as a `Bytes` sharing the table.
+    fn share(&self, part: &[u8]) -> Bytes {
+        if part.is_empty() { Bytes::new() } else { self.bytes.slice_ref(part) }
+    }
+}
+
+/// The variables the bridge reads (the last value of each, as [`Params::get`]), found in
+/// one pass, and how many headers there will be.
+#[derive(Default)]
+pub(crate) struct Known<'a> {
+    method: Option<&'a [u8]>,
+    request_uri: Option<&'a [u8]>,
+    script_name: Option<&'a [u8]>,
+    path_info: Option<&'a [u8]>,
+    query_string: Option<&'a [u8]>,
+    request_scheme: Option<&'a [u8]>,
+    https: Option<&'a [u8]>,
+    host: Option<&'a [u8]>,
+    server_name: Option<&'a [u8]>,
+    server_port: Option<&'a [u8]>,
+    protocol: Option<&'a [u8]>,
+    content_type: Option<&'a [u8]>,
+    pub(crate) content_length: Option<&'a [u8]>,
+    pub(crate) remote_addr: Option<&'a [u8]>,
+    pub(crate) remote_port: Option<&'a [u8]>,
+    /// Variables that may become headers (`HTTP_*`, `CONTENT_TYPE`, `CONTENT_LENGTH`).
+    headers: usize,
+}
+
+impl<'a> Known<'a> {
+    fn scan(vars: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Self {
+        let mut known = Self::default();
+        for (name, value) in vars {
+            let slot = match name {
+                b"REQUEST_METHOD" => &mut known.method,
+                b"REQUEST_URI" => &mut known.request_uri,
+                b"SCRIPT_NAME" => &mut known.script_name,
+                b"PATH_INFO" => &mut known.path_info,
+                b"QUERY_STRING" => &mut known.query_string,
+                b"REQUEST_SCHEME" => &mut known.request_scheme,
+                b"HTTPS" => &mut known.https,
+                b"SERVER_NAME" => &mut known.server_name,
+                b"SERVER_PORT" => &mut known.server_port,
+                b"SERVER_PROTOCOL" => &mut known.protocol,
+                b"REMOTE_ADDR" => &mut known.remote_addr,
+                b"REMOTE_PORT" => &mut known.remote_port,
+                b"CONTENT_TYPE" => {
+                    known.headers += 1;
+                    &mut known.content_type
+                }
+                b"CONTENT_LENGTH" => {
+                    known.headers += 1;
+                    &mut known.content_length
+                }
+                b"HTTP_HOST" => {
+                    known.headers += 1;
+                    &mut known.host
+                }
+                _ => {
+                    if name.starts_with(b"HTTP_") {
+                        known.headers += 1;
+                    }
+                    continue;
+                }
+            };
+            *slot = Some(value);
+        }
+        known
+    }
+}
+
+fn non_empty(value: Option<&[u8]>) -> Option<&[u8]> {
+    value.filter(|v| !v.is_empty())
+}
+
+fn utf8(value: Option<&[u8]>) -> Option<&str> {
+    value.and_then(|v| core::str::from_utf8(v).ok())
+}
+
+/// The request head from the variables in `table`, and what else the bridge found in them.
+pub(crate) fn parts_from(table: &VarTable) -> Result<(Parts, Known<'_>), RequestError> {
+    let known = Known::scan(table.iter());
+    let method = match known.method {
         None | Some(b"") => Method::GET,
         Some(m) => Method::from_bytes(m).map_err(|_| RequestError::Method(lossy(m)))?,
     };
     let (mut parts, ()) = ::http::Request::new(()).into_parts();
     parts.method = method;
-    parts.uri = uri(params)?;
-    parts.version = version(params.get("SERVER_PROTOCOL"));
-    parts.headers = headers(params)?;
-    Ok(parts)
+    parts.uri = uri(table, &known)?;
+    parts.version = version(known.protocol);
+    parts.headers = headers(table, &known)?;
+    Ok((parts, known))
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -61,21 +209,19 @@ fn version(protocol: Option<&[u8]>) -> Version {
     }
 }
 
-fn non_empty<'a>(params: &Params<'a>, name: &str) -> Option<&'a [u8]> {
-    params.get(name).filter(|v| !v.is_empty())
-}
-
-fn uri(params: &Params<'_>) -> Result<Uri, RequestError> {
-    let path_and_query = match non_empty(params, "REQUEST_URI").and_then(|u| PathAndQuery::try_from(u).ok()) {
+fn uri(table: &VarTable, known: &Known<'_>) -> Result<Uri, RequestError> {
+    let from_request_uri =
+        non_empty(known.request_uri).and_then(|u| PathAndQuery::from_maybe_shared(table.share(u)).ok());
+    let path_and_query = match from_request_uri {
         Some(pq) if pq.as_str().starts_with('/') => pq,
         _ => {
             let mut text = String::new();
-            percent_encode_path(&mut text, params.get("SCRIPT_NAME").unwrap_or_default());
-            percent_encode_path(&mut text, params.get("PATH_INFO").unwrap_or_default());
+            percent_encode_path(&mut text, known.script_name.unwrap_or_default());
+            percent_encode_path(&mut text, known.path_info.unwrap_or_default());
             if !text.starts_with('/') {
                 text.insert(0, '/');
             }
-            let query = params.query_string();
+            let query = utf8(known.query_string).unwrap_or("");
             if !query.is_empty() {
                 text.push('?');
                 text.push_str(query);
@@ -83,16 +229,18 @@ fn uri(params: &Params<'_>) -> Result<Uri, RequestError> {
             PathAndQuery::try_from(text.as_str()).map_err(|_| RequestError::Uri(text))?
         }
     };
-    let scheme = match non_empty(params, "REQUEST_SCHEME") {
+    let scheme = match non_empty(known.request_scheme) {
         Some(s) => Scheme::try_from(s).map_err(|_| RequestError::Uri(lossy(s)))?,
-        None if matches!(params.get("HTTPS"), Some(b"on" | b"ON" | b"1")) => Scheme::HTTPS,
+        None if matches!(known.https, Some(b"on" | b"ON" | b"1")) => Scheme::HTTPS,
         None => Scheme::HTTP,
     };
-    let authority = match (non_empty(params, "HTTP_HOST"), params.server_name().filter(|s| !s.is_empty())) {
-        (Some(host), _) => Some(Authority::try_from(host).map_err(|_| RequestError::Uri(lossy(host)))?),
+    let authority = match (non_empty(known.host), utf8(known.server_name).filter(|s| !s.is_empty())) {
+        (Some(host), _) => Some(
+            Authority::from_maybe_shared(table.share(host)).map_err(|_| RequestError::Uri(lossy(host)))?,
+        ),
         (None, Some(name)) => {
             let default = if scheme == Scheme::HTTPS { "443" } else { "80" };
-            let text = match params.get_str("SERVER_PORT").filter(|p| !p.is_empty() && *p != default) {
+            let text = match utf8(known.server_port).filter(|p| !p.is_empty() && *p != default) {
                 Some(port) => format!("{name}:{port}"),
                 None => name.to_owned(),
             };
@@ -100,11 +248,13 @@ fn uri(params: &Params<'_>) -> Result<Uri, RequestError> {
         }
         (None, None) => None,
     };
-    let mut builder = Uri::builder();
+    let mut uri = ::http::uri::Parts::default();
     if let Some(authority) = authority {
-        builder = builder.scheme(scheme).authority(authority);
+        uri.scheme = Some(scheme);
+        uri.authority = Some(authority);
     }
-    builder.path_and_query(path_and_query).build().map_err(|e| RequestError::Uri(e.to_string()))
+    uri.path_and_query = Some(path_and_query);
+    Uri::from_parts(uri).map_err(|e| RequestError::Uri(e.to_string()))
 }
 
 /// Appends `raw` (a decoded path) percent-encoded where a URI path may not hold it as is.
@@ -118,11 +268,18 @@ fn percent_encode_path(out: &mut String, raw: &[u8]) {
     }
 }
 
-fn headers(params: &Params<'_>) -> Result<HeaderMap, RequestError> {
-    let mut map = HeaderMap::with_capacity(params.len());
-    let has_type = non_empty(params, "CONTENT_TYPE").is_some();
-    let has_length = non_empty(params, "CONTENT_LENGTH").is_some();
-    for (var, value) in params.iter() {
+/// Header names up to this long are lower-cased on the stack.
+const NAME_ON_STACK: usize = 64;
+
+fn headers(table: &VarTable, known: &Known<'_>) -> Result<HeaderMap, RequestError> {
+    let mut map = HeaderMap::with_capacity(known.headers);
+    if known.headers == 0 {
+        return Ok(map);
+    }
+    let has_type = non_empty(known.content_type).is_some();
+    let has_length = non_empty(known.content_length).is_some();
+    let mut stack = [0u8; NAME_ON_STACK];
+    for (var, value) in table.iter() {
         let name = match var {
             b"CONTENT_TYPE" if !value.is_empty() => CONTENT_TYPE,
             b"CONTENT_LENGTH" if !value.is_empty() => CONTENT_LENGTH,
@@ -131,16 +288,23 @@ fn headers(params: &Params<'_>) -> Result<HeaderMap, RequestError> {
             b"HTTP_HOST" => HOST,
             _ => match var.strip_prefix(b"HTTP_") {
                 Some(suffix) if !suffix.is_empty() => {
-                    let name: Vec<u8> = suffix
-                        .iter()
-                        .map(|&b| if b == b'_' { b'-' } else { b.to_ascii_lowercase() })
-                        .collect();
-                    HeaderName::from_bytes(&name).map_err(|_| RequestError::Header(lossy(var)))?
+                    let cgi_to_http = |b: &u8| if *b == b'_' { b'-' } else { b.to_ascii_lowercase() };
+                    let name = if suffix.len() <= NAME_ON_STACK {
+                        let name = &mut stack[..suffix.len()];
+                        for (to, from) in name.iter_mut().zip(suffix) {
+                            *to = cgi_to_http(from);
+                        }
+                        HeaderName::from_bytes(name)
+                    } else {
+                        HeaderName::from_bytes(&suffix.iter().map(cgi_to_http).collect::<Vec<u8>>())
+                    };
+                    name.map_err(|_| RequestError::Header(lossy(var)))?
                 }
                 _ => continue,
             },
         };
-        let value = HeaderValue::from_bytes(value).map_err(|_| RequestError::Header(lossy(var)))?;
+        let value = HeaderValue::from_maybe_shared(table.share(value))
+            .map_err(|_| RequestError::Header(lossy(var)))?;
         map.append(name, value);
     }
     Ok(map)
