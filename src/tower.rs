@@ -109,12 +109,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ::bytes::Buf;
 use ::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use ::http::{HeaderValue, Method, StatusCode};
+use ::http::{Method, StatusCode};
 use ::http_body::{Frame, SizeHint};
 use ember_fcgi_core::embedded_io_async::{Read, Write};
 
-use crate::http::ResponseExt;
-use crate::http::bridge::{VarTable, parts_from};
+use crate::http::bridge::{VarTable, decimal, parts_from, send_head_with};
 use crate::{Handler, HandlerError, Params, Request, Response, ResponseBody, StreamError, content_type};
 
 #[doc(no_inline)]
@@ -219,13 +218,13 @@ where
     let (mut parts, body) = response.into_parts();
     let mut body = pin!(body);
     parts.headers.remove(TRANSFER_ENCODING);
-    if let Some(len) = body.size_hint().exact()
-        && !parts.headers.contains_key(CONTENT_LENGTH)
-        && !is_head
-        && !bodiless(parts.status)
-    {
-        parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    }
+    let mut digits = [0u8; 20];
+    let length = match body.size_hint().exact() {
+        Some(len) if !parts.headers.contains_key(CONTENT_LENGTH) && !is_head && !bodiless(parts.status) => {
+            Some(decimal(&mut digits, len))
+        }
+        _ => None,
+    };
     // A frame the body has at once goes out with the head; an error frame before the head
     // is a 500 (the driver writes it, nothing having been written).
     let first = poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await;
@@ -235,7 +234,7 @@ where
         Poll::Ready(None) => None,
         Poll::Pending => Some(None),
     };
-    let mut out = res.send_http_head(parts.status, &parts.headers).await?;
+    let mut out = send_head_with(res, parts.status, &parts.headers, length).await?;
     let Some(first) = first else { return Ok(()) };
     if let Some(data) = first {
         write_buf(&mut out, data).await?;

@@ -170,7 +170,7 @@ fn allocations_per_request() {
          axum GET {axum_get:?}, axum Json POST {axum_json:?}"
     );
     for (what, (mio, smol), ceiling) in
-        [("plain", plain, 30.0), ("axum GET", axum_get, 40.0), ("axum Json", axum_json, 60.0)]
+        [("plain", plain, 20.0), ("axum GET", axum_get, 30.0), ("axum Json", axum_json, 45.0)]
     {
         assert!(mio <= ceiling && smol <= ceiling, "{what}: {mio} / {smol} allocations per request");
     }

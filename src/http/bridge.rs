@@ -345,19 +345,57 @@ impl ResponseExt for Response<'_> {
         status: StatusCode,
         headers: &HeaderMap,
     ) -> Result<ResponseBody<'_>, StreamError> {
-        if headers.contains_key("status") {
-            return Err(StreamError::InvalidHeader);
-        }
-        let lines: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
-        self.send_head_bytes(status.as_u16(), &lines).await
+        send_head_with(self, status, headers, None).await
     }
 
     async fn send_http<B: AsRef<[u8]>>(&mut self, response: ::http::Response<B>) -> Result<(), StreamError> {
-        let (mut parts, body) = response.into_parts();
+        let (parts, body) = response.into_parts();
         let body = body.as_ref();
-        if !parts.headers.contains_key(CONTENT_LENGTH) {
-            parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let mut digits = [0u8; 20];
+        let length =
+            (!parts.headers.contains_key(CONTENT_LENGTH)).then(|| decimal(&mut digits, body.len() as u64));
+        send_head_with(self, parts.status, &parts.headers, length).await?.write_all(body).await
+    }
+}
+
+/// Header lines up to this many are gathered on the stack.
+const LINES_ON_STACK: usize = 16;
+
+/// [`ResponseExt::send_http_head`], with `content-length: length` after the map's headers
+/// when given (as if inserted into the map, without allocating its tables).
+pub(crate) async fn send_head_with<'r>(
+    res: &'r mut Response<'_>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    length: Option<&[u8]>,
+) -> Result<ResponseBody<'r>, StreamError> {
+    if headers.contains_key("status") {
+        return Err(StreamError::InvalidHeader);
+    }
+    let lines = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+    let lines = lines.chain(length.map(|l| (CONTENT_LENGTH.as_str(), l)));
+    let count = headers.len() + usize::from(length.is_some());
+    if count <= LINES_ON_STACK {
+        let mut stack: [(&str, &[u8]); LINES_ON_STACK] = [("", b""); LINES_ON_STACK];
+        for (slot, line) in stack.iter_mut().zip(lines) {
+            *slot = line;
         }
-        self.send_http_head(parts.status, &parts.headers).await?.write_all(body).await
+        res.send_head_bytes(status.as_u16(), &stack[..count]).await
+    } else {
+        let lines: Vec<(&str, &[u8])> = lines.collect();
+        res.send_head_bytes(status.as_u16(), &lines).await
+    }
+}
+
+/// `n` in decimal, in `buf`.
+pub(crate) fn decimal(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
     }
 }
