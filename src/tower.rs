@@ -185,10 +185,26 @@ where
         }
         parts.extensions.insert(CgiVars { table });
         let is_head = parts.method == Method::HEAD;
-        let (sender, body) = channel(declared);
+        // The body's first read, tried at once: a body that has already ended (a GET
+        // behind nginx: its empty FCGI_STDIN came with the params) needs no channel.
+        // (Only where the pump's first read goes into the probe anyway.)
+        let mut probe = [0u8; PROBE];
+        let first = if declared.is_none_or(|n| n <= PROBE as u64) {
+            let mut read = pin!(req.read(&mut probe));
+            poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await
+        } else {
+            Poll::Pending
+        };
+        let (sender, body) = match first {
+            Poll::Ready(Ok(0)) => (None, RequestBody { slot: None, remaining: declared }),
+            _ => {
+                let (sender, body) = channel(declared);
+                (Some(sender), body)
+            }
+        };
         let request = ::http::Request::from_parts(parts, body);
         let mut work = pin!(respond(self.service.clone(), request, is_head, res));
-        let mut watch = pin!(pump(req, sender, declared));
+        let mut watch = pin!(pump(req, sender, declared, first, probe));
         poll_fn(|cx| {
             if let Poll::Ready(result) = work.as_mut().poll(cx) {
                 return Poll::Ready(result);
@@ -281,11 +297,29 @@ async fn write_buf(out: &mut ResponseBody<'_>, mut data: impl Buf) -> Result<(),
 }
 
 /// Moves the request body into the channel, a chunk once the last was taken; then waits
-/// until the request is gone (returns only then).
-async fn pump(req: &mut Request<'_>, sender: BodySender, declared: Option<u64>) {
-    let mut probe = [0u8; PROBE];
+/// until the request is gone (returns only then). `first` is the first read, already
+/// tried into `probe`; without a `sender` the body had ended there.
+async fn pump(
+    req: &mut Request<'_>,
+    sender: Option<BodySender>,
+    declared: Option<u64>,
+    first: Poll<Result<usize, StreamError>>,
+    mut probe: [u8; PROBE],
+) {
+    let Some(sender) = sender else { return req.gone().await };
     let mut scratch = Vec::new();
     let mut small = declared.is_none_or(|n| n <= PROBE as u64);
+    match first {
+        Poll::Ready(Ok(n)) => {
+            sender.put(Bytes::copy_from_slice(&probe[..n]));
+            small = small && declared.is_some();
+        }
+        Poll::Ready(Err(error)) => {
+            sender.finish(Some(error));
+            return req.gone().await;
+        }
+        Poll::Pending => {}
+    }
     loop {
         let room = {
             let mut gone = pin!(req.gone());
@@ -429,12 +463,17 @@ impl Drop for BodySender {
 /// `axum::body::Body::new` takes it). Errors are [`StreamError`]s: `BodyTruncated` when
 /// the body ends short of `CONTENT_LENGTH`, `Aborted` when the request goes away first.
 /// [`Default`] is an empty body (for calling a service in tests).
-#[derive(Default)]
 pub struct RequestBody {
-    /// `None`: the empty body of `Default`.
+    /// `None`: a body that has ended (or the empty body of `Default`).
     slot: Option<Arc<Mutex<Slot>>>,
     /// What is left of `CONTENT_LENGTH`.
     remaining: Option<u64>,
+}
+
+impl Default for RequestBody {
+    fn default() -> Self {
+        Self { slot: None, remaining: Some(0) }
+    }
 }
 
 impl Body for RequestBody {
@@ -477,10 +516,9 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match (&self.slot, self.remaining) {
-            (None, _) => SizeHint::with_exact(0),
-            (Some(_), Some(remaining)) => SizeHint::with_exact(remaining),
-            (Some(_), None) => SizeHint::default(),
+        match self.remaining {
+            Some(remaining) => SizeHint::with_exact(remaining),
+            None => SizeHint::default(),
         }
     }
 }
