@@ -168,8 +168,8 @@ where
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         // One copy of the variables (the `CgiVars` extension), which the URI and the
         // header values share, and one pass over it for the variables the head is made of.
-        let table = VarTable::from_params(&req.params());
-        let (mut parts, known) = match parts_from(&table) {
+        let (table, at) = VarTable::copy(&req.params());
+        let (mut parts, known) = match parts_from(&table, at) {
             Ok(head) => head,
             Err(error) => {
                 res.send_response(400, content_type::TEXT, b"Bad Request\n").await?;

@@ -37,8 +37,8 @@ impl std::error::Error for RequestError {}
 /// The request line and headers of a request, as `http` types (see the module docs for
 /// the mapping).
 pub fn request_parts(params: &Params<'_>) -> Result<Parts, RequestError> {
-    let table = VarTable::from_params(params);
-    parts_from(&table).map(|(parts, _)| parts)
+    let (table, at) = VarTable::copy(params);
+    parts_from(&table, at).map(|(parts, _)| parts)
 }
 
 /// The CGI variables copied into one shared buffer ([`Bytes`]): per variable, where its
@@ -58,25 +58,40 @@ const ENTRY: usize = 16;
 impl VarTable {
     /// A copy of `params`: one allocation, at its final size.
     pub(crate) fn from_params(params: &Params<'_>) -> Self {
+        Self::copy(params).0
+    }
+
+    /// A copy of `params`, and where in it the variables the bridge reads are: one pass to
+    /// size the table, one to fill it.
+    pub(crate) fn copy(params: &Params<'_>) -> (Self, Known<(usize, usize)>) {
         let (mut count, mut text) = (0, 0);
         for (name, value) in params.iter() {
             count += 1;
             text += name.len() + value.len();
         }
         let index = count * ENTRY;
-        let mut bytes = Vec::with_capacity(index + text);
-        let mut at = 0u64;
-        for (name, value) in params.iter() {
-            let name_end = at + name.len() as u64;
-            at = name_end + value.len() as u64;
-            bytes.extend_from_slice(&name_end.to_le_bytes());
-            bytes.extend_from_slice(&at.to_le_bytes());
+        let mut bytes = vec![0u8; index + text];
+        let (entries, rest) = bytes.split_at_mut(index);
+        let mut known = Known::default();
+        let mut at = 0;
+        for ((name, value), entry) in params.iter().zip(entries.chunks_exact_mut(ENTRY)) {
+            let name_end = at + name.len();
+            let value_end = name_end + value.len();
+            rest[at..name_end].copy_from_slice(name);
+            rest[name_end..value_end].copy_from_slice(value);
+            entry[..8].copy_from_slice(&(name_end as u64).to_le_bytes());
+            entry[8..].copy_from_slice(&(value_end as u64).to_le_bytes());
+            if let Some(slot) = known.slot(name) {
+                *slot = Some((name_end, value_end));
+            }
+            at = value_end;
         }
-        for (name, value) in params.iter() {
-            bytes.extend_from_slice(name);
-            bytes.extend_from_slice(value);
-        }
-        Self { bytes: Bytes::from(bytes), count }
+        (Self { bytes: Bytes::from(bytes), count }, known)
+    }
+
+    /// The text of the table (the variables' names and values).
+    fn text(&self) -> &[u8] {
+        &self.bytes[self.count * ENTRY..]
     }
 
     /// Every variable as (name, value), in the order sent.
@@ -107,68 +122,108 @@ impl VarTable {
     }
 }
 
-/// The variables the bridge reads (the last value of each, as [`Params::get`]), found in
-/// one pass, and how many headers there will be.
-#[derive(Default)]
-pub(crate) struct Known<'a> {
-    method: Option<&'a [u8]>,
-    request_uri: Option<&'a [u8]>,
-    script_name: Option<&'a [u8]>,
-    path_info: Option<&'a [u8]>,
-    query_string: Option<&'a [u8]>,
-    request_scheme: Option<&'a [u8]>,
-    https: Option<&'a [u8]>,
-    host: Option<&'a [u8]>,
-    server_name: Option<&'a [u8]>,
-    server_port: Option<&'a [u8]>,
-    protocol: Option<&'a [u8]>,
-    content_type: Option<&'a [u8]>,
-    pub(crate) content_length: Option<&'a [u8]>,
-    pub(crate) remote_addr: Option<&'a [u8]>,
-    pub(crate) remote_port: Option<&'a [u8]>,
+/// The variables the bridge reads (the last value of each, as [`Params::get`]; `V` is the
+/// value, or where it is in a [`VarTable`]), and how many headers there will be.
+pub(crate) struct Known<V> {
+    method: Option<V>,
+    request_uri: Option<V>,
+    script_name: Option<V>,
+    path_info: Option<V>,
+    query_string: Option<V>,
+    request_scheme: Option<V>,
+    https: Option<V>,
+    host: Option<V>,
+    server_name: Option<V>,
+    server_port: Option<V>,
+    protocol: Option<V>,
+    content_type: Option<V>,
+    pub(crate) content_length: Option<V>,
+    pub(crate) remote_addr: Option<V>,
+    pub(crate) remote_port: Option<V>,
     /// Variables that may become headers (`HTTP_*`, `CONTENT_TYPE`, `CONTENT_LENGTH`).
     headers: usize,
 }
 
-impl<'a> Known<'a> {
-    fn scan(vars: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Self {
-        let mut known = Self::default();
-        for (name, value) in vars {
-            let slot = match name {
-                b"REQUEST_METHOD" => &mut known.method,
-                b"REQUEST_URI" => &mut known.request_uri,
-                b"SCRIPT_NAME" => &mut known.script_name,
-                b"PATH_INFO" => &mut known.path_info,
-                b"QUERY_STRING" => &mut known.query_string,
-                b"REQUEST_SCHEME" => &mut known.request_scheme,
-                b"HTTPS" => &mut known.https,
-                b"SERVER_NAME" => &mut known.server_name,
-                b"SERVER_PORT" => &mut known.server_port,
-                b"SERVER_PROTOCOL" => &mut known.protocol,
-                b"REMOTE_ADDR" => &mut known.remote_addr,
-                b"REMOTE_PORT" => &mut known.remote_port,
-                b"CONTENT_TYPE" => {
-                    known.headers += 1;
-                    &mut known.content_type
-                }
-                b"CONTENT_LENGTH" => {
-                    known.headers += 1;
-                    &mut known.content_length
-                }
-                b"HTTP_HOST" => {
-                    known.headers += 1;
-                    &mut known.host
-                }
-                _ => {
-                    if name.starts_with(b"HTTP_") {
-                        known.headers += 1;
-                    }
-                    continue;
-                }
-            };
-            *slot = Some(value);
+impl<V> Default for Known<V> {
+    fn default() -> Self {
+        Self {
+            method: None,
+            request_uri: None,
+            script_name: None,
+            path_info: None,
+            query_string: None,
+            request_scheme: None,
+            https: None,
+            host: None,
+            server_name: None,
+            server_port: None,
+            protocol: None,
+            content_type: None,
+            content_length: None,
+            remote_addr: None,
+            remote_port: None,
+            headers: 0,
         }
-        known
+    }
+}
+
+impl<V> Known<V> {
+    /// Where the value of the variable `name` goes, if the bridge reads it; counts the
+    /// variables that may become headers.
+    fn slot(&mut self, name: &[u8]) -> Option<&mut Option<V>> {
+        Some(match name {
+            b"REQUEST_METHOD" => &mut self.method,
+            b"REQUEST_URI" => &mut self.request_uri,
+            b"SCRIPT_NAME" => &mut self.script_name,
+            b"PATH_INFO" => &mut self.path_info,
+            b"QUERY_STRING" => &mut self.query_string,
+            b"REQUEST_SCHEME" => &mut self.request_scheme,
+            b"HTTPS" => &mut self.https,
+            b"SERVER_NAME" => &mut self.server_name,
+            b"SERVER_PORT" => &mut self.server_port,
+            b"SERVER_PROTOCOL" => &mut self.protocol,
+            b"REMOTE_ADDR" => &mut self.remote_addr,
+            b"REMOTE_PORT" => &mut self.remote_port,
+            b"CONTENT_TYPE" => {
+                self.headers += 1;
+                &mut self.content_type
+            }
+            b"CONTENT_LENGTH" => {
+                self.headers += 1;
+                &mut self.content_length
+            }
+            b"HTTP_HOST" => {
+                self.headers += 1;
+                &mut self.host
+            }
+            _ => {
+                if name.starts_with(b"HTTP_") {
+                    self.headers += 1;
+                }
+                return None;
+            }
+        })
+    }
+
+    fn map<W>(self, mut f: impl FnMut(V) -> W) -> Known<W> {
+        Known {
+            method: self.method.map(&mut f),
+            request_uri: self.request_uri.map(&mut f),
+            script_name: self.script_name.map(&mut f),
+            path_info: self.path_info.map(&mut f),
+            query_string: self.query_string.map(&mut f),
+            request_scheme: self.request_scheme.map(&mut f),
+            https: self.https.map(&mut f),
+            host: self.host.map(&mut f),
+            server_name: self.server_name.map(&mut f),
+            server_port: self.server_port.map(&mut f),
+            protocol: self.protocol.map(&mut f),
+            content_type: self.content_type.map(&mut f),
+            content_length: self.content_length.map(&mut f),
+            remote_addr: self.remote_addr.map(&mut f),
+            remote_port: self.remote_port.map(&mut f),
+            headers: self.headers,
+        }
     }
 }
 
@@ -181,8 +236,12 @@ fn utf8(value: Option<&[u8]>) -> Option<&str> {
 }
 
 /// The request head from the variables in `table`, and what else the bridge found in them.
-pub(crate) fn parts_from(table: &VarTable) -> Result<(Parts, Known<'_>), RequestError> {
-    let known = Known::scan(table.iter());
+pub(crate) fn parts_from(
+    table: &VarTable,
+    at: Known<(usize, usize)>,
+) -> Result<(Parts, Known<&[u8]>), RequestError> {
+    let text = table.text();
+    let known = at.map(|(start, end)| &text[start..end]);
     let method = match known.method {
         None | Some(b"") => Method::GET,
         Some(m) => Method::from_bytes(m).map_err(|_| RequestError::Method(lossy(m)))?,
@@ -209,7 +268,7 @@ fn version(protocol: Option<&[u8]>) -> Version {
     }
 }
 
-fn uri(table: &VarTable, known: &Known<'_>) -> Result<Uri, RequestError> {
+fn uri(table: &VarTable, known: &Known<&[u8]>) -> Result<Uri, RequestError> {
     let from_request_uri =
         non_empty(known.request_uri).and_then(|u| PathAndQuery::from_maybe_shared(table.share(u)).ok());
     let path_and_query = match from_request_uri {
@@ -271,7 +330,7 @@ fn percent_encode_path(out: &mut String, raw: &[u8]) {
 /// Header names up to this long are lower-cased on the stack.
 const NAME_ON_STACK: usize = 64;
 
-fn headers(table: &VarTable, known: &Known<'_>) -> Result<HeaderMap, RequestError> {
+fn headers(table: &VarTable, known: &Known<&[u8]>) -> Result<HeaderMap, RequestError> {
     let mut map = HeaderMap::with_capacity(known.headers);
     if known.headers == 0 {
         return Ok(map);
