@@ -233,12 +233,18 @@ where
     let response = service.call(request).await.map_err(|e| HandlerError::msg(&e))?;
     let (mut parts, body) = response.into_parts();
     let mut body = pin!(body);
-    parts.headers.remove(TRANSFER_ENCODING);
+    // One look at each name (cheaper than a hash lookup for each, with a few headers).
+    let (mut has_length, mut has_encoding) = (false, false);
+    for name in parts.headers.keys() {
+        has_length |= name == CONTENT_LENGTH;
+        has_encoding |= name == TRANSFER_ENCODING;
+    }
+    if has_encoding {
+        parts.headers.remove(TRANSFER_ENCODING);
+    }
     let mut digits = [0u8; 20];
     let length = match body.size_hint().exact() {
-        Some(len) if !parts.headers.contains_key(CONTENT_LENGTH) && !is_head && !bodiless(parts.status) => {
-            Some(decimal(&mut digits, len))
-        }
+        Some(len) if !has_length && !is_head && !bodiless(parts.status) => Some(decimal(&mut digits, len)),
         _ => None,
     };
     // A frame the body has at once goes out with the head; an error frame before the head
