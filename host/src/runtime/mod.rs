@@ -211,6 +211,9 @@ pub struct Runtime<'a, H, S> {
     release: IdleRelease,
     reports_fin: bool,
     binding_bytes: usize,
+    /// The shortest time ahead of a poll at which it may set a deadline of its connection
+    /// (see [`min_delay`]).
+    min_delay: Duration,
     /// Where the connections' readers throw input the engines skip.
     scratch: Scratch,
     shutdown_deadline: Option<Instant>,
@@ -272,6 +275,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             release,
             reports_fin,
             binding_bytes,
+            min_delay: min_delay(&limits, &release),
             scratch: Rc::new(std::cell::RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice())),
             shutdown_deadline: None,
             finished: false,
@@ -318,9 +322,12 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             self.accept_retry_at = None;
             self.accept(reactor, now);
         }
+        // A poll sets the deadlines it changes `min_delay` or more past `now`: a connection
+        // already scheduled by then needs no new look.
+        let horizon = now.checked_add(self.min_delay).unwrap_or(now + YEAR);
         let mut i = 0;
         while let Some(&key) = self.run_queue.get(i) {
-            self.poll_connection(key, now);
+            self.poll_connection(key, now, horizon);
             i += 1;
         }
         self.run_queue.clear();
@@ -471,7 +478,10 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
 
     // ---- connections ---------------------------------------------------------------------
 
-    fn poll_connection(&mut self, key: usize, now: Instant) {
+    /// Polls connection `key`'s engine once and schedules its next look, unless it is
+    /// scheduled by `horizon` already (its deadlines as this poll may set them are all
+    /// later: see [`min_delay`]).
+    fn poll_connection(&mut self, key: usize, now: Instant, horizon: Instant) {
         let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
@@ -490,9 +500,11 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         }
         match entry.poll_engine(now) {
             Polled::Busy | Polled::AtRest => {
-                // Cheap when the connection is scheduled as early already (a later
-                // deadline is found when that entry pops).
-                if let Some(at) = entry.next_look(&self.limits, &self.release, None) {
+                // A later deadline is found when the scheduled entry pops (each request at
+                // rest moves the recall of its memory, always later than the one pending).
+                if !self.deadlines.is_scheduled_by(key, horizon)
+                    && let Some(at) = entry.next_look(&self.limits, &self.release, None)
+                {
                     self.deadlines.schedule(key, at);
                 }
                 let quiet = entry.is_quiet();
@@ -692,6 +704,20 @@ impl<H, S> Drop for Runtime<'_, H, S> {
     fn drop(&mut self) {
         self.wakes.detach();
     }
+}
+
+/// The shortest time ahead of `now` at which a poll at `now` may set a deadline of its
+/// connection: each deadline `Entry::next_look` takes is a duration here counted from an
+/// instant the poll sets to `now` when it changes it (the `Watch`'s start of a wait, the
+/// start of a rest), or else is unchanged and so already scheduled. A deadline added to
+/// `next_look` must add its duration here.
+fn min_delay(limits: &Limits, release: &IdleRelease) -> Duration {
+    let memory = Some(release.memory_after).filter(|after| !after.is_zero());
+    [limits.idle_timeout, limits.head_timeout, limits.body_timeout, limits.send_timeout, release.after]
+        .into_iter()
+        .chain(memory)
+        .min()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Adds a connection to the run queue unless it is there already.
