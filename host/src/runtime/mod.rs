@@ -218,6 +218,9 @@ pub struct Runtime<'a, H, S> {
     scratch: Scratch,
     shutdown_deadline: Option<Instant>,
     finished: bool,
+    /// The clock at the end of the last `process` (what `timeout` counts from: the binding
+    /// waits right after, so the clock is read once less per round).
+    now: Instant,
 }
 
 impl<H, S> std::fmt::Debug for Runtime<'_, H, S> {
@@ -279,6 +282,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             scratch: Rc::new(std::cell::RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice())),
             shutdown_deadline: None,
             finished: false,
+            now: Instant::now(),
         }
     }
 
@@ -332,6 +336,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         }
         self.run_queue.clear();
         let now = Instant::now();
+        self.now = now;
         if self.sweep_at().is_some_and(|t| t <= now) {
             self.sweep(now);
         }
@@ -345,7 +350,8 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
     }
 
     /// How long the binding may sleep in its poller before calling [`Self::process`]
-    /// again: zero when work is waiting, `None` when only an event can bring work.
+    /// again: zero when work is waiting, `None` when only an event can bring work. Counted
+    /// from the end of the last [`Self::process`]: ask right before the wait.
     pub fn timeout(&self) -> Option<Duration> {
         let accept_now = self.accept_ready && self.listener.is_some() && self.accept_retry_at.is_none();
         let shutdown_now = self.shutdown.is_requested() && self.shutdown_deadline.is_none();
@@ -353,7 +359,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         {
             return Some(Duration::ZERO);
         }
-        Some(self.next_timer()?.saturating_duration_since(Instant::now()))
+        Some(self.next_timer()?.saturating_duration_since(self.now))
     }
 
     /// When the next timer (a deadline, the end of a shutdown, an accept retry) is due;
