@@ -335,13 +335,29 @@ impl<S: AsRef<Stream>> ConnIo<S> {
     }
 }
 
-/// The read half handed to the engine.
+/// The read half handed to the engine (by value: a `&mut` would add a forwarding future).
 #[derive(Debug)]
 pub(crate) struct Reader<'a, S>(pub(crate) &'a ConnIo<S>);
+
+impl<S> Clone for Reader<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Reader<'_, S> {}
 
 /// The write half handed to the engine.
 #[derive(Debug)]
 pub(crate) struct Writer<'a, S>(pub(crate) &'a ConnIo<S>);
+
+impl<S> Clone for Writer<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Writer<'_, S> {}
 
 impl<S> ErrorType for Reader<'_, S> {
     type Error = io::Error;
