@@ -28,7 +28,9 @@ use polling::{PollMode, Poller};
 
 use crate::Limits;
 use crate::Listener;
-use crate::runtime::{Event, MemoryBudget, Reactor, Runtime, Settings, Stream, register_listener_exclusive};
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+use crate::runtime::Event;
+use crate::runtime::{MemoryBudget, Reactor, Runtime, Settings, Stream, register_listener_exclusive};
 
 /// The listener's key; connections use their slot key. (`usize::MAX` is polling's own.)
 const LISTENER_KEY: usize = usize::MAX - 1;
@@ -192,7 +194,7 @@ impl Reactor for Binding {
 /// A loop's event buffer and the wait that fills it.
 struct Harvest {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    list: Vec<rustix::event::epoll::Event>,
+    list: crate::runtime::EpollEvents,
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     events: Events,
 }
@@ -201,7 +203,7 @@ impl Harvest {
     fn new() -> Self {
         Self {
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            list: Vec::with_capacity(EVENTS),
+            list: crate::runtime::EpollEvents::with_capacity(EVENTS),
             #[cfg(not(any(target_os = "linux", target_os = "android")))]
             events: Events::with_capacity(NonZeroUsize::new(EVENTS).unwrap_or(NonZeroUsize::MIN)),
         }
@@ -218,40 +220,19 @@ impl Harvest {
     ) -> io::Result<bool> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
-            use rustix::event::epoll::{self, EventFlags};
-            // Rounded up to whole milliseconds by the syscall; beyond what it takes, no
-            // timeout (the runtime's timers are years away then).
-            let timeout = timeout.and_then(|t| rustix::event::Timespec::try_from(t).ok());
-            self.list.clear();
-            match epoll::wait(
-                &*binding.poller,
-                rustix::buffer::spare_capacity(&mut self.list),
-                timeout.as_ref(),
-            ) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => return Ok(false),
-                Err(e) => return Err(e.into()),
-            }
-            for event in &self.list {
-                let (flags, key) = (event.flags, event.data.u64() as usize);
+            let full = self.list.wait(&*binding.poller, timeout)?;
+            for (key, event) in self.list.iter() {
+                let key = key as usize;
                 if key == LISTENER_KEY {
                     rt.note_listener();
                 } else if key == WAKE_KEY {
                     let mut count = [0; 8];
                     let _ = rustix::io::read(&*binding.wake_fd, &mut count);
                 } else {
-                    // As mio reads epoll's flags.
-                    let failed = flags.contains(EventFlags::ERR);
-                    let read_closed = flags.contains(EventFlags::HUP)
-                        || flags.contains(EventFlags::IN | EventFlags::RDHUP)
-                        || failed;
-                    let writable =
-                        flags.intersects(EventFlags::OUT) || flags.contains(EventFlags::HUP) || failed;
-                    let readable = flags.intersects(EventFlags::IN | EventFlags::PRI) || read_closed;
-                    rt.note_event(key, Event { readable, writable, read_closed });
+                    rt.note_event(key, event);
                 }
             }
-            Ok(self.list.len() >= EVENTS)
+            Ok(full)
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         {

@@ -436,3 +436,58 @@ impl<S: AsRef<Stream>> Write for Writer<'_, S> {
         Ok(())
     }
 }
+
+/// An epoll fd's events as the runtime reads them (Linux): the bindings that own their
+/// epoll fd (mio's `Server::run`, the `polling` loops) wait on it with this rather than
+/// through their poller library, which costs more per wait (libc's cancellation-point
+/// wrapper, polling's timerfd and notifier).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub struct EpollEvents {
+    list: Vec<rustix::event::epoll::Event>,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl std::fmt::Debug for EpollEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpollEvents").field("len", &self.list.len()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl EpollEvents {
+    /// Room for `capacity` events per wait.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { list: Vec::with_capacity(capacity) }
+    }
+
+    /// Waits at most `timeout` (`None`: until an event; rounded up to whole milliseconds)
+    /// for events of `epoll`; true if the buffer was filled (more may be waiting). An
+    /// interrupted wait returns no events.
+    pub fn wait(&mut self, epoll: impl AsFd, timeout: Option<std::time::Duration>) -> io::Result<bool> {
+        use rustix::event::epoll;
+        // Beyond what a `Timespec` holds, no timeout (the timers are years away then).
+        let timeout = timeout.and_then(|t| rustix::event::Timespec::try_from(t).ok());
+        self.list.clear();
+        match epoll::wait(epoll, rustix::buffer::spare_capacity(&mut self.list), timeout.as_ref()) {
+            Ok(_) => Ok(self.list.len() == self.list.capacity()),
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The events of the last wait: each one's data (the key it was registered with) and
+    /// what it says, read from epoll's flags as mio reads them.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Event)> + '_ {
+        use rustix::event::epoll::EventFlags;
+        self.list.iter().map(|event| {
+            let flags = event.flags;
+            let failed = flags.contains(EventFlags::ERR);
+            let read_closed = flags.contains(EventFlags::HUP)
+                || flags.contains(EventFlags::IN | EventFlags::RDHUP)
+                || failed;
+            let writable = flags.contains(EventFlags::OUT) || flags.contains(EventFlags::HUP) || failed;
+            let readable = flags.intersects(EventFlags::IN | EventFlags::PRI) || read_closed;
+            (event.data.u64(), Event { readable, writable, read_closed })
+        })
+    }
+}

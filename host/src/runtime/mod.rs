@@ -52,6 +52,8 @@ use slab::Slab;
 pub use budget::MemoryBudget;
 use conn::{Entry, Expiry, Polled};
 use deadlines::Deadlines;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use io::EpollEvents;
 use io::{Accepted, ConnIo, Drain, Peer, Scratch, accept};
 pub use io::{Event, SCRATCH_BYTES, Stream};
 pub use server::Setup;
