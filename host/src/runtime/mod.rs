@@ -208,8 +208,10 @@ pub struct Runtime<'a, H, S> {
     kept: Vec<usize>,
     /// When a sweep is to release kept engines (more than `release.keep` hold one again).
     release_kept_at: Option<Instant>,
-    /// When the last sweep ran (the next one waits at least [`SWEEP_GAP`]).
-    last_sweep: Option<Instant>,
+    /// [`SWEEP_GAP`] after the last sweep: the next one waits until then.
+    sweep_gap_end: Option<Instant>,
+    /// The earliest of the next sweep and the end of a shutdown, as `process` left them.
+    timers: Option<Instant>,
     release: IdleRelease,
     reports_fin: bool,
     binding_bytes: usize,
@@ -276,7 +278,8 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             engines: 0,
             kept: Vec::new(),
             release_kept_at: None,
-            last_sweep: None,
+            sweep_gap_end: None,
+            timers: None,
             release,
             reports_fin,
             binding_bytes,
@@ -339,15 +342,20 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         self.run_queue.clear();
         let now = Instant::now();
         self.now = now;
-        if self.sweep_at().is_some_and(|t| t <= now) {
+        let mut sweep_at = self.sweep_at();
+        if sweep_at.is_some_and(|t| t <= now) {
             self.sweep(now);
+            sweep_at = self.sweep_at();
         }
         if let Some(deadline) = self.shutdown_deadline {
             if deadline <= now {
                 self.close_all(now);
+                sweep_at = self.sweep_at();
             }
             self.finished = self.conns.is_empty();
         }
+        // Nothing else moves these timers until the next `process`.
+        self.timers = earlier(sweep_at, self.shutdown_deadline);
         self.wakes.end();
     }
 
@@ -368,8 +376,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
     /// for a binding that sleeps until an instant rather than for a duration, once
     /// [`Self::timeout`] is not zero.
     pub fn next_timer(&self) -> Option<Instant> {
-        let retry = self.accept_retry_at.filter(|_| self.accept_ready);
-        [self.sweep_at(), self.shutdown_deadline, retry].into_iter().flatten().min()
+        earlier(self.timers, self.accept_retry_at.filter(|_| self.accept_ready))
     }
 
     /// Whether a graceful shutdown completed: every connection is closed.
@@ -617,8 +624,8 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
     /// When the next sweep is due: the earliest deadline, but not sooner than
     /// [`SWEEP_GAP`] after the last sweep.
     fn sweep_at(&self) -> Option<Instant> {
-        let next = [self.deadlines.earliest(), self.release_kept_at].into_iter().flatten().min()?;
-        Some(self.last_sweep.map_or(next, |last| next.max(last + SWEEP_GAP)))
+        let next = earlier(self.deadlines.earliest(), self.release_kept_at)?;
+        Some(self.sweep_gap_end.map_or(next, |end| next.max(end)))
     }
 
     /// Looks at the connections whose deadline is due, and only those: closes those whose
@@ -628,7 +635,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
     /// list, and released by a later sweep once more than `keep` hold one again), and
     /// schedules each connection looked at for its next deadline.
     fn sweep(&mut self, now: Instant) {
-        self.last_sweep = Some(now);
+        self.sweep_gap_end = Some(now + SWEEP_GAP);
         self.release_kept_at = None;
         let limits = self.limits;
         let release = self.release;
@@ -726,6 +733,15 @@ fn min_delay(limits: &Limits, release: &IdleRelease) -> Duration {
         .chain(memory)
         .min()
         .unwrap_or(Duration::ZERO)
+}
+
+/// The earlier of two instants, either of which may be absent.
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
 }
 
 /// Adds a connection to the run queue unless it is there already.
