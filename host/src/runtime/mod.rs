@@ -222,8 +222,8 @@ pub struct Runtime<'a, H, S> {
     scratch: Scratch,
     shutdown_deadline: Option<Instant>,
     finished: bool,
-    /// The clock at the end of the last `process` (what `timeout` counts from: the binding
-    /// waits right after, so the clock is read once less per round).
+    /// The clock at the start of the last `process` (what `timeout` counts from: the clock
+    /// is read once per round).
     now: Instant,
 }
 
@@ -340,7 +340,8 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             i += 1;
         }
         self.run_queue.clear();
-        let now = Instant::now();
+        // The clock is read once per round: the sweep and `timeout` count from its start (a
+        // timer due during a long round is found one round later).
         self.now = now;
         let mut sweep_at = self.sweep_at();
         if sweep_at.is_some_and(|t| t <= now) {
@@ -361,7 +362,8 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
 
     /// How long the binding may sleep in its poller before calling [`Self::process`]
     /// again: zero when work is waiting, `None` when only an event can bring work. Counted
-    /// from the end of the last [`Self::process`]: ask right before the wait.
+    /// from the clock the last [`Self::process`] read as it began: ask right before the
+    /// wait.
     pub fn timeout(&self) -> Option<Duration> {
         let accept_now = self.accept_ready && self.listener.is_some() && self.accept_retry_at.is_none();
         let shutdown_now = self.shutdown.is_requested() && self.shutdown_deadline.is_none();
