@@ -738,6 +738,7 @@ fn min_delay(limits: &Limits, release: &IdleRelease) -> Duration {
 }
 
 /// The earlier of two instants, either of which may be absent.
+#[inline]
 fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
