@@ -75,6 +75,8 @@ pub(crate) trait Conn {
     fn poll_flush(&self, slot: usize, cx: &Context<'_>) -> Poll<Result<(), StreamError>>;
     fn write_now(&self, slot: usize, stream: OutStream, parts: &[&[u8]]) -> bool;
     fn view(&self, slot: usize) -> SlotView;
+    /// `view(slot).aborted` without the rest of the view (asked once or twice per request).
+    fn aborted(&self, slot: usize) -> bool;
     fn set_app_status(&self, slot: usize, status: u32);
     fn discard_body(&self, slot: usize);
     fn poll_gone(&self, slot: usize, cx: &Context<'_>) -> Poll<()>;
@@ -107,6 +109,9 @@ impl Conn for RefCell<ConnState<'_, '_>> {
     }
     fn view(&self, slot: usize) -> SlotView {
         state(self).view(slot)
+    }
+    fn aborted(&self, slot: usize) -> bool {
+        self.borrow().aborted(slot)
     }
     fn set_app_status(&self, slot: usize, status: u32) {
         state_mut(self).set_app_status(slot, status);
@@ -153,7 +158,7 @@ impl<'a> Request<'a> {
 
     /// Whether the web server aborted the request or the connection failed.
     pub fn aborted(&self) -> bool {
-        self.conn.view(self.slot).aborted
+        self.conn.aborted(self.slot)
     }
 
     /// Body bytes read so far.
@@ -319,7 +324,7 @@ impl<'a> Response<'a> {
 
     /// Whether the web server aborted the request or the connection failed.
     pub fn aborted(&self) -> bool {
-        self.conn.view(self.slot).aborted
+        self.conn.aborted(self.slot)
     }
 
     /// Sets `appStatus` of END_REQUEST (the CGI exit status; default 0).

@@ -121,16 +121,16 @@ impl Drop for Held<'_> {
 /// returns the block, and starts over. An idle keep-alive connection so holds no request
 /// memory, and steady state allocates nothing (the pool lends the same blocks again).
 pub async fn serve_pooled<const N: usize, R, W, H>(
-    mut reader: R,
-    mut writer: W,
+    reader: R,
+    writer: W,
     readable: impl Fn() -> bool,
     lease: &Lease,
     status: &ConnectionStatus,
     shared: &LoopShared<H>,
 ) -> EngineEnd
 where
-    R: Read<Error = io::Error>,
-    W: Write<Error = io::Error>,
+    R: Read<Error = io::Error> + Copy,
+    W: Write<Error = io::Error> + Copy,
     H: Handler,
     for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
 {
@@ -147,7 +147,7 @@ where
             return EngineEnd::Finished;
         };
         let mut serving =
-            pin!(serve_connection(&mut reader, &mut writer, &handler, &mut buffers, &shared.config, status));
+            pin!(serve_connection(reader, writer, &handler, &mut buffers, &shared.config, status));
         let outcome = poll_fn(|cx| {
             let polled = serving.as_mut().poll(cx);
             // The panicking handler never returns (so its slot writes no END_REQUEST): the
