@@ -252,6 +252,9 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
                 pool,
                 config,
                 return_at_once: release.memory_after.is_zero(),
+                clock: std::cell::Cell::new(Instant::now()),
+                request_timeout: limits.request_timeout,
+                slow_request_after: limits.slow_request_after,
             }),
             limits,
             allow,
@@ -304,6 +307,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
     /// expire deadlines, advance a shutdown. Call it after each wait of the poller.
     pub fn process(&mut self, reactor: &impl Reactor<Socket = S>) {
         let now = Instant::now();
+        self.loop_shared.clock.set(now);
         self.wakes.begin(&mut self.woken);
         for key in self.woken.drain(..) {
             if let Some(entry) = self.conns.get_mut(key) {
@@ -634,6 +638,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             if entry.request_memory_recall_at(release.memory_after).is_some_and(|at| at <= now) {
                 entry.recall_request_memory();
             }
+            entry.wake_if_requests_due(now);
             let reason = match entry.expired(now, &limits) {
                 None | Some(Expiry::Wait(Wait::Busy)) => {
                     let next = entry.next_look(&limits, &release, Some(now));
