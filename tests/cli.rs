@@ -112,6 +112,12 @@ fn bad_arguments_print_usage_and_exit_2() {
             &["--idle-timeout", "soon"],
             "bad --idle-timeout \"soon\": expected seconds, e.g. 30 or 0.5, or never",
         ),
+        (
+            &["--request-timeout", "-1"],
+            "bad --request-timeout \"-1\": expected seconds, e.g. 30 or 0.5, or never",
+        ),
+        (&["--slow-request", "x"], "bad --slow-request \"x\": expected seconds, e.g. 30 or 0.5, or never"),
+        (&["--access-log=yes"], "unexpected argument for option '--access-log'"),
         (&["--socket-mode", "999"], "bad --socket-mode \"999\": expected permissions in octal, e.g. 0660"),
         (&["--socket-mode", "+660"], "bad --socket-mode \"+660\": expected permissions in octal, e.g. 0660"),
         (

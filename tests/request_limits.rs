@@ -2,7 +2,11 @@
 //! this process behind a real nginx, its log lines caught by a test logger. A handler that
 //! never finishes reaches the browser as nginx's pass-through of the CGI 504; the slow
 //! line and the timeout line name the request; each finished request has one access line
-//! with its status and the FCGI_STDOUT bytes it sent. A missing nginx fails the test.
+//! with its status and the FCGI_STDOUT bytes it sent. Then the examples' flags: `hello`
+//! with `--access-log --log warn` writes its access line to stderr and nothing at info.
+//! A missing nginx fails the test.
+
+mod support;
 
 use std::future::pending;
 use std::sync::{Mutex, OnceLock};
@@ -117,5 +121,27 @@ fn timeout_slow_and_access_lines_through_nginx() {
     assert!(hello.starts_with(&prefix) && hello.ends_with("ms id=1"), "{hello}");
     // Raw output's status is not parsed: `-`.
     let raw = access("/raw");
-    assert!(raw.starts_with("INFO ember_fcgi::access: 127.0.0.1 \"GET /raw\" - 25 "), "{raw}");
+    assert!(raw.starts_with("INFO ember_fcgi::access: 127.0.0.1 \"GET /raw\" - 26 "), "{raw}");
+}
+
+#[test]
+fn the_examples_access_log_flag_behind_nginx() {
+    use std::ffi::OsStr;
+    use support::{Combo, Socket, Stack, Transport};
+    let combo = Combo { transport: Transport::Mio, socket: Socket::Tcp, keepalive: true };
+    let args = ["--access-log", "--log", "warn", "--request-timeout", "5", "--slow-request", "5"];
+    let stack = Stack::start("hello", combo, &args.map(OsStr::new));
+    let reply = support::send(support::agent().get(&stack.url("/?a=b")).call());
+    assert_eq!((reply.status, reply.body.as_str()), (200, "Hello, World!\n"));
+    // `Status: 200 OK`, Content-Type, Content-Length: 14, the empty line, the body.
+    let line = "ember_fcgi::access] 127.0.0.1 \"GET /?a=b\" 200 78 ";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stack.app.log().contains(line) {
+        assert!(Instant::now() < deadline, "no access line {line:?} in:\n{}", stack.app.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let log = stack.app.log();
+    let access = log.lines().find(|l| l.contains(line)).unwrap();
+    assert!(access.ends_with("ms id=1"), "{access}");
+    assert!(!log.contains(" INFO  ember_fcgi]"), "--log warn hides the startup line:\n{log}");
 }

@@ -340,7 +340,8 @@ impl<H: Handler> Handler for Guarded<'_, H> {
             Outcome::Panicked => {
                 let answered = response.bytes_written() == 0;
                 events::handler_panicked(counters, request, answered);
-                log_access(access, request, response, answered.then_some(500));
+                let status = if answered { Some(500) } else { response.status() };
+                log_access(access, request, response, status);
                 if !answered {
                     self.cut.set(Some(Cut::Panicked));
                     return pending().await;
@@ -429,3 +430,20 @@ macro_rules! for_request_slots {
 
 // `for_request_slots!` spells `MAX_REQS` out (a macro exported to other crates).
 const _: () = assert!(ember_fcgi_core::MAX_REQS == 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_timer_keeps_the_earliest_instant() {
+        let timer = RequestTimer::default();
+        let now = Instant::now();
+        assert_eq!((timer.wake_at(), timer.is_due(now)), (None, false));
+        timer.want(now + Duration::from_secs(2));
+        timer.want(now + Duration::from_secs(1));
+        timer.want(now + Duration::from_secs(3));
+        assert_eq!(timer.wake_at(), Some(now + Duration::from_secs(1)));
+        assert!(!timer.is_due(now) && timer.is_due(now + Duration::from_secs(1)));
+    }
+}
