@@ -511,6 +511,6 @@ fn a_response_remembers_the_status_of_its_typed_head() {
     ];
     for (query, want) in cases {
         let (out, _) = run(&StatusSeen, &request(1, false, &[(b"QUERY_STRING", query)], b""));
-        assert_eq!(stream(&parse(&out), 7, 1), want, "{}", String::from_utf8_lossy(query));
+        assert_eq!(stream(&parse(&out), 7, 1), want, "{}", std::string::String::from_utf8_lossy(query));
     }
 }
