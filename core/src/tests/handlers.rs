@@ -151,7 +151,9 @@ pub struct StatusSeen;
 impl Handler for StatusSeen {
     async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
         match req.params().query_string() {
-            "head" => drop(res.send_head(201, &[]).await?),
+            "head" => {
+                res.send_head(201, &[]).await?;
+            }
             "whole" => res.send_response(202, "text/plain", b"x").await?,
             "bad" => assert!(res.send_head(99, &[]).await.is_err()),
             "redirect" => res.send_redirect("http://example.com/").await?,
