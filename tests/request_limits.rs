@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use ember_fcgi::mio::Server;
 use ember_fcgi::prelude::*;
 use ember_fcgi::server::{Limits, Listen};
-use ember_fcgi_testkit::tools;
 use ember_fcgi_testkit::web::{Endpoint, Nginx};
+use ember_fcgi_testkit::{Client, REQUEST_COMPLETE, begin_bytes, params_bytes, tools};
 
 /// Every log line: `LEVEL target: message`.
 struct Catch(Mutex<Vec<String>>);
@@ -42,7 +42,8 @@ fn lines() -> &'static Catch {
     })
 }
 
-/// `/hang` never finishes; `/raw` writes its own head; anything else answers "hello".
+/// `/hang` never finishes; `/raw` writes its own head; `/read` reads its body first;
+/// anything else answers "hello".
 struct App;
 
 impl Handler for App {
@@ -50,6 +51,10 @@ impl Handler for App {
         match req.params().script_name().unwrap_or("") {
             "/hang" => pending::<()>().await,
             "/raw" => res.raw_output().write_all(b"Status: 201 Created\r\n\r\nraw").await?,
+            "/read" => {
+                let mut body = [0u8; 16];
+                req.read_into_slice(&mut body).await?;
+            }
             _ => res.send_response(200, "text/plain", b"hello").await?,
         }
         Ok(())
@@ -92,6 +97,20 @@ fn timeout_slow_and_access_lines_through_nginx() {
     }
     let s = stats.snapshot();
     assert_eq!((s.requests, s.request_timeouts, s.slow_requests), (3, 1, 1));
+    // Straight to the server: a request whose body never comes (nor REQUEST_URI).
+    let mut client = Client::tcp(addr);
+    let mut head = begin_bytes(1, true);
+    let pairs = [("REQUEST_METHOD", "POST"), ("SCRIPT_NAME", "/read"), ("QUERY_STRING", "x=1")];
+    head.extend(params_bytes(1, &[pairs[0], pairs[1], pairs[2], ("CONTENT_LENGTH", "5")]));
+    client.send(&head);
+    let reply = client.reply(1);
+    assert_eq!(
+        (reply.stdout.as_slice(), reply.protocol_status),
+        (GATEWAY_TIMEOUT.as_bytes(), REQUEST_COMPLETE)
+    );
+    drop(client);
+    let s = stats.snapshot();
+    assert_eq!((s.requests, s.request_timeouts, s.slow_requests), (4, 2, 2));
     stop.shutdown();
     thread.join().unwrap().unwrap();
     drop(nginx);
@@ -105,6 +124,9 @@ fn timeout_slow_and_access_lines_through_nginx() {
     };
     let slow = one("slow", &|l| l.starts_with("WARN ember_fcgi: slow request: GET /hang?q=1 running for "));
     assert!(slow.ends_with(", in its handler"), "{slow}");
+    // The URI without REQUEST_URI: SCRIPT_NAME?QUERY_STRING.
+    let slow = one("slow", &|l| l.starts_with("WARN ember_fcgi: slow request: POST /read?x=1 running for "));
+    assert!(slow.ends_with(", reading its body"), "{slow}");
     one("timeout", &|l| {
         l == "WARN ember_fcgi: request GET /hang?q=1 ran past request_timeout (800ms): answered 504"
     });
