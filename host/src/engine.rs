@@ -308,8 +308,10 @@ impl<H: Handler> Handler for Guarded<'_, H> {
                 match catch_unwind(AssertUnwindSafe(|| handling.as_mut().poll(cx))) {
                     Ok(Poll::Ready(result)) => Poll::Ready(Outcome::Returned(result)),
                     Ok(Poll::Pending) => {
-                        for at in [expire_at, slow_at].into_iter().flatten() {
-                            self.timer.want(at);
+                        if watched {
+                            for at in [expire_at, slow_at].into_iter().flatten() {
+                                self.timer.want(at);
+                            }
                         }
                         Poll::Pending
                     }
