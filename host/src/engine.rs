@@ -195,8 +195,8 @@ where
     for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
 {
     let cut = Cell::new(None);
-    let handler = Guarded { shared, status, timer, cut: &cut };
     let watches = shared.watches_requests();
+    let handler = Guarded { shared, status, timer, cut: &cut, watched: watches };
     loop {
         poll_fn(|_| if readable() { Poll::Ready(()) } else { Poll::Pending }).await;
         let mut block = shared.pool.lend();
@@ -255,6 +255,8 @@ struct Guarded<'a, H> {
     status: &'a ConnectionStatus,
     timer: &'a RequestTimer,
     cut: &'a Cell<Option<Cut>>,
+    /// [`LoopShared::watches_requests`], once per connection.
+    watched: bool,
 }
 
 /// How the guarded handler ended.
@@ -276,7 +278,7 @@ impl<H: Handler> Handler for Guarded<'_, H> {
         let mut cut_off = CutOff(Some(&counters.requests_aborted));
         // A load and a compare each when off: no clock is read then.
         let access = log::log_enabled!(target: events::ACCESS_TARGET, log::Level::Info);
-        let watched = shared.watches_requests();
+        let watched = self.watched;
         let start = (watched || access).then(|| shared.clock.get());
         let outcome = {
             // The instants this request times out and turns slow (each `None` when off).
@@ -374,6 +376,7 @@ impl<H: Handler> Handler for Guarded<'_, H> {
 
 /// Writes a finished request's access-log line, if `access` (the request's start) says the
 /// log is on.
+#[inline]
 fn log_access(access: Option<Instant>, request: &Request<'_>, response: &Response<'_>, status: Option<u16>) {
     if let Some(start) = access {
         events::access(request, status, response.bytes_written(), start.elapsed());
