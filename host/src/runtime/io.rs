@@ -27,7 +27,7 @@ use std::task::Poll;
 use embedded_io_async::{ErrorType, Read, Write};
 use ember_fcgi_core::ConnectionStatus;
 
-use crate::engine::Lease;
+use crate::engine::{Lease, RequestTimer};
 use crate::listen::Listener;
 use crate::stats::Counters;
 
@@ -235,6 +235,8 @@ pub(crate) struct ConnIo<S> {
     counters: Arc<Counters>,
     /// Whether the engine holds request memory, and the runtime's recall of it.
     pub(crate) lease: Lease,
+    /// When the engine's running requests next need a poll (request timeout, slow log).
+    pub(crate) timer: RequestTimer,
     /// Input was read since the runtime last looked ([`Self::take_input_seen`]).
     input_seen: Cell<bool>,
     /// No input was read yet: the peer connected and its first request is on its way
@@ -247,6 +249,7 @@ impl<S: AsRef<Stream>> ConnIo<S> {
         Self {
             counters,
             lease: Lease::default(),
+            timer: RequestTimer::default(),
             input_seen: Cell::new(false),
             fresh: Cell::new(true),
             socket,

@@ -262,6 +262,9 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
                 pool,
                 config,
                 return_at_once: release.memory_after.is_zero(),
+                clock: std::cell::Cell::new(Instant::now()),
+                request_timeout: limits.request_timeout,
+                slow_request_after: limits.slow_request_after,
             }),
             limits,
             allow,
@@ -317,6 +320,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
     /// expire deadlines, advance a shutdown. Call it after each wait of the poller.
     pub fn process(&mut self, reactor: &impl Reactor<Socket = S>) {
         let now = Instant::now();
+        self.loop_shared.clock.set(now);
         self.wakes.begin(&mut self.woken);
         for key in self.woken.drain(..) {
             if let Some(entry) = self.conns.get_mut(key) {
@@ -664,6 +668,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             if entry.request_memory_recall_at(release.memory_after).is_some_and(|at| at <= now) {
                 entry.recall_request_memory();
             }
+            entry.wake_if_requests_due(now);
             let reason = match entry.expired(now, &limits) {
                 None | Some(Expiry::Wait(Wait::Busy)) => {
                     let next = entry.next_look(&limits, &release, Some(now));
@@ -731,11 +736,20 @@ impl<H, S> Drop for Runtime<'_, H, S> {
 /// `next_look` must add its duration here.
 fn min_delay(limits: &Limits, release: &IdleRelease) -> Duration {
     let memory = Some(release.memory_after).filter(|after| !after.is_zero());
-    [limits.idle_timeout, limits.head_timeout, limits.body_timeout, limits.send_timeout, release.after]
-        .into_iter()
-        .chain(memory)
-        .min()
-        .unwrap_or(Duration::ZERO)
+    [
+        limits.idle_timeout,
+        limits.head_timeout,
+        limits.body_timeout,
+        limits.send_timeout,
+        // The request timer's instants count from a handler's start, which a poll sets.
+        limits.request_timeout,
+        limits.slow_request_after,
+        release.after,
+    ]
+    .into_iter()
+    .chain(memory)
+    .min()
+    .unwrap_or(Duration::ZERO)
 }
 
 /// The earlier of two instants, either of which may be absent.
