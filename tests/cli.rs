@@ -52,7 +52,7 @@ fn usage(name: &str) -> String {
         _ => "",
     };
     format!(
-        "usage: {name} [--transport mio|smol] [--listen ADDR] [--socket-mode MODE] [--socket-owner USER] [--socket-group GROUP] [--log LEVEL] [--status-path PATH] [--ping-path PATH]{own} [LIMITS]\n\
+        "usage: {name} [--transport mio|smol] [--listen ADDR] [--socket-mode MODE] [--socket-owner USER] [--socket-group GROUP] [--log LEVEL] [--access-log] [--status-path PATH] [--ping-path PATH]{own} [LIMITS]\n\
          \x20 --transport mio|smol    the server that runs the handler (default mio)\n\
          \x20 --listen ADDR           HOST:PORT, [V6]:PORT, unix:PATH, systemd[:NAME] or fd:0 (the default:\n\
          \x20                         the socket systemd passed, else the listening socket a launcher such as\n\
@@ -63,6 +63,8 @@ fn usage(name: &str) -> String {
          \x20 --socket-group GROUP    a unix:PATH socket's group, a name or gid (root may give any; others\n\
          \x20                         a group they are in), e.g. the web server's www-data\n\
          \x20 --log LEVEL             off, error, warn, info, debug or trace (default info)\n\
+         \x20 --access-log            log each finished request at info (target ember_fcgi::access: client,\n\
+         \x20                         method, URI, status, bytes, duration, request id)\n\
          \x20 --status-path PATH      serve the live counters at PATH (?json, ?openmetrics)\n\
          \x20 --ping-path PATH        answer \"pong\" at PATH\n\
          {own_line}\
@@ -81,6 +83,9 @@ fn usage(name: &str) -> String {
          \x20 --body-timeout SECS     a handler waiting this long for a body byte fails (default 60)\n\
          \x20 --send-timeout SECS     a response the web server takes no byte of for this long\n\
          \x20                         fails (default 60)\n\
+         \x20 --request-timeout SECS  a request running this long is cut off: 504, or its connection\n\
+         \x20                         closed if it began its response (default never)\n\
+         \x20 --slow-request SECS     log a request still running after this long (default never)\n\
          \x20 --shutdown-timeout SECS in-flight requests get this long on SIGTERM (default 10)\n\
          example: {name} {}--listen 127.0.0.1:9000\n",
         required_usage(name)
@@ -107,6 +112,12 @@ fn bad_arguments_print_usage_and_exit_2() {
             &["--idle-timeout", "soon"],
             "bad --idle-timeout \"soon\": expected seconds, e.g. 30 or 0.5, or never",
         ),
+        (
+            &["--request-timeout", "-1"],
+            "bad --request-timeout \"-1\": expected seconds, e.g. 30 or 0.5, or never",
+        ),
+        (&["--slow-request", "x"], "bad --slow-request \"x\": expected seconds, e.g. 30 or 0.5, or never"),
+        (&["--access-log=yes"], "unexpected argument for option '--access-log'"),
         (&["--socket-mode", "999"], "bad --socket-mode \"999\": expected permissions in octal, e.g. 0660"),
         (&["--socket-mode", "+660"], "bad --socket-mode \"+660\": expected permissions in octal, e.g. 0660"),
         (

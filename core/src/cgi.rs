@@ -297,6 +297,7 @@ impl<'a> Response<'a> {
                 return Err(StreamError::InvalidHeader);
             }
             let digits = status_digits(status);
+            self.status = status;
             let mut out = self.stdout();
             if head_now(&mut out, &digits, status, headers, b"") {
                 return Ok(out);
@@ -326,6 +327,7 @@ impl<'a> Response<'a> {
             && is_field_value(content_type.as_bytes())
             && head_now(&mut self.stdout(), &status_digits(status), status, &headers, body)
         {
+            self.status = status;
             return Ok(());
         }
         self.send_head(status, &headers).await?.write_all(body).await
@@ -361,6 +363,9 @@ impl<'a> Response<'a> {
         self.check_no_head()?;
         if !is_field_value(location.as_bytes()) || !(is_local_path(location) || has_scheme(location)) {
             return Err(StreamError::InvalidHeader);
+        }
+        if has_scheme(location) {
+            self.status = 302;
         }
         let mut out = self.stdout();
         for part in [b"Location: ".as_slice(), location.as_bytes(), b"\r\n\r\n"] {

@@ -75,6 +75,8 @@ pub(crate) trait Conn {
     fn poll_flush(&self, slot: usize, cx: &Context<'_>) -> Poll<Result<(), StreamError>>;
     fn write_now(&self, slot: usize, stream: OutStream, parts: &[&[u8]]) -> bool;
     fn view(&self, slot: usize) -> SlotView;
+    /// `view(slot).aborted` without the rest of the view (asked once or twice per request).
+    fn aborted(&self, slot: usize) -> bool;
     fn set_app_status(&self, slot: usize, status: u32);
     fn discard_body(&self, slot: usize);
     fn poll_gone(&self, slot: usize, cx: &Context<'_>) -> Poll<()>;
@@ -108,6 +110,9 @@ impl Conn for RefCell<ConnState<'_, '_>> {
     fn view(&self, slot: usize) -> SlotView {
         state(self).view(slot)
     }
+    fn aborted(&self, slot: usize) -> bool {
+        self.borrow().aborted(slot)
+    }
     fn set_app_status(&self, slot: usize, status: u32) {
         state_mut(self).set_app_status(slot, status);
     }
@@ -136,6 +141,13 @@ impl<'a> Request<'a> {
         self.params.params()
     }
 
+    /// The params behind a handle that does not borrow the request: for a wrapper that
+    /// logs the request while the handler it runs holds `&mut Request`. Drop it before the
+    /// wrapper returns (the slot reuses the params for its next request).
+    pub fn params_handle(&self) -> ParamsHandle<'a> {
+        ParamsHandle(Ref::clone(&self.params))
+    }
+
     /// The role the web server asked for.
     pub fn role(&self) -> Role {
         self.conn.view(self.slot).role
@@ -153,7 +165,7 @@ impl<'a> Request<'a> {
 
     /// Whether the web server aborted the request or the connection failed.
     pub fn aborted(&self) -> bool {
-        self.conn.view(self.slot).aborted
+        self.conn.aborted(self.slot)
     }
 
     /// Body bytes read so far.
@@ -190,6 +202,22 @@ impl<'a> Request<'a> {
     /// (a long poll, a stream) to stop when the client has left.
     pub async fn gone(&self) {
         poll_fn(|cx| self.conn.poll_gone(self.slot, cx)).await
+    }
+}
+
+/// The params of a request, held apart from it ([`Request::params_handle`]).
+pub struct ParamsHandle<'a>(Ref<'a, Arena<'a>>);
+
+impl ParamsHandle<'_> {
+    /// The params (CGI variables) of the request.
+    pub fn params(&self) -> Params<'_> {
+        self.0.params()
+    }
+}
+
+impl core::fmt::Debug for ParamsHandle<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ParamsHandle").finish_non_exhaustive()
     }
 }
 
@@ -305,11 +333,29 @@ async fn read_into_slice<R: Read<Error = StreamError>>(
 pub struct Response<'a> {
     conn: &'a dyn Conn,
     slot: usize,
+    /// The status of the head, once a typed head was written (0: none, or raw output).
+    pub(crate) status: u16,
 }
 
 impl<'a> Response<'a> {
     pub(crate) fn new(conn: &'a dyn Conn, slot: usize) -> Self {
-        Self { conn, slot }
+        Self { conn, slot, status: 0 }
+    }
+
+    /// The status of the head written, for logs: what a typed head sent (`send_head`,
+    /// `send_response`, ...; 302 for a client redirect), or what [`note_status`]
+    /// recorded; `None` before a head, for raw output and for a local redirect (the core
+    /// does not parse what `raw_output` writes).
+    ///
+    /// [`note_status`]: Self::note_status
+    pub fn status(&self) -> Option<u16> {
+        (self.status != 0).then_some(self.status)
+    }
+
+    /// Records the status of a head written through [`raw_output`](Self::raw_output), so
+    /// [`status`](Self::status) (and a server's access log) knows it. Writes nothing.
+    pub fn note_status(&mut self, status: u16) {
+        self.status = status;
     }
 
     /// The error stream (logged by nginx as "FastCGI sent in stderr").
@@ -319,7 +365,7 @@ impl<'a> Response<'a> {
 
     /// Whether the web server aborted the request or the connection failed.
     pub fn aborted(&self) -> bool {
-        self.conn.view(self.slot).aborted
+        self.conn.aborted(self.slot)
     }
 
     /// Sets `appStatus` of END_REQUEST (the CGI exit status; default 0).

@@ -51,7 +51,9 @@ pub use config::{Config, Roles};
 pub use conn::{ConnectionStatus, MIN_INPUT, MIN_OUTPUT};
 pub use drive::{Park, Spin, serve_blocking, serve_connection};
 pub use error::{ConnectionError, ProtocolError, StreamError};
-pub use handler::{BodyBuffer, DataReader, Handler, Request, Response, ResponseBody, Stderr, WriteAll};
+pub use handler::{
+    BodyBuffer, DataReader, Handler, ParamsHandle, Request, Response, ResponseBody, Stderr, WriteAll,
+};
 pub use handler_error::{HANDLER_ERROR_CAPACITY, HandlerError};
 pub use handler_fn::{FnHandler, handler_fn};
 pub use params::{ArenaBytes, Params, ParamsIter};

@@ -40,6 +40,16 @@ pub struct Opt {
     pub help: &'static str,
 }
 
+impl Opt {
+    /// How the option shows in the usage: `--name VALUE`, or `--name` for a switch.
+    fn item(&self) -> String {
+        match self.value {
+            "" => format!("--{}", self.name),
+            value => format!("--{} {value}", self.name),
+        }
+    }
+}
+
 /// The options every example takes, in usage order; an example's own follow them.
 const COMMON_OPTS: &[Opt] = &[
     Opt {
@@ -81,6 +91,13 @@ const COMMON_OPTS: &[Opt] = &[
         value: "LEVEL",
         required: false,
         help: "off, error, warn, info, debug or trace (default info)",
+    },
+    Opt {
+        name: "access-log",
+        value: "",
+        required: false,
+        help: "log each finished request at info (target ember_fcgi::access: client,\n\
+               method, URI, status, bytes, duration, request id)",
     },
     Opt {
         name: "status-path",
@@ -168,6 +185,21 @@ const LIMIT_OPTS: &[(Opt, SetLimit)] = &[
         },
     ),
     (
+        limit(
+            "request-timeout",
+            "SECS",
+            "a request running this long is cut off: 504, or its connection\nclosed if it began its response (default never)",
+        ),
+        |l, v| {
+            l.request_timeout = seconds(v)?;
+            Ok(())
+        },
+    ),
+    (limit("slow-request", "SECS", "log a request still running after this long (default never)"), |l, v| {
+        l.slow_request_after = seconds(v)?;
+        Ok(())
+    }),
+    (
         limit("shutdown-timeout", "SECS", "in-flight requests get this long on SIGTERM (default 10)"),
         |l, v| {
             l.shutdown_timeout = seconds(v)?;
@@ -217,10 +249,13 @@ pub struct Args {
     tokio: Option<&'static str>,
 }
 
-/// The operator's options: log level, status and ping pages.
+/// The operator's options: log level, access log, status and ping pages.
 #[derive(Debug)]
 pub struct Ops {
     pub log: log::LevelFilter,
+    /// `--access-log`: the target `ember_fcgi::access` at info, whatever `--log` says
+    /// (else off).
+    pub access_log: bool,
     pub status_path: Option<String>,
     pub ping_path: Option<String>,
 }
@@ -303,12 +338,12 @@ fn usage(program: &str, opts: &[Opt], tokio: Option<&str>) -> String {
     let all = || COMMON_OPTS.iter().filter(|o| tokio.is_none() || o.name != "transport").chain(opts);
     let mut text = format!("usage: {program}");
     for opt in all() {
-        let item = format!("--{} {}", opt.name, opt.value);
+        let item = opt.item();
         text += &if opt.required { format!(" {item}") } else { format!(" [{item}]") };
     }
     text += " [LIMITS]\n";
     let line = |opt: &Opt| {
-        let item = format!("--{} {}", opt.name, opt.value);
+        let item = opt.item();
         let help = opt.help.replace('\n', &format!("\n{:26}", ""));
         let required = if opt.required { " (required)" } else { "" };
         format!("  {item:<24}{help}{required}\n")
@@ -369,7 +404,7 @@ fn parse(program: &'static str, opts: &[Opt], tokio: Option<&'static str>) -> Re
     let mut listen = Listen::from_launcher();
     let mut listen_given = false;
     let mut socket = SocketAccess::default();
-    let mut ops = Ops { log: log::LevelFilter::Info, status_path: None, ping_path: None };
+    let mut ops = Ops { log: log::LevelFilter::Info, access_log: false, status_path: None, ping_path: None };
     let mut limits: Vec<(SetLimit, String)> = Vec::new();
     let mut extra = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -396,6 +431,7 @@ fn parse(program: &'static str, opts: &[Opt], tokio: Option<&'static str>) -> Re
                 let name = name.to_owned();
                 ops.set(&name, parser.value().map_err(|e| e.to_string())?)?;
             }
+            Long("access-log") => ops.access_log = true,
             Short('h') | Long("help") => return Ok(None),
             Long(name) if LIMIT_OPTS.iter().any(|(o, _)| o.name == name) => {
                 let name = name.to_owned();
@@ -478,7 +514,9 @@ fn serve_on<H: Handler + 'static>(
         // Checked when parsed.
         let _ = set(&mut limits, value);
     }
-    env_logger::Builder::new().filter_level(args.ops.log).init();
+    const ACCESS_TARGET: &str = "ember_fcgi::access";
+    let access = if args.ops.access_log { log::LevelFilter::Info } else { log::LevelFilter::Off };
+    env_logger::Builder::new().filter_level(args.ops.log).filter_module(ACCESS_TARGET, access).init();
     let mut handler = StatusPages::new(handler);
     if let Some(path) = &args.ops.status_path {
         handler = handler.with_status_path(path);

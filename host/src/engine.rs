@@ -13,6 +13,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use embedded_io_async::{Read, Write};
 use ember_fcgi_core::{
@@ -21,8 +22,15 @@ use ember_fcgi_core::{
 };
 
 use crate::events;
+use crate::limits::deadline;
 use crate::pool::BufferPool;
 use crate::stats::Counters;
+use crate::watch::Wait;
+
+/// What a request that ran out of `request_timeout` before writing anything answers (the
+/// same bytes as on embassy).
+pub const GATEWAY_TIMEOUT: &[u8] =
+    b"Status: 504 Gateway Timeout\r\nContent-Type: text/plain\r\n\r\nGateway Timeout\n";
 
 /// How a connection's engine ended.
 #[derive(Debug)]
@@ -36,6 +44,16 @@ pub enum EngineEnd {
     /// A handler panicked after its response began: the response cannot be completed, so
     /// the connection must close (the panic is already logged and counted).
     HandlerPanicked,
+    /// A request ran past `request_timeout` (given) after its response began: the
+    /// connection must close, without END_REQUEST (already logged and counted).
+    RequestTimedOut(Duration),
+}
+
+/// Why the guard gave up on a response that had begun: the engine ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    Panicked,
+    TimedOut,
 }
 
 /// A connection's engine, boxed once when the connection is accepted (and again when a
@@ -53,6 +71,47 @@ pub struct LoopShared<H> {
     /// Give request memory back to the pool as soon as a connection is at rest, without a
     /// recall (`IdleRelease::memory_after` is zero).
     pub return_at_once: bool,
+    /// The loop's time: the `now` of its current round, set once per round by the runtime
+    /// (what the guard measures requests with; no clock read per poll).
+    pub clock: Cell<Instant>,
+    /// `Limits::request_timeout`.
+    pub request_timeout: Duration,
+    /// `Limits::slow_request_after`.
+    pub slow_request_after: Duration,
+}
+
+impl<H> LoopShared<H> {
+    /// Whether the guard watches the age of requests (a request timeout or a slow-request
+    /// log is set): if not, it reads no clock and publishes no wake-up.
+    fn watches_requests(&self) -> bool {
+        self.request_timeout != Duration::MAX || self.slow_request_after != Duration::MAX
+    }
+}
+
+/// When one connection's running requests next need a poll: the earliest of their request
+/// timeouts and the moments they turn slow, as the guards published it in the engine's last
+/// poll. The runtime schedules it among the connection's deadlines and wakes the engine
+/// when it passes; then the guards act on the loop's clock.
+#[derive(Debug, Default)]
+pub struct RequestTimer(Cell<Option<Instant>>);
+
+impl RequestTimer {
+    /// When the engine wants a poll for its requests' sake (`None`: no request is timed).
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.0.get()
+    }
+
+    /// Whether that instant has come at `now`.
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.0.get().is_some_and(|at| at <= now)
+    }
+
+    /// A guard wants a poll at `at`.
+    fn want(&self, at: Instant) {
+        if self.0.get().is_none_or(|t| at < t) {
+            self.0.set(Some(at));
+        }
+    }
 }
 
 /// Whether a connection's engine holds a block of request memory, and whether its loop
@@ -121,21 +180,23 @@ impl Drop for Held<'_> {
 /// returns the block, and starts over. An idle keep-alive connection so holds no request
 /// memory, and steady state allocates nothing (the pool lends the same blocks again).
 pub async fn serve_pooled<const N: usize, R, W, H>(
-    mut reader: R,
-    mut writer: W,
+    reader: R,
+    writer: W,
     readable: impl Fn() -> bool,
     lease: &Lease,
     status: &ConnectionStatus,
+    timer: &RequestTimer,
     shared: &LoopShared<H>,
 ) -> EngineEnd
 where
-    R: Read<Error = io::Error>,
-    W: Write<Error = io::Error>,
+    R: Read<Error = io::Error> + Copy,
+    W: Write<Error = io::Error> + Copy,
     H: Handler,
     for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
 {
-    let panicked = Cell::new(false);
-    let handler = Guarded { handler: &shared.handler, counters: &shared.counters, panicked: &panicked };
+    let cut = Cell::new(None);
+    let watches = shared.watches_requests();
+    let handler = Guarded { shared, status, timer, cut: &cut, watched: watches };
     loop {
         poll_fn(|_| if readable() { Poll::Ready(()) } else { Poll::Pending }).await;
         let mut block = shared.pool.lend();
@@ -147,13 +208,21 @@ where
             return EngineEnd::Finished;
         };
         let mut serving =
-            pin!(serve_connection(&mut reader, &mut writer, &handler, &mut buffers, &shared.config, status));
+            pin!(serve_connection(reader, writer, &handler, &mut buffers, &shared.config, status));
         let outcome = poll_fn(|cx| {
+            // The guards of the requests still running publish their next instant anew.
+            if watches {
+                timer.0.set(None);
+            }
             let polled = serving.as_mut().poll(cx);
-            // The panicking handler never returns (so its slot writes no END_REQUEST): the
-            // connection ends here.
-            if panicked.get() {
-                return Poll::Ready(Some(EngineEnd::HandlerPanicked));
+            // The handler given up on never returns (so its slot writes no END_REQUEST):
+            // the connection ends here.
+            match cut.get() {
+                Some(Cut::Panicked) => return Poll::Ready(Some(EngineEnd::HandlerPanicked)),
+                Some(Cut::TimedOut) => {
+                    return Poll::Ready(Some(EngineEnd::RequestTimedOut(shared.request_timeout)));
+                }
+                None => {}
             }
             match polled {
                 Poll::Ready(Ok(())) => Poll::Ready(Some(EngineEnd::Finished)),
@@ -174,14 +243,27 @@ where
     }
 }
 
-/// The application's handler as servers run it: counts requests and aborts, and turns a
-/// panic into an error, so the request gets a CGI 500 when nothing was sent yet; when
-/// something was, the response cannot be completed: the handler then never returns and
-/// sets `panicked`, and the engine ends with [`EngineEnd::HandlerPanicked`].
+/// The application's handler as servers run it: counts requests and aborts; turns a panic
+/// into an error, so the request gets a CGI 500 when nothing was sent yet; drops the
+/// handler's future at `request_timeout`, answering a 504 when nothing was sent yet; logs a
+/// request once when it turns slow (`slow_request_after`), and each finished request to the
+/// access log when that is enabled. When a response had begun, a panicking or timed-out
+/// handler cannot complete it: the guard then never returns and sets `cut`, and the engine
+/// ends ([`EngineEnd::HandlerPanicked`], [`EngineEnd::RequestTimedOut`]).
 struct Guarded<'a, H> {
-    handler: &'a H,
-    counters: &'a Counters,
-    panicked: &'a Cell<bool>,
+    shared: &'a LoopShared<H>,
+    status: &'a ConnectionStatus,
+    timer: &'a RequestTimer,
+    cut: &'a Cell<Option<Cut>>,
+    /// [`LoopShared::watches_requests`], once per connection.
+    watched: bool,
+}
+
+/// How the guarded handler ended.
+enum Outcome {
+    Returned(Result<(), HandlerError>),
+    Panicked,
+    TimedOut,
 }
 
 impl<H: Handler> Handler for Guarded<'_, H> {
@@ -190,41 +272,114 @@ impl<H: Handler> Handler for Guarded<'_, H> {
         request: &mut Request<'_>,
         response: &mut Response<'_>,
     ) -> Result<(), HandlerError> {
-        Counters::bump(&self.counters.requests);
-        let mut cut_off = CutOff(Some(&self.counters.requests_aborted));
+        let shared = self.shared;
+        let counters = &*shared.counters;
+        Counters::bump(&counters.requests);
+        let mut cut_off = CutOff(Some(&counters.requests_aborted));
+        // A load and a compare each when off: no clock is read then.
+        let access = log::log_enabled!(target: events::ACCESS_TARGET, log::Level::Info);
+        let watched = self.watched;
+        let start = (watched || access).then(|| shared.clock.get());
         let outcome = {
-            let mut handling = pin!(self.handler.handle(request, response));
-            // A panicking poll ends the handler (it is not polled again).
-            poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| handling.as_mut().poll(cx))) {
-                Ok(Poll::Ready(result)) => Poll::Ready(Some(result)),
-                Ok(Poll::Pending) => Poll::Pending,
-                Err(_) => Poll::Ready(None),
+            // The instants this request times out and turns slow (each `None` when off).
+            let (mut expire_at, mut slow_at) = match start.filter(|_| watched) {
+                Some(start) => {
+                    (deadline(start, shared.request_timeout), deadline(start, shared.slow_request_after))
+                }
+                None => (None, None),
+            };
+            // The slow-request log names the request while the handler holds it.
+            let params = slow_at.map(|_| request.params_handle());
+            let mut handling = pin!(shared.handler.handle(request, response));
+            poll_fn(|cx| {
+                if watched {
+                    let now = shared.clock.get();
+                    if expire_at.is_some_and(|at| at <= now) {
+                        expire_at = None;
+                        return Poll::Ready(Outcome::TimedOut);
+                    }
+                    if let (Some(at), Some(params), Some(start)) = (slow_at, &params, start)
+                        && at <= now
+                    {
+                        slow_at = None;
+                        let (wait, _) = Wait::of(self.status);
+                        events::request_slow(counters, &params.params(), now - start, wait);
+                    }
+                }
+                // A panicking poll ends the handler (it is not polled again).
+                match catch_unwind(AssertUnwindSafe(|| handling.as_mut().poll(cx))) {
+                    Ok(Poll::Ready(result)) => Poll::Ready(Outcome::Returned(result)),
+                    Ok(Poll::Pending) => {
+                        if watched {
+                            for at in [expire_at, slow_at].into_iter().flatten() {
+                                self.timer.want(at);
+                            }
+                        }
+                        Poll::Pending
+                    }
+                    Err(_) => Poll::Ready(Outcome::Panicked),
+                }
             })
             .await
         };
         cut_off.0 = None;
+        let access = start.filter(|_| access);
         // `Ok(())` is made anew rather than moved: the `Err` a result may hold is large.
         let result = match outcome {
-            Some(Ok(())) => Ok(()),
-            Some(Err(error)) => {
-                events::handler_failed(self.counters, &error, request);
+            Outcome::Returned(Ok(())) => {
+                log_access(access, request, response, response.status());
+                Ok(())
+            }
+            Outcome::Returned(Err(error)) => {
+                events::handler_failed(counters, &error, request);
+                // The driver answers 500 if nothing was written (unless it is an abort).
+                let status = match response.bytes_written() == 0 && !error.is_abort() {
+                    true => Some(500),
+                    false => response.status(),
+                };
+                log_access(access, request, response, status);
                 Err(error)
             }
             // A panic is logged and counted as one, not also as a handler error.
-            None => {
+            Outcome::Panicked => {
                 let answered = response.bytes_written() == 0;
-                events::handler_panicked(self.counters, request, answered);
+                events::handler_panicked(counters, request, answered);
+                let status = if answered { Some(500) } else { response.status() };
+                log_access(access, request, response, status);
                 if !answered {
-                    self.panicked.set(true);
+                    self.cut.set(Some(Cut::Panicked));
                     return pending().await;
                 }
                 Err(HandlerError::msg("the handler panicked"))
             }
+            Outcome::TimedOut => {
+                let answered = response.bytes_written() == 0;
+                events::request_timed_out(counters, request, shared.request_timeout, answered);
+                if !answered {
+                    log_access(access, request, response, response.status());
+                    self.cut.set(Some(Cut::TimedOut));
+                    return pending().await;
+                }
+                // Ignored if it fails: the connection failed, and the driver ends it.
+                let _ = response.raw_output().write_all(GATEWAY_TIMEOUT).await;
+                response.note_status(504);
+                log_access(access, request, response, Some(504));
+                Ok(())
+            }
         };
         if response.aborted() {
-            Counters::bump(&self.counters.requests_aborted);
+            Counters::bump(&counters.requests_aborted);
         }
         result
+    }
+}
+
+/// Writes a finished request's access-log line, if `access` (the request's start) says the
+/// log is on.
+#[inline]
+fn log_access(access: Option<Instant>, request: &Request<'_>, response: &Response<'_>, status: Option<u16>) {
+    if let Some(start) = access {
+        events::access(request, status, response.bytes_written(), start.elapsed());
     }
 }
 
@@ -280,3 +435,20 @@ macro_rules! for_request_slots {
 
 // `for_request_slots!` spells `MAX_REQS` out (a macro exported to other crates).
 const _: () = assert!(ember_fcgi_core::MAX_REQS == 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_timer_keeps_the_earliest_instant() {
+        let timer = RequestTimer::default();
+        let now = Instant::now();
+        assert_eq!((timer.wake_at(), timer.is_due(now)), (None, false));
+        timer.want(now + Duration::from_secs(2));
+        timer.want(now + Duration::from_secs(1));
+        timer.want(now + Duration::from_secs(3));
+        assert_eq!(timer.wake_at(), Some(now + Duration::from_secs(1)));
+        assert!(!timer.is_due(now) && timer.is_due(now + Duration::from_secs(1)));
+    }
+}

@@ -45,6 +45,16 @@ pub struct Limits {
     /// After the last response on a closing connection, unread input is drained for at
     /// most this long (so the web server sees no reset). Default 1 s.
     pub close_linger: Duration,
+    /// A request must end within this time of its handler's start (its params are whole;
+    /// `head_timeout` bounds the time before): past it the handler's future is dropped and
+    /// the request answered `504 Gateway Timeout` if nothing was written, else its
+    /// connection closed (no END_REQUEST). Counted in `request_timeouts`, logged at warn.
+    /// Default `Duration::MAX` (never).
+    pub request_timeout: Duration,
+    /// A request still running this long after its handler started is logged once (warn:
+    /// method, URI, elapsed time, and whether it waits for its body, runs or sends) and
+    /// counted in `slow_requests`. Default `Duration::MAX` (off).
+    pub slow_request_after: Duration,
 }
 
 impl Limits {
@@ -72,6 +82,8 @@ impl Default for Limits {
             send_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
             close_linger: Duration::from_secs(1),
+            request_timeout: Duration::MAX,
+            slow_request_after: Duration::MAX,
         }
     }
 }
@@ -128,6 +140,18 @@ impl Limits {
     /// With the close linger.
     pub const fn with_close_linger(mut self, close_linger: Duration) -> Self {
         self.close_linger = close_linger;
+        self
+    }
+
+    /// With the whole-request deadline (see [`Limits::request_timeout`]).
+    pub const fn with_request_timeout(mut self, request_timeout: Duration) -> Self {
+        self.request_timeout = request_timeout;
+        self
+    }
+
+    /// With the age past which a running request is logged as slow.
+    pub const fn with_slow_request_after(mut self, slow_request_after: Duration) -> Self {
+        self.slow_request_after = slow_request_after;
         self
     }
 

@@ -25,6 +25,10 @@ pub struct Counters {
     pub engine_panics: AtomicU64,
     pub requests: AtomicU64,
     pub requests_aborted: AtomicU64,
+    /// Requests cut off at `Limits::request_timeout`.
+    pub request_timeouts: AtomicU64,
+    /// Requests still running `Limits::slow_request_after` after their handler started.
+    pub slow_requests: AtomicU64,
     /// Request memory lent to connections now (busy, or idle for less than
     /// `IdleRelease::memory_after`), in bytes.
     pub memory_lent: AtomicU64,
@@ -124,6 +128,11 @@ pub struct StatsSnapshot {
     pub requests: u64,
     /// Of those, requests the web server aborted (or whose connection failed).
     pub requests_aborted: u64,
+    /// Requests cut off at `Limits::request_timeout` (a 504, or their connection closed).
+    pub request_timeouts: u64,
+    /// Requests still running `Limits::slow_request_after` after their handler started
+    /// (each logged once).
+    pub slow_requests: u64,
     /// Request memory lent to connections now (busy, or idle for less than
     /// `IdleRelease::memory_after`), in bytes.
     pub memory_lent: u64,
@@ -181,6 +190,8 @@ impl Stats {
             engine_panics: get(&c.engine_panics),
             requests: get(&c.requests),
             requests_aborted: get(&c.requests_aborted),
+            request_timeouts: get(&c.request_timeouts),
+            slow_requests: get(&c.slow_requests),
             memory_lent: get(&c.memory_lent),
             memory_allocated: get(&c.memory_allocated),
             handler_errors: get(&c.handler_errors),
@@ -290,6 +301,13 @@ impl StatsSnapshot {
             ),
             f("requests", Counter, "Requests handed to the handler.", self.requests),
             f("requests_aborted", Counter, "Requests the web server aborted.", self.requests_aborted),
+            f(
+                "request_timeouts",
+                Counter,
+                "Requests cut off at request_timeout (504, or their connection closed).",
+                self.request_timeouts,
+            ),
+            f("slow_requests", Counter, "Requests still running at slow_request_after.", self.slow_requests),
             f("handler_errors", Counter, "Requests whose handler returned an error.", self.handler_errors),
             f(
                 "handler_panics",

@@ -23,6 +23,32 @@ pub enum Wait {
 }
 
 impl Wait {
+    /// What a connection waits for, by its engine's status; with the bytes moved in the
+    /// direction watched (body bytes received, or bytes sent).
+    pub fn of(status: &ConnectionStatus) -> (Self, u64) {
+        if status.requests_in_head() > 0 {
+            (Self::Head, 0)
+        } else if status.active_requests() == 0 {
+            (Self::Idle, 0)
+        } else if status.is_sending() {
+            (Self::Send, status.sent_bytes())
+        } else if status.is_waiting_for_body() {
+            (Self::Body, status.body_bytes())
+        } else {
+            (Self::Busy, 0)
+        }
+    }
+
+    /// Where a running request is, in words, for the slow-request log.
+    pub fn doing(self) -> &'static str {
+        match self {
+            Self::Body => "reading its body",
+            Self::Send => "sending its response",
+            Self::Head => "in its handler (another request's params arriving)",
+            Self::Idle | Self::Busy => "in its handler",
+        }
+    }
+
     /// The limit that applies to this wait (`None` while busy).
     pub fn allowed(self, limits: &Limits) -> Option<Duration> {
         match self {
@@ -52,17 +78,7 @@ impl Watch {
 
     /// Looks at the engine's status after a poll; `now` is asked only when the wait changed.
     pub fn observe(&mut self, status: &ConnectionStatus, now: impl FnOnce() -> Instant) {
-        let (wait, moved) = if status.requests_in_head() > 0 {
-            (Wait::Head, 0)
-        } else if status.active_requests() == 0 {
-            (Wait::Idle, 0)
-        } else if status.is_sending() {
-            (Wait::Send, status.sent_bytes())
-        } else if status.is_waiting_for_body() {
-            (Wait::Body, status.body_bytes())
-        } else {
-            (Wait::Busy, 0)
-        };
+        let (wait, moved) = Wait::of(status);
         if wait != self.wait || moved != self.moved {
             *self = Self { wait, since: now(), moved };
         }

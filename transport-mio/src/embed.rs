@@ -223,7 +223,22 @@ impl<'a, H: Handler + 'a> Binding<'a, H> {
         true
     }
 
+    /// An event of `token` read from the poll's epoll fd directly (`server::run_loop`);
+    /// true if it was the listener's.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn note_raw(&mut self, token: usize, event: ConnEvent) -> bool {
+        if token == self.listener_token {
+            self.runtime.note_listener();
+            return true;
+        }
+        if (self.first_conn_token..self.tokens_end).contains(&token) {
+            self.runtime.note_event(token - self.first_conn_token, event);
+        }
+        false
+    }
+
     /// Whether `event` is the listener's.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     pub(crate) fn is_listener(&self, event: &Event) -> bool {
         event.token().0 == self.listener_token
     }

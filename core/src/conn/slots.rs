@@ -239,6 +239,11 @@ impl ConnState<'_, '_> {
         }
     }
 
+    /// Whether slot `i`'s request was aborted or the connection failed (`view(i).aborted`).
+    pub(crate) fn aborted(&self, i: usize) -> bool {
+        self.slots[i].aborted || self.dead()
+    }
+
     pub(crate) fn set_app_status(&mut self, i: usize, status: u32) {
         self.slots[i].app_status = status;
     }

@@ -496,3 +496,21 @@ fn an_empty_buffer_is_not_reported_as_too_small() {
     let (out, _) = run(&EmptyBufferCheck, &request(1, false, &[], b""));
     assert_eq!(stream(&parse(&out), 6, 1), b"Ok(0)");
 }
+
+#[test]
+fn a_response_remembers_the_status_of_its_typed_head() {
+    let cases: [(&[u8], &[u8]); 8] = [
+        (b"", b"None"),
+        (b"head", b"Some(201)"),
+        (b"whole", b"Some(202)"),
+        (b"bad", b"None"),
+        (b"redirect", b"Some(302)"),
+        (b"local", b"None"),
+        (b"raw", b"None"),
+        (b"noted", b"Some(204)"),
+    ];
+    for (query, want) in cases {
+        let (out, _) = run(&StatusSeen, &request(1, false, &[(b"QUERY_STRING", query)], b""));
+        assert_eq!(stream(&parse(&out), 7, 1), want, "{}", std::string::String::from_utf8_lossy(query));
+    }
+}

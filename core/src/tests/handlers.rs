@@ -143,3 +143,30 @@ impl Handler for Fails {
         Err(StreamError::InvalidHeader.into())
     }
 }
+
+/// Writes a head as QUERY_STRING says, then the status the response remembers (its
+/// `Debug`) to FCGI_STDERR.
+pub struct StatusSeen;
+
+impl Handler for StatusSeen {
+    async fn handle(&self, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), HandlerError> {
+        match req.params().query_string() {
+            "head" => {
+                res.send_head(201, &[]).await?;
+            }
+            "whole" => res.send_response(202, "text/plain", b"x").await?,
+            "bad" => assert!(res.send_head(99, &[]).await.is_err()),
+            "redirect" => res.send_redirect("http://example.com/").await?,
+            "local" => res.send_redirect("/elsewhere").await?,
+            "raw" => res.raw_output().write_all(b"Status: 203 X\r\n\r\n").await?,
+            "noted" => {
+                res.raw_output().write_all(b"Status: 204 No Content\r\n\r\n").await?;
+                res.note_status(204);
+            }
+            _ => {}
+        }
+        let line = std::format!("{:?}", res.status());
+        res.stderr().write_all(line.as_bytes()).await?;
+        Ok(())
+    }
+}

@@ -39,7 +39,8 @@ pub(crate) async fn engine<H: Handler, S: AsRef<Stream>, const N: usize>(
 where
     for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
 {
-    serve_pooled::<N, _, _, _>(Reader(&io), Writer(&io), || io.may_read(), &io.lease, &io.status, &shared)
+    let readable = || io.may_read();
+    serve_pooled::<N, _, _, _>(Reader(&io), Writer(&io), readable, &io.lease, &io.status, &io.timer, &shared)
         .await
 }
 
@@ -238,6 +239,9 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
             Ok(Poll::Ready(EngineEnd::Finished)) => Polled::Finished,
             Ok(Poll::Ready(EngineEnd::Failed(error))) => Polled::Failed(CloseReason::from_error(error)),
             Ok(Poll::Ready(EngineEnd::HandlerPanicked)) => Polled::Failed(CloseReason::HandlerPanicked),
+            Ok(Poll::Ready(EngineEnd::RequestTimedOut(limit))) => {
+                Polled::Failed(CloseReason::RequestTimeout(limit))
+            }
             Err(_) => Polled::Failed(CloseReason::EnginePanicked),
         }
     }
@@ -280,8 +284,8 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
     }
 
     /// When the runtime must look at this connection next: the earliest of its timeout
-    /// (or the end of its linger), the recall of its request memory and the release of
-    /// its engine; with `past`, only instants later than it (those up to `past` were just
+    /// (or the end of its linger), its running requests' timer (request timeout, slow
+    /// log), the recall of its request memory and the release of its engine; with `past`, only instants later than it (those up to `past` were just
     /// dealt with).
     pub(crate) fn next_look(
         &self,
@@ -289,15 +293,21 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
         release: &IdleRelease,
         past: Option<Instant>,
     ) -> Option<Instant> {
-        [
+        let later = |at: &Instant| past.is_none_or(|past| *at > past);
+        let next = [
             self.deadline(limits),
             self.request_memory_recall_at(release.memory_after),
             self.engine_free_at(release.after),
         ]
         .into_iter()
         .flatten()
-        .filter(|at| past.is_none_or(|past| *at > past))
-        .min()
+        .filter(later)
+        .min();
+        // Apart, so a connection with no timed request (the usual case) pays one branch.
+        match self.io.timer.wake_at().filter(later) {
+            Some(at) => Some(next.map_or(at, |next| next.min(at))),
+            None => next,
+        }
     }
 
     /// Which deadline has passed at `now`, if any.
@@ -306,6 +316,14 @@ impl<'a, S: AsRef<Stream> + 'a> Entry<'a, S> {
             ConnState::Lingering { until } => until.filter(|t| *t <= now).map(|_| Expiry::Linger),
             ConnState::Closed => None,
             _ => self.watch.expired(now, limits).map(Expiry::Wait),
+        }
+    }
+
+    /// Polls the engine in the loop's next round if its requests' timer is due at `now`
+    /// (a request timed out or turned slow: its guard acts when polled).
+    pub(crate) fn wake_if_requests_due(&self, now: Instant) {
+        if self.io.timer.is_due(now) {
+            self.wake_later();
         }
     }
 

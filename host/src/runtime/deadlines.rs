@@ -86,6 +86,12 @@ impl Deadlines {
         }
     }
 
+    /// Whether connection `key` is to be looked at no later than `at`.
+    #[inline]
+    pub(crate) fn is_scheduled_by(&self, key: usize, at: Instant) -> bool {
+        matches!(self.live.get(key), Some(Some((t, _))) if *t <= at)
+    }
+
     /// When connection `key` is to be looked at, if it is scheduled.
     #[cfg(test)]
     pub(crate) fn scheduled_at(&self, key: usize) -> Option<Instant> {

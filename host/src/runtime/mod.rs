@@ -52,6 +52,8 @@ use slab::Slab;
 pub use budget::MemoryBudget;
 use conn::{Entry, Expiry, Polled};
 use deadlines::Deadlines;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use io::EpollEvents;
 use io::{Accepted, ConnIo, Drain, Peer, Scratch, accept};
 pub use io::{Event, SCRATCH_BYTES, Stream};
 pub use server::Setup;
@@ -206,15 +208,23 @@ pub struct Runtime<'a, H, S> {
     kept: Vec<usize>,
     /// When a sweep is to release kept engines (more than `release.keep` hold one again).
     release_kept_at: Option<Instant>,
-    /// When the last sweep ran (the next one waits at least [`SWEEP_GAP`]).
-    last_sweep: Option<Instant>,
+    /// [`SWEEP_GAP`] after the last sweep: the next one waits until then.
+    sweep_gap_end: Option<Instant>,
+    /// The earliest of the next sweep and the end of a shutdown, as `process` left them.
+    timers: Option<Instant>,
     release: IdleRelease,
     reports_fin: bool,
     binding_bytes: usize,
+    /// The shortest time ahead of a poll at which it may set a deadline of its connection
+    /// (see [`min_delay`]).
+    min_delay: Duration,
     /// Where the connections' readers throw input the engines skip.
     scratch: Scratch,
     shutdown_deadline: Option<Instant>,
     finished: bool,
+    /// The clock at the start of the last `process` (what `timeout` counts from: the clock
+    /// is read once per round).
+    now: Instant,
 }
 
 impl<H, S> std::fmt::Debug for Runtime<'_, H, S> {
@@ -252,6 +262,9 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
                 pool,
                 config,
                 return_at_once: release.memory_after.is_zero(),
+                clock: std::cell::Cell::new(Instant::now()),
+                request_timeout: limits.request_timeout,
+                slow_request_after: limits.slow_request_after,
             }),
             limits,
             allow,
@@ -268,13 +281,16 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             engines: 0,
             kept: Vec::new(),
             release_kept_at: None,
-            last_sweep: None,
+            sweep_gap_end: None,
+            timers: None,
             release,
             reports_fin,
             binding_bytes,
+            min_delay: min_delay(&limits, &release),
             scratch: Rc::new(std::cell::RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice())),
             shutdown_deadline: None,
             finished: false,
+            now: Instant::now(),
         }
     }
 
@@ -304,6 +320,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
     /// expire deadlines, advance a shutdown. Call it after each wait of the poller.
     pub fn process(&mut self, reactor: &impl Reactor<Socket = S>) {
         let now = Instant::now();
+        self.loop_shared.clock.set(now);
         self.wakes.begin(&mut self.woken);
         for key in self.woken.drain(..) {
             if let Some(entry) = self.conns.get_mut(key) {
@@ -318,27 +335,39 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             self.accept_retry_at = None;
             self.accept(reactor, now);
         }
+        // A poll sets the deadlines it changes `min_delay` or more past `now`: a connection
+        // already scheduled by then needs no new look.
+        let horizon = now.checked_add(self.min_delay).unwrap_or(now + YEAR);
         let mut i = 0;
         while let Some(&key) = self.run_queue.get(i) {
-            self.poll_connection(key, now);
+            self.poll_connection(key, now, horizon);
             i += 1;
         }
         self.run_queue.clear();
-        let now = Instant::now();
-        if self.sweep_at().is_some_and(|t| t <= now) {
+        // The clock is read once per round: the sweep and `timeout` count from its start (a
+        // timer due during a long round is found one round later).
+        self.now = now;
+        let mut sweep_at = self.sweep_at();
+        if sweep_at.is_some_and(|t| t <= now) {
             self.sweep(now);
+            sweep_at = self.sweep_at();
         }
         if let Some(deadline) = self.shutdown_deadline {
             if deadline <= now {
                 self.close_all(now);
+                sweep_at = self.sweep_at();
             }
             self.finished = self.conns.is_empty();
         }
+        // Nothing else moves these timers until the next `process`.
+        self.timers = earlier(sweep_at, self.shutdown_deadline);
         self.wakes.end();
     }
 
     /// How long the binding may sleep in its poller before calling [`Self::process`]
-    /// again: zero when work is waiting, `None` when only an event can bring work.
+    /// again: zero when work is waiting, `None` when only an event can bring work. Counted
+    /// from the clock the last [`Self::process`] read as it began: ask right before the
+    /// wait.
     pub fn timeout(&self) -> Option<Duration> {
         let accept_now = self.accept_ready && self.listener.is_some() && self.accept_retry_at.is_none();
         let shutdown_now = self.shutdown.is_requested() && self.shutdown_deadline.is_none();
@@ -346,15 +375,14 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         {
             return Some(Duration::ZERO);
         }
-        Some(self.next_timer()?.saturating_duration_since(Instant::now()))
+        Some(self.next_timer()?.saturating_duration_since(self.now))
     }
 
     /// When the next timer (a deadline, the end of a shutdown, an accept retry) is due;
     /// for a binding that sleeps until an instant rather than for a duration, once
     /// [`Self::timeout`] is not zero.
     pub fn next_timer(&self) -> Option<Instant> {
-        let retry = self.accept_retry_at.filter(|_| self.accept_ready);
-        [self.sweep_at(), self.shutdown_deadline, retry].into_iter().flatten().min()
+        earlier(self.timers, self.accept_retry_at.filter(|_| self.accept_ready))
     }
 
     /// Whether a graceful shutdown completed: every connection is closed.
@@ -471,7 +499,10 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
 
     // ---- connections ---------------------------------------------------------------------
 
-    fn poll_connection(&mut self, key: usize, now: Instant) {
+    /// Polls connection `key`'s engine once and schedules its next look, unless it is
+    /// scheduled by `horizon` already (its deadlines as this poll may set them are all
+    /// later: see [`min_delay`]).
+    fn poll_connection(&mut self, key: usize, now: Instant, horizon: Instant) {
         let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
@@ -491,9 +522,11 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         }
         match entry.poll_engine(now) {
             Polled::Busy | Polled::AtRest => {
-                // Cheap when the connection is scheduled as early already (a later
-                // deadline is found when that entry pops).
-                if let Some(at) = entry.next_look(&self.limits, &self.release, None) {
+                // A later deadline is found when the scheduled entry pops (each request at
+                // rest moves the recall of its memory, always later than the one pending).
+                if !self.deadlines.is_scheduled_by(key, horizon)
+                    && let Some(at) = entry.next_look(&self.limits, &self.release, None)
+                {
                     self.deadlines.schedule(key, at);
                 }
                 let quiet = entry.is_quiet();
@@ -598,8 +631,8 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
     /// When the next sweep is due: the earliest deadline, but not sooner than
     /// [`SWEEP_GAP`] after the last sweep.
     fn sweep_at(&self) -> Option<Instant> {
-        let next = [self.deadlines.earliest(), self.release_kept_at].into_iter().flatten().min()?;
-        Some(self.last_sweep.map_or(next, |last| next.max(last + SWEEP_GAP)))
+        let next = earlier(self.deadlines.earliest(), self.release_kept_at)?;
+        Some(self.sweep_gap_end.map_or(next, |end| next.max(end)))
     }
 
     /// Looks at the connections whose deadline is due, and only those: closes those whose
@@ -609,7 +642,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
     /// list, and released by a later sweep once more than `keep` hold one again), and
     /// schedules each connection looked at for its next deadline.
     fn sweep(&mut self, now: Instant) {
-        self.last_sweep = Some(now);
+        self.sweep_gap_end = Some(now + SWEEP_GAP);
         self.release_kept_at = None;
         let limits = self.limits;
         let release = self.release;
@@ -635,6 +668,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
             if entry.request_memory_recall_at(release.memory_after).is_some_and(|at| at <= now) {
                 entry.recall_request_memory();
             }
+            entry.wake_if_requests_due(now);
             let reason = match entry.expired(now, &limits) {
                 None | Some(Expiry::Wait(Wait::Busy)) => {
                     let next = entry.next_look(&limits, &release, Some(now));
@@ -692,6 +726,39 @@ impl<H, S> Drop for Runtime<'_, H, S> {
     /// Shutdown handles outlive the loop; they must not keep waking a dead poller.
     fn drop(&mut self) {
         self.wakes.detach();
+    }
+}
+
+/// The shortest time ahead of `now` at which a poll at `now` may set a deadline of its
+/// connection: each deadline `Entry::next_look` takes is a duration here counted from an
+/// instant the poll sets to `now` when it changes it (the `Watch`'s start of a wait, the
+/// start of a rest), or else is unchanged and so already scheduled. A deadline added to
+/// `next_look` must add its duration here.
+fn min_delay(limits: &Limits, release: &IdleRelease) -> Duration {
+    let memory = Some(release.memory_after).filter(|after| !after.is_zero());
+    [
+        limits.idle_timeout,
+        limits.head_timeout,
+        limits.body_timeout,
+        limits.send_timeout,
+        // The request timer's instants count from a handler's start, which a poll sets.
+        limits.request_timeout,
+        limits.slow_request_after,
+        release.after,
+    ]
+    .into_iter()
+    .chain(memory)
+    .min()
+    .unwrap_or(Duration::ZERO)
+}
+
+/// The earlier of two instants, either of which may be absent.
+#[inline]
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 

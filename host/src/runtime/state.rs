@@ -105,6 +105,7 @@ impl ConnState {
 /// | `Protocol` | at once | `closed_with_error` | warn |
 /// | `Io` | at once | `closed_with_error` | debug |
 /// | `HandlerPanicked` | at once | none here (`handler_panics`, counted with the panic) | debug (the panic: error) |
+/// | `RequestTimeout` | at once | none here (`request_timeouts`, counted by the guard) | debug (the timeout: warn) |
 /// | `EnginePanicked` | at once | `engine_panics` | error |
 /// | `RefusedOverLimit` | before serving | `refused_over_limit` | warn |
 /// | `RefusedNotAllowed` | before serving | `refused_not_allowed` | warn |
@@ -133,6 +134,9 @@ pub enum CloseReason {
     Io(ConnectionError<io::Error>),
     /// A handler panicked after its response began: the response cannot be completed.
     HandlerPanicked,
+    /// A request ran past `request_timeout` after its response began: the response cannot
+    /// be completed.
+    RequestTimeout(Duration),
     /// The engine panicked outside a handler (a bug in the server).
     EnginePanicked,
     /// `max_connections` are open (the limit given).
@@ -178,6 +182,9 @@ impl fmt::Display for CloseReason {
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
             Self::Io(e) => write!(f, "{e}"),
             Self::HandlerPanicked => f.write_str("its handler panicked after the response began"),
+            Self::RequestTimeout(t) => {
+                write!(f, "a request ran past request_timeout ({t:?}) after its response began")
+            }
             Self::EnginePanicked => f.write_str("its connection task panicked"),
             Self::RefusedOverLimit(max) => write!(f, "max_connections ({max}) are open"),
             Self::RefusedNotAllowed => f.write_str("not in FCGI_WEB_SERVER_ADDRS"),

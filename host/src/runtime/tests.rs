@@ -132,3 +132,72 @@ fn keep_holds_engines_without_a_walk_and_releases_kept_ones_when_more_are_held()
     spin(&mut rt, &reactor, 80);
     assert_eq!((rt.conns.len(), rt.engines, rt.kept.len()), (3, 1, 1));
 }
+
+/// Never finishes.
+struct Hang;
+
+impl Handler for Hang {
+    async fn handle(&self, _: &mut Request<'_>, _: &mut Response<'_>) -> Result<(), HandlerError> {
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+/// BEGIN_REQUEST (responder, keep-conn) and the params `SCRIPT_NAME=/x` of request 1.
+fn begin_and_params() -> Vec<u8> {
+    let mut bytes = vec![1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0];
+    let pair = [11u8, 2].iter().chain(b"SCRIPT_NAME/x").copied().collect::<Vec<u8>>();
+    bytes.extend([1, 4, 0, 1, 0, pair.len() as u8, 0, 0]);
+    bytes.extend(pair);
+    bytes.extend([1, 4, 0, 1, 0, 0, 0, 0]);
+    bytes
+}
+
+#[test]
+fn a_request_deadline_is_scheduled_and_wakes_the_engine_without_an_event() {
+    let timeout = Duration::from_millis(60);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = Limits::default().with_request_timeout(timeout);
+    let setup = Setup::new(Listener::Tcp(listener), Hang, limits).unwrap();
+    let settings = setup.settings(4, false, 0);
+    let Setup { listener, handler, .. } = setup;
+    let mut rt = Runtime::new(Arc::new(listener), handler, settings);
+    let reactor = TestReactor::default();
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(&begin_and_params()).unwrap();
+    // Events until the handler runs.
+    let started = Instant::now();
+    while rt.stats().snapshot().requests == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        rt.note_listener();
+        for key in reactor.keys.borrow().clone() {
+            rt.note_event(key, Event { readable: true, writable: true, read_closed: false });
+        }
+        rt.process(&reactor);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let key = reactor.keys.borrow()[0];
+    let wake_at = rt.conns[key].io.timer.wake_at().expect("the guard published its deadline");
+    assert!(wake_at <= Instant::now() + timeout, "{wake_at:?}");
+    // The runtime sleeps no longer than the deadline (the memory recall is not due: busy).
+    assert!(rt.next_timer().is_some_and(|t| t <= wake_at));
+    // No more events: only the deadline can wake the engine.
+    while rt.stats().snapshot().request_timeouts == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "no timeout: {:?}", rt.stats().snapshot());
+        rt.process(&reactor);
+        std::thread::sleep(rt.timeout().unwrap_or(Duration::from_millis(1)).min(Duration::from_millis(5)));
+    }
+    assert!(Instant::now() >= wake_at);
+    // Nothing was written: a 504, END_REQUEST; the timer is clear again.
+    rt.note_event(key, Event { readable: false, writable: true, read_closed: false });
+    rt.process(&reactor);
+    assert_eq!(rt.conns[key].io.timer.wake_at(), None);
+    let mut reply = vec![0u8; 256];
+    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let n = std::io::Read::read(&mut client, &mut reply).unwrap();
+    let text = String::from_utf8_lossy(&reply[..n]);
+    assert!(text.contains("Status: 504 Gateway Timeout\r\n"), "{text:?}");
+    let s = rt.stats().snapshot();
+    assert_eq!((s.requests, s.request_timeouts, s.requests_aborted), (1, 1, 0));
+}

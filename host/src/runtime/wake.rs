@@ -12,18 +12,25 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Wake, Waker};
 
 /// What one loop shares with its connections' wakers and the shutdown handles.
+///
+/// The loop's side takes no lock in a round without wakes: `busy` and `pending` are
+/// atomics (sequentially consistent), so of a waker that sets `pending` and then reads
+/// `busy`, and the loop that clears `busy` and then reads `pending`, at least one sees the
+/// other's write: the waker fires the notifier, or the loop does not sleep.
 #[derive(Debug, Default)]
 pub struct Wakes {
     inner: Mutex<Inner>,
+    /// The loop is inside `process`; it will look at `ready` before sleeping.
+    busy: AtomicBool,
+    /// `ready` has keys or `poked` is set (written under the lock; read without it).
+    pending: AtomicBool,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     /// Keys of connections woken since the loop last looked.
     ready: Vec<usize>,
-    /// The loop is inside `process`; it will look at `ready` before sleeping.
-    busy: bool,
-    /// The notifier was fired and the loop has not run since.
+    /// The notifier was fired and the loop has not run since (implies `pending`).
     notified: bool,
     /// Something outside the connections (a shutdown) wants the loop to look.
     poked: bool,
@@ -61,21 +68,25 @@ impl Wakes {
     fn push(&self, key: usize) {
         let mut inner = self.lock();
         inner.ready.push(key);
-        inner.wake();
+        self.wake(&mut inner);
     }
 
     /// Makes the loop look at its shared state (a shutdown) soon.
     pub(crate) fn poke(&self) {
         let mut inner = self.lock();
         inner.poked = true;
-        inner.wake();
+        self.wake(&mut inner);
     }
 
     /// The loop starts working: swaps the woken keys into `into` (which must be empty and
-    /// keeps its capacity, so no allocation).
+    /// keeps its capacity, so no allocation). No lock when nothing is pending.
     pub(crate) fn begin(&self, into: &mut Vec<usize>) {
+        self.busy.store(true, Ordering::SeqCst);
+        if !self.pending.load(Ordering::SeqCst) {
+            return;
+        }
         let mut inner = self.lock();
-        inner.busy = true;
+        self.pending.store(false, Ordering::SeqCst);
         inner.notified = false;
         inner.poked = false;
         std::mem::swap(&mut inner.ready, into);
@@ -83,24 +94,24 @@ impl Wakes {
 
     /// The loop is done working: wakes from now on fire the notifier.
     pub(crate) fn end(&self) {
-        self.lock().busy = false;
+        self.busy.store(false, Ordering::SeqCst);
     }
 
     /// Whether the loop has work without waiting for an event: woken connections or a
     /// poke that came while it was busy (when no notification is sent).
     pub(crate) fn has_work(&self) -> bool {
-        let inner = self.lock();
-        !inner.ready.is_empty() || inner.poked
+        self.pending.load(Ordering::SeqCst)
     }
-}
 
-impl Inner {
-    fn wake(&mut self) {
-        if self.busy || self.notified {
+    /// After queueing under the lock: marks work pending and fires the notifier if the
+    /// loop may be asleep.
+    fn wake(&self, inner: &mut Inner) {
+        self.pending.store(true, Ordering::SeqCst);
+        if inner.notified || self.busy.load(Ordering::SeqCst) {
             return;
         }
-        if let Some(notify) = &self.notify {
-            self.notified = true;
+        if let Some(notify) = &inner.notify {
+            inner.notified = true;
             notify.wake_by_ref();
         }
     }
