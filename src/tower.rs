@@ -477,8 +477,9 @@ pub struct RequestBody {
 }
 
 impl Default for RequestBody {
-    fn default() -> Self {
-        Self { slot: None, remaining: Some(0) }
+    /// An empty body.
+    fn default() -> RequestBody {
+        RequestBody { slot: None, remaining: Some(0) }
     }
 }
 
