@@ -25,7 +25,7 @@
 #            (ember_fcgi::server::handoff).
 #   held     the socket held across restarts, as systemd does with a .socket unit and
 #            `systemctl restart`: systemd-socket-activate makes the socket and starts a
-#            holder shell with it (LISTEN_FDS); on SIGHUP the holder stops the app (SIGTERM,
+#            holder shell with it (LISTEN_FDS); on SIGUSR1 the holder stops the app (SIGTERM,
 #            waiting for its exit) and starts a new one with LISTEN_FDS/LISTEN_PID set for it.
 #            Connections arriving meanwhile wait in the socket's backlog.
 #   kill     three processes in one upstream; each restart SIGKILLs one (in turn) and starts
@@ -134,7 +134,8 @@ EOF
 cat >"$WORK/holder.sh" <<'EOF'
 #!/usr/bin/env bash
 # Holds fd 3 (LISTEN_FDS=1) and runs "$@" on it, LISTEN_PID set to the app's pid as
-# systemd does; SIGHUP restarts the app (SIGTERM, wait, start), SIGTERM stops both.
+# systemd does; SIGUSR1 restarts the app (SIGTERM, wait, start), SIGTERM stops both. (Not
+# SIGHUP: a shell cannot trap a signal ignored when it started, as under nohup.)
 set -u
 start() {
     bash -c 'export LISTEN_PID=$$; exec "$@"' app "$@" &
@@ -142,7 +143,7 @@ start() {
     echo "holder: started $APP" >&2
 }
 RESTART=0
-trap 'RESTART=1' HUP
+trap 'RESTART=1' USR1
 trap 'kill -TERM "$APP"; wait "$APP"; exit 0' TERM
 start "$@"
 while :; do
@@ -233,7 +234,7 @@ run() {
                 PIDS+=("$app_pid")
                 ;;
             held)
-                kill -HUP "$app_pid"
+                kill -USR1 "$app_pid"
                 wait_lines "$log" "^holder: started" $((i + 1))
                 ;;
             kill)

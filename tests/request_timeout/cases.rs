@@ -1,6 +1,4 @@
-//! The whole-request deadline (`Limits::request_timeout`) and the slow-request count over
-//! real sockets: a handler that never finishes gets a 504 within its deadline, and one that
-//! began its response has its connection closed; the request memory goes back either way.
+// The cases, included once per server (`main.rs`): each includer brings `Server` into scope.
 
 use std::future::pending;
 use std::io;
@@ -8,9 +6,9 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ember_fcgi_core::prelude::*;
+use ember_fcgi::prelude::*;
+use ember_fcgi::server::{Limits, Listen, ShutdownHandle, Stats, StatsSnapshot};
 use ember_fcgi_testkit::*;
-use ember_fcgi_tokio::{Limits, Listen, Server, ShutdownHandle, Stats, StatsSnapshot};
 
 /// `/hang` never finishes; `/head-hang` sends a head and a few body bytes, then never
 /// finishes; anything else answers "quick".
