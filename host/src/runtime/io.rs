@@ -447,8 +447,9 @@ impl<S: AsRef<Stream>> Write for Writer<'_, S> {
     }
 
     /// Sockets have no user-space buffer: every accepted byte is with the kernel.
-    async fn flush(&mut self) -> Result<(), io::Error> {
-        Ok(())
+    #[inline]
+    fn flush(&mut self) -> impl Future<Output = Result<(), io::Error>> {
+        std::future::ready(Ok(()))
     }
 }
 
