@@ -529,8 +529,8 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
                 {
                     self.deadlines.schedule(key, at);
                 }
-                let quiet = entry.is_quiet();
-                if self.shutdown_deadline.is_some() && quiet {
+                // Looked at only during a shutdown.
+                if self.shutdown_deadline.is_some() && entry.is_quiet() {
                     self.close(key, CloseReason::ShutdownQuiet, now);
                 }
             }
