@@ -10,12 +10,12 @@ use std::future::{Future, pending, poll_fn};
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use embedded_io_async::{Read, Write};
 use ember_fcgi_core::{
     Config, ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, HandlerError, Request, Response,
     SliceBuffers, serve_connection,
@@ -24,6 +24,7 @@ use ember_fcgi_core::{
 use crate::events;
 use crate::limits::deadline;
 use crate::pool::BufferPool;
+use crate::runtime::io::{ConnIo, Reader, Stream, Writer};
 use crate::stats::Counters;
 use crate::watch::Wait;
 
@@ -179,21 +180,21 @@ impl Drop for Held<'_> {
 /// [`ConnectionStatus::is_idle_at_boundary`]) and the block is recalled (see [`Lease`]),
 /// returns the block, and starts over. An idle keep-alive connection so holds no request
 /// memory, and steady state allocates nothing (the pool lends the same blocks again).
-pub async fn serve_pooled<const N: usize, R, W, H>(
-    reader: R,
-    writer: W,
-    readable: impl Fn() -> bool,
-    lease: &Lease,
-    status: &ConnectionStatus,
-    timer: &RequestTimer,
-    shared: &LoopShared<H>,
+///
+/// It owns the connection's halves and the loop's shared state (the runtime boxes this
+/// future as it is: no wrapping future per poll).
+pub(crate) async fn serve_pooled<const N: usize, S, H>(
+    io: Rc<ConnIo<S>>,
+    shared: Rc<LoopShared<H>>,
 ) -> EngineEnd
 where
-    R: Read<Error = io::Error> + Copy,
-    W: Write<Error = io::Error> + Copy,
+    S: AsRef<Stream>,
     H: Handler,
     for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
 {
+    let (reader, writer) = (Reader(&*io), Writer(&*io));
+    let readable = || io.may_read();
+    let (lease, status, timer, shared) = (&io.lease, &io.status, &io.timer, &*shared);
     let cut = Cell::new(None);
     let watches = shared.watches_requests();
     let handler = Guarded { shared, status, timer, cut: &cut, watched: watches };
