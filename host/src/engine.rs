@@ -10,12 +10,12 @@ use std::future::{Future, pending, poll_fn};
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use embedded_io_async::{Read, Write};
 use ember_fcgi_core::{
     Config, ConnectionBuffers, ConnectionError, ConnectionStatus, Handler, HandlerError, Request, Response,
     SliceBuffers, serve_connection,
@@ -24,6 +24,7 @@ use ember_fcgi_core::{
 use crate::events;
 use crate::limits::deadline;
 use crate::pool::BufferPool;
+use crate::runtime::io::{ConnIo, Reader, Stream, Writer};
 use crate::stats::Counters;
 use crate::watch::Wait;
 
@@ -179,21 +180,21 @@ impl Drop for Held<'_> {
 /// [`ConnectionStatus::is_idle_at_boundary`]) and the block is recalled (see [`Lease`]),
 /// returns the block, and starts over. An idle keep-alive connection so holds no request
 /// memory, and steady state allocates nothing (the pool lends the same blocks again).
-pub async fn serve_pooled<const N: usize, R, W, H>(
-    reader: R,
-    writer: W,
-    readable: impl Fn() -> bool,
-    lease: &Lease,
-    status: &ConnectionStatus,
-    timer: &RequestTimer,
-    shared: &LoopShared<H>,
+///
+/// It owns the connection's halves and the loop's shared state (the runtime boxes this
+/// future as it is: no wrapping future per poll).
+pub(crate) async fn serve_pooled<const N: usize, S, H>(
+    io: Rc<ConnIo<S>>,
+    shared: Rc<LoopShared<H>>,
 ) -> EngineEnd
 where
-    R: Read<Error = io::Error> + Copy,
-    W: Write<Error = io::Error> + Copy,
+    S: AsRef<Stream>,
     H: Handler,
     for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
 {
+    let (reader, writer) = (Reader(&*io), Writer(&*io));
+    let readable = || io.may_read();
+    let (lease, status, timer, shared) = (&io.lease, &io.status, &io.timer, &*shared);
     let cut = Cell::new(None);
     let watches = shared.watches_requests();
     let handler = Guarded { shared, status, timer, cut: &cut, watched: watches };
@@ -259,9 +260,11 @@ struct Guarded<'a, H> {
     watched: bool,
 }
 
-/// How the guarded handler ended.
+/// How the guarded handler ended (a handler's error is kept beside it: the outcome stays
+/// small, so the poll's result is not copied through `catch_unwind` and each `match`).
 enum Outcome {
-    Returned(Result<(), HandlerError>),
+    Returned,
+    Failed,
     Panicked,
     TimedOut,
 }
@@ -279,7 +282,23 @@ impl<H: Handler> Handler for Guarded<'_, H> {
         // A load and a compare each when off: no clock is read then.
         let access = log::log_enabled!(target: events::ACCESS_TARGET, log::Level::Info);
         let watched = self.watched;
-        let start = (watched || access).then(|| shared.clock.get());
+        let mut failure = None;
+        // The fast path: no clock, no timer, the handler's poll behind `catch_unwind` only.
+        if !watched && !access {
+            let outcome = {
+                let mut handling = pin!(shared.handler.handle(request, response));
+                poll_fn(|cx| poll_guarded(handling.as_mut(), cx, &mut failure)).await
+            };
+            cut_off.0 = None;
+            if let Outcome::Returned = outcome {
+                if response.aborted() {
+                    Counters::bump(&counters.requests_aborted);
+                }
+                return Ok(());
+            }
+            return self.ended(outcome, failure, None, request, response).await;
+        }
+        let start = Some(shared.clock.get());
         let outcome = {
             // The instants this request times out and turns slow (each `None` when off).
             let (mut expire_at, mut slow_at) = match start.filter(|_| watched) {
@@ -306,31 +325,57 @@ impl<H: Handler> Handler for Guarded<'_, H> {
                         events::request_slow(counters, &params.params(), now - start, wait);
                     }
                 }
-                // A panicking poll ends the handler (it is not polled again).
-                match catch_unwind(AssertUnwindSafe(|| handling.as_mut().poll(cx))) {
-                    Ok(Poll::Ready(result)) => Poll::Ready(Outcome::Returned(result)),
-                    Ok(Poll::Pending) => {
-                        if watched {
-                            for at in [expire_at, slow_at].into_iter().flatten() {
-                                self.timer.want(at);
-                            }
-                        }
-                        Poll::Pending
+                let polled = poll_guarded(handling.as_mut(), cx, &mut failure);
+                if polled.is_pending() && watched {
+                    for at in [expire_at, slow_at].into_iter().flatten() {
+                        self.timer.want(at);
                     }
-                    Err(_) => Poll::Ready(Outcome::Panicked),
                 }
+                polled
             })
             .await
         };
         cut_off.0 = None;
-        let access = start.filter(|_| access);
+        self.ended(outcome, failure, start.filter(|_| access), request, response).await
+    }
+}
+
+/// Polls a handler's future once; a panicking poll ends the handler (it is not polled
+/// again), and its error goes to `failure`.
+#[inline]
+fn poll_guarded<F: Future<Output = Result<(), HandlerError>>>(
+    handling: Pin<&mut F>,
+    cx: &mut std::task::Context<'_>,
+    failure: &mut Option<HandlerError>,
+) -> Poll<Outcome> {
+    let polled = catch_unwind(AssertUnwindSafe(|| match handling.poll(cx) {
+        Poll::Ready(Ok(())) => Poll::Ready(Outcome::Returned),
+        Poll::Ready(Err(error)) => {
+            *failure = Some(error);
+            Poll::Ready(Outcome::Failed)
+        }
+        Poll::Pending => Poll::Pending,
+    }));
+    polled.unwrap_or(Poll::Ready(Outcome::Panicked))
+}
+
+impl<H: Handler> Guarded<'_, H> {
+    /// What follows a guarded handler's end: the error, panic or timeout reported, the
+    /// access-log line (`access`: the request's start, when the log is on), the aborted
+    /// count. A panic or timeout after the response began never returns (see `cut`).
+    async fn ended(
+        &self,
+        outcome: Outcome,
+        failure: Option<HandlerError>,
+        access: Option<Instant>,
+        request: &Request<'_>,
+        response: &mut Response<'_>,
+    ) -> Result<(), HandlerError> {
+        let shared = self.shared;
+        let counters = &*shared.counters;
         // `Ok(())` is made anew rather than moved: the `Err` a result may hold is large.
-        let result = match outcome {
-            Outcome::Returned(Ok(())) => {
-                log_access(access, request, response, response.status());
-                Ok(())
-            }
-            Outcome::Returned(Err(error)) => {
+        let result = match (outcome, failure) {
+            (Outcome::Failed, Some(error)) => {
                 events::handler_failed(counters, &error, request);
                 // The driver answers 500 if nothing was written (unless it is an abort).
                 let status = match response.bytes_written() == 0 && !error.is_abort() {
@@ -340,8 +385,12 @@ impl<H: Handler> Handler for Guarded<'_, H> {
                 log_access(access, request, response, status);
                 Err(error)
             }
+            (Outcome::Returned | Outcome::Failed, _) => {
+                log_access(access, request, response, response.status());
+                Ok(())
+            }
             // A panic is logged and counted as one, not also as a handler error.
-            Outcome::Panicked => {
+            (Outcome::Panicked, _) => {
                 let answered = response.bytes_written() == 0;
                 events::handler_panicked(counters, request, answered);
                 let status = if answered { Some(500) } else { response.status() };
@@ -352,7 +401,7 @@ impl<H: Handler> Handler for Guarded<'_, H> {
                 }
                 Err(HandlerError::msg("the handler panicked"))
             }
-            Outcome::TimedOut => {
+            (Outcome::TimedOut, _) => {
                 let answered = response.bytes_written() == 0;
                 events::request_timed_out(counters, request, shared.request_timeout, answered);
                 if !answered {

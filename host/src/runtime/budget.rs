@@ -7,10 +7,10 @@ use std::mem::size_of;
 use crate::{BufferPool, Limits};
 use ember_fcgi_core::Handler;
 
-use super::conn::{Entry, engine};
+use super::conn::Entry;
 use super::io::{ConnIo, Stream};
 use super::wake::ConnWaker;
-use crate::engine::LoopShared;
+use crate::engine::{LoopShared, serve_pooled};
 
 /// Bytes the server asks the allocator for, per connection and in total. Kernel socket
 /// buffers and allocator overhead are not included.
@@ -57,8 +57,9 @@ impl MemoryBudget {
         binding_bytes: usize,
         pool: Option<&BufferPool>,
     ) -> Self {
-        let connection_future =
-            crate::for_request_slots!(limits.capacities.requests, |N| size_of_output(engine::<H, S, N>));
+        let connection_future = crate::for_request_slots!(limits.capacities.requests, |N| size_of_output(
+            serve_pooled::<N, S, H>
+        ));
         let rc_header = 2 * size_of::<usize>();
         let per_idle_connection = rc_header + size_of::<ConnIo<S>>()
             + rc_header + size_of::<ConnWaker>()

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use ember_fcgi_core::{ConnectionBuffers, Handler, SliceBuffers};
 
 use super::IdleRelease;
-use super::io::{ConnIo, Drain, Reader, Stream, Writer};
+use super::io::{ConnIo, Drain, Stream};
 use super::state::{CloseReason, ConnState, Step};
 use super::wake::{ConnWaker, Wakes};
 use crate::engine::{ConnFuture, EngineEnd, LoopShared, serve_pooled};
@@ -30,19 +30,6 @@ use crate::{Limits, Wait, Watch, deadline};
 /// Reads at most this many scratch-buffer loads (64 KiB) per poll while lingering (then
 /// yields).
 const DRAIN_READS: usize = 4;
-
-/// The engine of one connection, with `N` request slots.
-pub(crate) async fn engine<H: Handler, S: AsRef<Stream>, const N: usize>(
-    io: Rc<ConnIo<S>>,
-    shared: Rc<LoopShared<H>>,
-) -> EngineEnd
-where
-    for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
-{
-    let readable = || io.may_read();
-    serve_pooled::<N, _, _, _>(Reader(&io), Writer(&io), readable, &io.lease, &io.status, &io.timer, &shared)
-        .await
-}
 
 /// Boxes the engine of a connection with 1, 4 or 32 request slots, as `for_request_slots!`
 /// picks for `Capacities::requests` (the driver runs that many; an unused slot costs its
@@ -65,7 +52,7 @@ fn boxed<'a, H: Handler + 'a, S: AsRef<Stream> + 'a, const N: usize>(
 where
     for<'b> SliceBuffers<'b, N>: ConnectionBuffers,
 {
-    Box::pin(engine::<H, S, N>(io, shared))
+    Box::pin(serve_pooled::<N, S, H>(io, shared))
 }
 
 /// Why a connection's deadline passed: a wait ran out, or the linger after a close.

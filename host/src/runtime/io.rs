@@ -13,7 +13,7 @@
 //! the same round (or woken by its handler) does not pay for `EAGAIN` reads.
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSliceMut};
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 use std::io::{Read as _, Write as _};
@@ -329,6 +329,7 @@ impl<S: AsRef<Stream>> ConnIo<S> {
     /// to the scratch buffer and is reported discarded, the rest to `buf`. Returns the bytes
     /// read in all, those placed in `buf`, and whether the read was short (the socket had
     /// less than asked for).
+    #[inline]
     fn read_some(&self, buf: &mut [u8]) -> io::Result<(usize, usize, bool)> {
         let skip = self.status.discardable();
         if skip < MIN_DISCARD {
@@ -380,9 +381,11 @@ impl<S> ErrorType for Writer<'_, S> {
 }
 
 impl<S: AsRef<Stream>> Read for Reader<'_, S> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, io::Error> {
+    // The `poll_fn` itself, not an `async fn` around it: no state machine per call.
+    #[inline]
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, io::Error>> {
         let io = self.0;
-        poll_fn(|_| {
+        poll_fn(move |_| {
             loop {
                 if !io.may_read() {
                     return Poll::Pending;
@@ -409,14 +412,14 @@ impl<S: AsRef<Stream>> Read for Reader<'_, S> {
                 }
             }
         })
-        .await
     }
 }
 
 impl<S: AsRef<Stream>> Write for Writer<'_, S> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, io::Error> {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> impl Future<Output = Result<usize, io::Error>> {
         let io = self.0;
-        poll_fn(|_| {
+        poll_fn(move |_| {
             if !io.writable.get() {
                 io.write_blocked.set(true);
                 return Poll::Pending;
@@ -441,12 +444,12 @@ impl<S: AsRef<Stream>> Write for Writer<'_, S> {
                 }
             }
         })
-        .await
     }
 
     /// Sockets have no user-space buffer: every accepted byte is with the kernel.
-    async fn flush(&mut self) -> Result<(), io::Error> {
-        Ok(())
+    #[inline]
+    fn flush(&mut self) -> impl Future<Output = Result<(), io::Error>> {
+        std::future::ready(Ok(()))
     }
 }
 

@@ -337,7 +337,7 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
         }
         // A poll sets the deadlines it changes `min_delay` or more past `now`: a connection
         // already scheduled by then needs no new look.
-        let horizon = now.checked_add(self.min_delay).unwrap_or(now + YEAR);
+        let horizon = now.checked_add(self.min_delay).unwrap_or_else(|| now + YEAR);
         let mut i = 0;
         while let Some(&key) = self.run_queue.get(i) {
             self.poll_connection(key, now, horizon);
@@ -529,8 +529,8 @@ impl<'a, H: Handler + 'a, S: AsRef<Stream> + 'a> Runtime<'a, H, S> {
                 {
                     self.deadlines.schedule(key, at);
                 }
-                let quiet = entry.is_quiet();
-                if self.shutdown_deadline.is_some() && quiet {
+                // Looked at only during a shutdown.
+                if self.shutdown_deadline.is_some() && entry.is_quiet() {
                     self.close(key, CloseReason::ShutdownQuiet, now);
                 }
             }

@@ -23,7 +23,10 @@
 
 mod render;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
 
 use ember_fcgi_core::{Handler, HandlerError, Request, Response, StreamError};
 
@@ -129,23 +132,61 @@ pub fn request_path<'a>(request: &'a Request<'_>) -> Option<&'a str> {
 }
 
 impl<H: Handler> Handler for StatusPages<H> {
-    async fn handle(
+    /// Decides at the start whether the request is for a page: if not (and always when no
+    /// page is set), the inner handler's future is polled as it is, with nothing around it
+    /// but the choice.
+    #[inline]
+    fn handle(
         &self,
         request: &mut Request<'_>,
         response: &mut Response<'_>,
-    ) -> Result<(), HandlerError> {
+    ) -> impl Future<Output = Result<(), HandlerError>> {
         let page = match (&self.status_path, &self.ping_path) {
             (None, None) => None,
             _ => request_path(request).and_then(|path| self.page(path)),
         };
         match page {
-            None => self.inner.handle(request, response).await,
-            Some(Page::Ping) => Ok(send(response, "text/plain; charset=utf-8", &self.ping_response).await?),
-            Some(Page::Status) => {
+            None => Either::Inner { future: self.inner.handle(request, response) },
+            Some(page) => Either::Page { future: self.serve_page(page, request, response) },
+        }
+    }
+}
+
+impl<H> StatusPages<H> {
+    async fn serve_page(
+        &self,
+        page: Page,
+        request: &mut Request<'_>,
+        response: &mut Response<'_>,
+    ) -> Result<(), HandlerError> {
+        match page {
+            Page::Ping => Ok(send(response, "text/plain; charset=utf-8", &self.ping_response).await?),
+            Page::Status => {
                 let format = Format::from_query(request.params().query_string());
                 let body = format.render(&self.board.snapshots());
                 Ok(send(response, format.content_type(), &body).await?)
             }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner handler's future or a page's.
+    #[project = EitherProj]
+    enum Either<I, P> {
+        Inner { #[pin] future: I },
+        Page { #[pin] future: P },
+    }
+}
+
+impl<I: Future, P: Future<Output = I::Output>> Future for Either<I, P> {
+    type Output = I::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<I::Output> {
+        match self.project() {
+            EitherProj::Inner { future } => future.poll(cx),
+            EitherProj::Page { future } => future.poll(cx),
         }
     }
 }
