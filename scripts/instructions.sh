@@ -71,10 +71,12 @@ per_request() {
 echo "| what | instructions per request |"
 echo "|---|---:|"
 echo "| engine | $(per_request engine "$TARGET/release/fcgi-engine") |"
-[ -n "$REF_ENGINE" ] && echo "| engine, $REF_ENGINE | $(per_request engine "$REF_ENGINE") |"
+if [ -n "$REF_ENGINE" ]; then echo "| engine, $REF_ENGINE | $(per_request engine "$REF_ENGINE") |"; fi
 for transport in mio smol; do
     for conns in 1 64; do
         echo "| hello on $transport, $conns connection(s) | $(per_request server "$TARGET/release/examples/hello" "$transport" "$conns" --log off) |"
-        [ -n "$REF_HELLO" ] && echo "| hello on $transport, $conns connection(s), $REF_HELLO | $(per_request server "$REF_HELLO" "$transport" "$conns") |"
+        if [ -n "$REF_HELLO" ]; then
+            echo "| hello on $transport, $conns connection(s), $REF_HELLO | $(per_request server "$REF_HELLO" "$transport" "$conns") |"
+        fi
     done
 done
