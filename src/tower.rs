@@ -570,17 +570,10 @@ pub struct CgiVars {
 }
 
 /// `CONTENT_LENGTH` as [`Params::content_length`] reads it: `None` when empty or not a
-/// decimal number.
+/// decimal number (digits only: `u64`'s parser alone would take a leading `+`).
 fn parse_decimal(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() {
-        return None;
-    }
-    bytes.iter().try_fold(0u64, |acc, &b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
+    let text = core::str::from_utf8(bytes).ok().filter(|text| !text.starts_with('+'))?;
+    text.parse().ok()
 }
 
 impl CgiVars {
