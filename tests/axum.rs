@@ -4,8 +4,8 @@
 //! started by Apache's mod_fcgid itself (its listening socket on fd 0, as on shared
 //! hosting); and the same `Router` on `axum::serve` (`--http`).
 //!
-//! The example is built once per run (`cargo build --release --example axum --features
-//! tokio,tower`) into this test's target directory, or taken from `$EMBER_E2E_EXAMPLES`.
+//! The example is built with the others once per run (`cargo build --release --examples
+//! --all-features`, `support::examples_dir`), or taken from `$EMBER_E2E_EXAMPLES`.
 //! A missing nginx, apache2 or mod_fcgid fails the test (see `ember_fcgi_testkit::tools`).
 #![cfg(all(feature = "tokio", feature = "tower"))]
 
@@ -13,39 +13,19 @@ mod support;
 
 use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use ember_fcgi_testkit::web::nginx::{NginxConf, nginx_conf};
 use ember_fcgi_testkit::web::{Kind, WebServer};
 use sha2::{Digest, Sha256};
-use support::{App, Nginx, Reply, TempDir, agent, loud, send, target_dir, tools};
+use support::{App, Nginx, Reply, TempDir, agent, loud, send, tools};
 
-/// The release binary of the example, built on first use.
-fn axum_example() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("EMBER_E2E_EXAMPLES") {
-            return PathBuf::from(dir).join("axum");
-        }
-        let target = target_dir();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        loud(&format!("e2e: building the axum example (release) into {}", target.display()));
-        let output = Command::new(cargo)
-            .args(["build", "--release", "--example", "axum", "--all-features", "-p", "ember-fcgi"])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("run cargo");
-        assert!(
-            output.status.success(),
-            "cargo build --release --example axum failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        target.join("release").join("examples").join("axum")
-    })
+/// The release binary of the example (built with the others on first use).
+fn axum_example() -> PathBuf {
+    support::examples_dir().join("axum")
 }
 
 /// The example serving FastCGI on a loopback port, with `extra` options.
@@ -326,7 +306,7 @@ fn apache_mod_proxy_fcgi() {
 
 #[test]
 fn apache_mod_fcgid_starts_the_app() {
-    let apache = WebServer::start_apache_fcgid(&tools::apache2(), &tools::mod_fcgid(), axum_example(), "");
+    let apache = WebServer::start_apache_fcgid(&tools::apache2(), &tools::mod_fcgid(), &axum_example(), "");
     check_basics(&apache.url(""), "Apache/");
     // mod_fcgid started it, with the listening socket as its fd 0.
     let spawned = apache.descendants();
@@ -344,7 +324,8 @@ fn apache_mod_fcgid_starts_the_app() {
 #[test]
 fn apache_mod_fcgid_retires_and_respawns() {
     let extra = "FcgidMaxRequestsPerProcess 3\nFcgidErrorScanInterval 1\n";
-    let apache = WebServer::start_apache_fcgid(&tools::apache2(), &tools::mod_fcgid(), axum_example(), extra);
+    let apache =
+        WebServer::start_apache_fcgid(&tools::apache2(), &tools::mod_fcgid(), &axum_example(), extra);
     let agent = agent();
     let mut hits = Vec::new();
     for _ in 0..7 {
