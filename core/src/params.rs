@@ -220,6 +220,12 @@ impl<'a> Params<'a> {
         ParamsIter { rest: self.bytes }
     }
 
+    /// The params as FastCGI encodes name-value pairs (§3.4), in arrival order: one slice,
+    /// so a copy of all of them is one copy ([`ParamsIter::new`] reads such a copy).
+    pub fn encoded(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// The value of `name` (exact, case-sensitive); the last one if sent twice.
     pub fn get(&self, name: &str) -> Option<&'a [u8]> {
         self.iter().filter(|(n, _)| *n == name.as_bytes()).last().map(|(_, v)| v)
@@ -324,6 +330,12 @@ impl<'a> Iterator for ParamsIter<'a> {
 }
 
 impl<'a> ParamsIter<'a> {
+    /// The pairs of `encoded`, name-value pairs in FastCGI's encoding (§3.4) such as
+    /// [`Params::encoded`] gives; it ends at the first pair cut short.
+    pub fn new(encoded: &'a [u8]) -> Self {
+        Self { rest: encoded }
+    }
+
     /// [`Iterator::next`] for a pair whose name or value is 128 bytes or longer.
     #[inline(never)]
     fn next_long(&mut self) -> Option<(&'a [u8], &'a [u8])> {
@@ -599,6 +611,26 @@ mod test {
             assert_eq!(p.get("HUGE").map(<[u8]>::len), Some(70_000));
             assert_eq!(p.get(""), Some(&b""[..]));
         }
+    }
+
+    #[test]
+    fn test_encoded_is_the_spec_encoding_and_reads_back() {
+        let long = vec![b'v'; 200];
+        let pairs: [(&[u8], &[u8]); 3] = [(b"A", b"1"), (b"LONG", &long), (b"", b"")];
+        let mut expected = Vec::new();
+        for (n, v) in pairs {
+            expected.extend(spec_pair(n, v));
+        }
+        let mut bytes = vec![0u8; 1024];
+        let mut arena = ParamArena::over(&mut bytes[..]);
+        let a: &mut Arena<'_> = &mut arena;
+        feed(a, &wire(&pairs, LenForm::Shortest), usize::MAX);
+        let encoded = a.params().encoded();
+        assert_eq!(encoded, &expected[..]);
+        assert!(ParamsIter::new(encoded).eq(pairs.iter().copied()));
+        // A four-byte prefix for a short length reads too; a pair cut short ends the pairs.
+        let spelled = [0x80, 0, 0, 1, 1, b'N', b'v', 5, 1, b'c'];
+        assert!(ParamsIter::new(&spelled).eq([(&b"N"[..], &b"v"[..])]));
     }
 
     #[test]
