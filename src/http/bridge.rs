@@ -9,7 +9,7 @@ use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Versio
 
 use ::bytes::Bytes;
 
-use crate::{Params, Request, Response, ResponseBody, StreamError};
+use crate::{Params, ParamsIter, Request, Response, ResponseBody, StreamError};
 
 /// Why a request's CGI variables do not make an `http` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +41,8 @@ pub fn request_parts(params: &Params<'_>) -> Result<Parts, RequestError> {
     parts_from(&table, at).map(|(parts, _)| parts)
 }
 
-/// The CGI variables copied into one shared buffer ([`Bytes`]): per variable, where its
-/// name ends and where its value ends (two `u64`, little-endian, counted from the start of
-/// the text), then the text: names and values one after the other. The URI and header
+/// The CGI variables copied into one shared buffer ([`Bytes`]) in one piece, as the core
+/// stores them: FastCGI's name-value encoding ([`Params::encoded`]). The URI and header
 /// values of the `Parts` built from it are slices of the same buffer, so they need no
 /// allocation (nor copy) of their own.
 #[derive(Clone)]
@@ -52,63 +51,30 @@ pub(crate) struct VarTable {
     count: usize,
 }
 
-/// Bytes per variable in the table's index.
-const ENTRY: usize = 16;
-
 impl VarTable {
-    /// A copy of `params`: one allocation, at its final size.
+    /// A copy of `params`: one allocation, one copy.
     pub(crate) fn from_params(params: &Params<'_>) -> Self {
-        Self::copy(params).0
+        Self { bytes: Bytes::copy_from_slice(params.encoded()), count: params.len() }
     }
 
-    /// A copy of `params`, and where in it the variables the bridge reads are: one pass to
-    /// size the table, one to fill it.
+    /// A copy of `params`, and where in it (byte ranges) the variables the bridge reads are.
     pub(crate) fn copy(params: &Params<'_>) -> (Self, Known<(usize, usize)>) {
-        let (mut count, mut text) = (0, 0);
-        for (name, value) in params.iter() {
-            count += 1;
-            text += name.len() + value.len();
-        }
-        let index = count * ENTRY;
-        let mut bytes = vec![0u8; index + text];
-        let (entries, rest) = bytes.split_at_mut(index);
+        let table = Self::from_params(params);
+        let base = table.bytes.as_ptr().addr();
         let mut known = Known::default();
-        let mut at = 0;
-        for ((name, value), entry) in params.iter().zip(entries.chunks_exact_mut(ENTRY)) {
-            let name_end = at + name.len();
-            let value_end = name_end + value.len();
-            rest[at..name_end].copy_from_slice(name);
-            rest[name_end..value_end].copy_from_slice(value);
-            entry[..8].copy_from_slice(&(name_end as u64).to_le_bytes());
-            entry[8..].copy_from_slice(&(value_end as u64).to_le_bytes());
-            if let Some(slot) = known.slot(name) {
-                *slot = Some((name_end, value_end));
-            }
-            at = value_end;
+        let mut pair_at = 0;
+        for (name, value) in table.iter() {
+            let start = value.as_ptr().addr() - base;
+            let end = start + value.len();
+            known.note(name, (start, end), value.is_empty(), pair_at);
+            pair_at = end;
         }
-        (Self { bytes: Bytes::from(bytes), count }, known)
-    }
-
-    /// The text of the table (the variables' names and values).
-    fn text(&self) -> &[u8] {
-        &self.bytes[self.count * ENTRY..]
+        (table, known)
     }
 
     /// Every variable as (name, value), in the order sent.
-    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        let (entries, text) = self.bytes.split_at(self.count * ENTRY);
-        let offset = |b: &[u8]| {
-            let mut le = [0u8; 8];
-            le.copy_from_slice(b);
-            usize::try_from(u64::from_le_bytes(le)).unwrap_or(0)
-        };
-        let mut start = 0;
-        entries.chunks_exact(ENTRY).map(move |entry| {
-            let (name_end, value_end) = (offset(&entry[..8]), offset(&entry[8..]));
-            let pair = (&text[start..name_end], &text[name_end..value_end]);
-            start = value_end;
-            pair
-        })
+    pub(crate) fn iter(&self) -> Vars<'_> {
+        Vars { pairs: ParamsIter::new(&self.bytes), left: self.count }
     }
 
     /// How many variables.
@@ -116,9 +82,70 @@ impl VarTable {
         self.count
     }
 
-    /// `part` (a slice of this table's text) as a `Bytes` sharing the table.
+    /// `part` (a slice of this table) as a `Bytes` sharing the table.
     fn share(&self, part: &[u8]) -> Bytes {
         if part.is_empty() { Bytes::new() } else { self.bytes.slice_ref(part) }
+    }
+}
+
+/// The variables of a [`VarTable`], in the order sent.
+pub(crate) struct Vars<'a> {
+    pairs: ParamsIter<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for Vars<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let pair = self.pairs.next()?;
+        self.left = self.left.saturating_sub(1);
+        Some(pair)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Vars<'_> {}
+
+/// A variable name as numbers: its length, its first 8 and its last 8 bytes (zero-padded
+/// when shorter), which tell apart any two names of up to 16 bytes. The bridge matches the
+/// names it reads (all shorter) on it: a few compares of integers per variable rather than
+/// a byte comparison for each name of the same length.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct NameKey(usize, u64, u64);
+
+impl NameKey {
+    const REQUEST_METHOD: Self = Self::of(b"REQUEST_METHOD");
+    const REQUEST_URI: Self = Self::of(b"REQUEST_URI");
+    const SCRIPT_NAME: Self = Self::of(b"SCRIPT_NAME");
+    const PATH_INFO: Self = Self::of(b"PATH_INFO");
+    const QUERY_STRING: Self = Self::of(b"QUERY_STRING");
+    const REQUEST_SCHEME: Self = Self::of(b"REQUEST_SCHEME");
+    const HTTPS: Self = Self::of(b"HTTPS");
+    const SERVER_NAME: Self = Self::of(b"SERVER_NAME");
+    const SERVER_PORT: Self = Self::of(b"SERVER_PORT");
+    const SERVER_PROTOCOL: Self = Self::of(b"SERVER_PROTOCOL");
+    const REMOTE_ADDR: Self = Self::of(b"REMOTE_ADDR");
+    const REMOTE_PORT: Self = Self::of(b"REMOTE_PORT");
+    const CONTENT_TYPE: Self = Self::of(b"CONTENT_TYPE");
+    const CONTENT_LENGTH: Self = Self::of(b"CONTENT_LENGTH");
+    const HTTP_HOST: Self = Self::of(b"HTTP_HOST");
+
+    const fn of(name: &[u8]) -> Self {
+        if let (Some(head), Some(tail)) = (name.first_chunk::<8>(), name.last_chunk::<8>()) {
+            return Self(name.len(), u64::from_le_bytes(*head), u64::from_le_bytes(*tail));
+        }
+        let (mut head, mut tail) = ([0u8; 8], [0u8; 8]);
+        let mut i = 0;
+        while i < name.len() {
+            head[i] = name[i];
+            tail[8 - name.len() + i] = name[i];
+            i += 1;
+        }
+        Self(name.len(), u64::from_le_bytes(head), u64::from_le_bytes(tail))
     }
 }
 
@@ -140,8 +167,11 @@ pub(crate) struct Known<V> {
     pub(crate) content_length: Option<V>,
     pub(crate) remote_addr: Option<V>,
     pub(crate) remote_port: Option<V>,
-    /// Variables that may become headers (`HTTP_*`, `CONTENT_TYPE`, `CONTENT_LENGTH`).
+    /// Variables that may become headers (`HTTP_*`, and `CONTENT_TYPE` and
+    /// `CONTENT_LENGTH` when not empty).
     headers: usize,
+    /// Where (in the table) the first of them begins: the header pass starts there.
+    headers_from: usize,
 }
 
 impl<V> Default for Known<V> {
@@ -163,46 +193,49 @@ impl<V> Default for Known<V> {
             remote_addr: None,
             remote_port: None,
             headers: 0,
+            headers_from: 0,
         }
     }
 }
 
 impl<V> Known<V> {
-    /// Where the value of the variable `name` goes, if the bridge reads it; counts the
-    /// variables that may become headers.
-    fn slot(&mut self, name: &[u8]) -> Option<&mut Option<V>> {
-        Some(match name {
-            b"REQUEST_METHOD" => &mut self.method,
-            b"REQUEST_URI" => &mut self.request_uri,
-            b"SCRIPT_NAME" => &mut self.script_name,
-            b"PATH_INFO" => &mut self.path_info,
-            b"QUERY_STRING" => &mut self.query_string,
-            b"REQUEST_SCHEME" => &mut self.request_scheme,
-            b"HTTPS" => &mut self.https,
-            b"SERVER_NAME" => &mut self.server_name,
-            b"SERVER_PORT" => &mut self.server_port,
-            b"SERVER_PROTOCOL" => &mut self.protocol,
-            b"REMOTE_ADDR" => &mut self.remote_addr,
-            b"REMOTE_PORT" => &mut self.remote_port,
-            b"CONTENT_TYPE" => {
-                self.headers += 1;
-                &mut self.content_type
-            }
-            b"CONTENT_LENGTH" => {
-                self.headers += 1;
-                &mut self.content_length
-            }
-            b"HTTP_HOST" => {
-                self.headers += 1;
-                &mut self.host
-            }
+    /// Keeps `value` if the bridge reads the variable `name`, and counts (and finds the
+    /// first of) the variables that may become headers; `pair_at` is where the pair begins.
+    fn note(&mut self, name: &[u8], value: V, value_empty: bool, pair_at: usize) {
+        let (slot, header) = match NameKey::of(name) {
+            NameKey::REQUEST_METHOD => (&mut self.method, false),
+            NameKey::REQUEST_URI => (&mut self.request_uri, false),
+            NameKey::SCRIPT_NAME => (&mut self.script_name, false),
+            NameKey::PATH_INFO => (&mut self.path_info, false),
+            NameKey::QUERY_STRING => (&mut self.query_string, false),
+            NameKey::REQUEST_SCHEME => (&mut self.request_scheme, false),
+            NameKey::HTTPS => (&mut self.https, false),
+            NameKey::SERVER_NAME => (&mut self.server_name, false),
+            NameKey::SERVER_PORT => (&mut self.server_port, false),
+            NameKey::SERVER_PROTOCOL => (&mut self.protocol, false),
+            NameKey::REMOTE_ADDR => (&mut self.remote_addr, false),
+            NameKey::REMOTE_PORT => (&mut self.remote_port, false),
+            NameKey::CONTENT_TYPE => (&mut self.content_type, !value_empty),
+            NameKey::CONTENT_LENGTH => (&mut self.content_length, !value_empty),
+            NameKey::HTTP_HOST => (&mut self.host, true),
             _ => {
                 if name.starts_with(b"HTTP_") {
-                    self.headers += 1;
+                    self.header_at(pair_at);
                 }
-                return None;
+                return;
             }
-        })
+        };
+        *slot = Some(value);
+        if header {
+            self.header_at(pair_at);
+        }
+    }
+
+    fn header_at(&mut self, pair_at: usize) {
+        if self.headers == 0 {
+            self.headers_from = pair_at;
+        }
+        self.headers += 1;
     }
 
     fn map<W>(self, mut f: impl FnMut(V) -> W) -> Known<W> {
@@ -223,6 +256,7 @@ impl<V> Known<V> {
             remote_addr: self.remote_addr.map(&mut f),
             remote_port: self.remote_port.map(&mut f),
             headers: self.headers,
+            headers_from: self.headers_from,
         }
     }
 }
@@ -240,8 +274,7 @@ pub(crate) fn parts_from(
     table: &VarTable,
     at: Known<(usize, usize)>,
 ) -> Result<(Parts, Known<&[u8]>), RequestError> {
-    let text = table.text();
-    let known = at.map(|(start, end)| &text[start..end]);
+    let known = at.map(|(start, end)| &table.bytes[start..end]);
     let method = match known.method {
         None | Some(b"") => Method::GET,
         Some(m) => Method::from_bytes(m).map_err(|_| RequestError::Method(lossy(m)))?,
@@ -338,33 +371,42 @@ fn headers(table: &VarTable, known: &Known<&[u8]>) -> Result<HeaderMap, RequestE
     let has_type = non_empty(known.content_type).is_some();
     let has_length = non_empty(known.content_length).is_some();
     let mut stack = [0u8; NAME_ON_STACK];
-    for (var, value) in table.iter() {
-        let name = match var {
-            b"CONTENT_TYPE" if !value.is_empty() => CONTENT_TYPE,
-            b"CONTENT_LENGTH" if !value.is_empty() => CONTENT_LENGTH,
-            b"HTTP_CONTENT_TYPE" if has_type => continue,
-            b"HTTP_CONTENT_LENGTH" if has_length => continue,
-            b"HTTP_HOST" => HOST,
-            _ => match var.strip_prefix(b"HTTP_") {
-                Some(suffix) if !suffix.is_empty() => {
-                    let cgi_to_http = |b: &u8| if *b == b'_' { b'-' } else { b.to_ascii_lowercase() };
-                    let name = if suffix.len() <= NAME_ON_STACK {
-                        let name = &mut stack[..suffix.len()];
-                        for (to, from) in name.iter_mut().zip(suffix) {
-                            *to = cgi_to_http(from);
-                        }
-                        HeaderName::from_bytes(name)
-                    } else {
-                        HeaderName::from_bytes(&suffix.iter().map(cgi_to_http).collect::<Vec<u8>>())
-                    };
-                    name.map_err(|_| RequestError::Header(lossy(var)))?
-                }
+    // From the first variable that may be a header, until all of them were seen.
+    let mut left = known.headers;
+    for (var, value) in ParamsIter::new(&table.bytes[known.headers_from..]) {
+        let name = match var.strip_prefix(b"HTTP_") {
+            None => match NameKey::of(var) {
+                NameKey::CONTENT_TYPE if !value.is_empty() => Some(CONTENT_TYPE),
+                NameKey::CONTENT_LENGTH if !value.is_empty() => Some(CONTENT_LENGTH),
                 _ => continue,
             },
+            Some(b"HOST") => Some(HOST),
+            Some(b"CONTENT_TYPE") if has_type => None,
+            Some(b"CONTENT_LENGTH") if has_length => None,
+            Some(b"") => None,
+            Some(suffix) => {
+                let cgi_to_http = |b: &u8| if *b == b'_' { b'-' } else { b.to_ascii_lowercase() };
+                let name = if suffix.len() <= NAME_ON_STACK {
+                    let name = &mut stack[..suffix.len()];
+                    for (to, from) in name.iter_mut().zip(suffix) {
+                        *to = cgi_to_http(from);
+                    }
+                    HeaderName::from_bytes(name)
+                } else {
+                    HeaderName::from_bytes(&suffix.iter().map(cgi_to_http).collect::<Vec<u8>>())
+                };
+                Some(name.map_err(|_| RequestError::Header(lossy(var)))?)
+            }
         };
-        let value = HeaderValue::from_maybe_shared(table.share(value))
-            .map_err(|_| RequestError::Header(lossy(var)))?;
-        map.append(name, value);
+        if let Some(name) = name {
+            let value = HeaderValue::from_maybe_shared(table.share(value))
+                .map_err(|_| RequestError::Header(lossy(var)))?;
+            map.append(name, value);
+        }
+        left -= 1;
+        if left == 0 {
+            break;
+        }
     }
     Ok(map)
 }
@@ -458,5 +500,34 @@ pub(crate) fn decimal(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
         if n == 0 {
             return &buf[at..];
         }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::NameKey;
+
+    #[test]
+    fn name_keys_tell_names_apart() {
+        let names: [&[u8]; 12] = [
+            b"",
+            b"H",
+            b"HTTPS",
+            b"HTTPX",
+            b"HTTPS\0",
+            b"REQUEST_URI",
+            b"REQUEST_URX",
+            b"XEQUEST_URI",
+            b"REQUEST_METHOD",
+            b"REQUEST_SCHEME",
+            b"AAAAAAAA",
+            b"AAAAAAAAA",
+        ];
+        for (i, a) in names.iter().enumerate() {
+            for (j, b) in names.iter().enumerate() {
+                assert_eq!(NameKey::of(a) == NameKey::of(b), i == j, "{a:?} {b:?}");
+            }
+        }
+        assert!(NameKey::of(b"HTTPS") == NameKey::HTTPS && NameKey::of(b"HTTP_HOST") == NameKey::HTTP_HOST);
     }
 }

@@ -181,3 +181,24 @@ fn status_header_in_the_map_is_refused() {
     assert_eq!(serve(&handler, Role::Responder, &[]), b"Status: 204 No Content\r\n\r\n");
     assert_eq!(refused.into_inner(), Some(Some(StreamError::InvalidHeader)));
 }
+
+#[test]
+fn headers_anywhere_among_the_variables_and_look_alike_names() {
+    let p = parts(&[
+        ("HTTP_X_FIRST", "1"),
+        ("REQUEST_METHOX", "DELETE"),
+        ("REQUEST_METHOD", "PUT"),
+        ("CONTENT_TYPE", ""),
+        ("HTTPX", "on"),
+        ("SERVER_NAME", "h"),
+        ("HTTP_X_LAST", "2"),
+        ("SCRIPT_NAME", "/s"),
+        ("CONTENT_TYPE", "text/plain"),
+        ("DOCUMENT_ROOT", "/srv"),
+    ]);
+    assert_eq!(p.method, Method::PUT, "only REQUEST_METHOD is the method");
+    assert_eq!(p.uri.to_string(), "http://h/s", "HTTPX is not HTTPS");
+    let headers: Vec<(&str, &str)> =
+        p.headers.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap_or("?"))).collect();
+    assert_eq!(headers, [("x-first", "1"), ("x-last", "2"), ("content-type", "text/plain")]);
+}
