@@ -104,7 +104,7 @@ use core::fmt::{self, Display};
 use core::future::poll_fn;
 use core::pin::pin;
 use core::task::{Context, Poll, Waker};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ::bytes::Buf;
@@ -633,16 +633,93 @@ impl RemoteAddr {
 
     /// From the values of `REMOTE_ADDR` and `REMOTE_PORT`.
     fn from_values(addr: Option<&[u8]>, port: Option<&[u8]>) -> Option<Self> {
-        let addr = core::str::from_utf8(addr?).ok()?;
-        let addr = addr.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(addr);
-        let ip: IpAddr = addr.parse().ok()?;
+        let addr = addr?;
+        let ip = match dotted_quad(addr) {
+            Some(ip) => IpAddr::V4(ip),
+            // IPv6, or not an address: std's parser decides.
+            None => {
+                let addr = core::str::from_utf8(addr).ok()?;
+                let addr = addr.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(addr);
+                addr.parse().ok()?
+            }
+        };
         let port = port.and_then(|p| core::str::from_utf8(p).ok()).and_then(|p| p.parse().ok()).unwrap_or(0);
         Some(Self(SocketAddr::new(ip, port)))
     }
 }
 
+/// `text` as an IPv4 address if it is one in the form std's parser takes (four decimal
+/// octets, no leading zeros): the common case, in a fraction of the general parser's
+/// instructions. `None` leaves the decision to std's parser.
+fn dotted_quad(text: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split(|&b| b == b'.');
+    for octet in &mut octets {
+        let digits = parts.next()?;
+        if digits.is_empty() || digits.len() > 3 || (digits.len() > 1 && digits[0] == b'0') {
+            return None;
+        }
+        let mut value = 0u16;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u16::from(d - b'0');
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+}
+
 impl Display for RemoteAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn remote_addr_as_std_parses_it() {
+        let cases = [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.1.22.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1..3.4",
+            "1.2.3.",
+            ".1.2.3",
+            "1.2.3.4 ",
+            "+1.2.3.4",
+            "1.2.3.1000",
+            "::1",
+            "[::1]",
+            "fe80::1",
+            "::ffff:1.2.3.4",
+            "",
+            "localhost",
+        ];
+        for text in cases {
+            let expected = text
+                .strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .unwrap_or(text)
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| RemoteAddr(SocketAddr::new(ip, 8080)));
+            assert_eq!(RemoteAddr::from_values(Some(text.as_bytes()), Some(b"8080")), expected, "{text:?}");
+            if let Ok(ip) = text.parse::<Ipv4Addr>() {
+                assert_eq!(dotted_quad(text.as_bytes()), Some(ip), "{text:?}");
+            }
+        }
+        assert_eq!(RemoteAddr::from_values(Some(b"1.2.3.4"), Some(b"x")).map(|a| a.0.port()), Some(0));
+        assert_eq!(RemoteAddr::from_values(None, Some(b"1")), None);
     }
 }

@@ -9,6 +9,7 @@ use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Versio
 
 use ::bytes::Bytes;
 
+use crate::cgi::reason_phrase;
 use crate::{Params, ParamsIter, Request, Response, ResponseBody, StreamError};
 
 /// Why a request's CGI variables do not make an `http` request.
@@ -461,6 +462,8 @@ impl ResponseExt for Response<'_> {
 
 /// Header lines up to this many are gathered on the stack.
 const LINES_ON_STACK: usize = 16;
+/// Heads up to this many bytes are formatted on the stack and written in one piece.
+const HEAD_ON_STACK: usize = 256;
 
 /// [`ResponseExt::send_http_head`], with `content-length: length` after the map's headers
 /// when given (as if inserted into the map, without allocating its tables).
@@ -475,6 +478,19 @@ pub(crate) async fn send_head_with<'r>(
     if headers.keys().any(|name| name.as_str() == "status") {
         return Err(StreamError::InvalidHeader);
     }
+    if res.bytes_written() != 0 {
+        return Err(StreamError::HeadAlreadySent);
+    }
+    // The head the core's `send_head_bytes` writes, formatted here in one piece: `http`'s
+    // types already hold only valid names (tokens) and values (no CR, LF or NUL), so the
+    // core's checks of each would find nothing.
+    let mut head = [0u8; HEAD_ON_STACK];
+    if let Some(len) = format_head(&mut head, status, headers, length) {
+        res.note_status(status.as_u16());
+        let mut out = res.raw_output();
+        out.write_all(&head[..len]).await?;
+        return Ok(out);
+    }
     let lines = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
     let lines = lines.chain(length.map(|l| (CONTENT_LENGTH.as_str(), l)));
     let count = headers.len() + usize::from(length.is_some());
@@ -488,6 +504,36 @@ pub(crate) async fn send_head_with<'r>(
         let lines: Vec<(&str, &[u8])> = lines.collect();
         res.send_head_bytes(status.as_u16(), &lines).await
     }
+}
+
+/// The CGI head of `status`, `headers` and `length` (as [`send_head_with`] writes it) in
+/// `buf`: its length, or `None` if it does not fit.
+fn format_head(
+    buf: &mut [u8],
+    status: StatusCode,
+    headers: &HeaderMap,
+    length: Option<&[u8]>,
+) -> Option<usize> {
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| -> Option<()> {
+        buf.get_mut(at..at + bytes.len())?.copy_from_slice(bytes);
+        at += bytes.len();
+        Some(())
+    };
+    put(b"Status: ")?;
+    put(status.as_str().as_bytes())?;
+    put(b" ")?;
+    put(reason_phrase(status.as_u16()).as_bytes())?;
+    put(b"\r\n")?;
+    let lines = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+    for (name, value) in lines.chain(length.map(|l| (CONTENT_LENGTH.as_str(), l))) {
+        put(name.as_bytes())?;
+        put(b": ")?;
+        put(value)?;
+        put(b"\r\n")?;
+    }
+    put(b"\r\n")?;
+    Some(at)
 }
 
 /// `n` in decimal, in `buf`.

@@ -202,3 +202,32 @@ fn headers_anywhere_among_the_variables_and_look_alike_names() {
         p.headers.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap_or("?"))).collect();
     assert_eq!(headers, [("x-first", "1"), ("x-last", "2"), ("content-type", "text/plain")]);
 }
+
+#[test]
+fn a_head_too_long_for_the_stack_is_written_the_same_way() {
+    let long = "v".repeat(300);
+    let handler = handler_fn(async |_req: &mut Request<'_>, res: &mut Response<'_>| {
+        let response = ::http::Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header("X-Long", long.as_str())
+            .body("tea\n")
+            .map_err(|e| HandlerError::msg(&e))?;
+        res.send_http(response).await?;
+        assert_eq!(res.status(), Some(404));
+        Ok::<(), HandlerError>(())
+    });
+    let expected = format!("Status: 404 Not Found\r\nx-long: {long}\r\ncontent-length: 4\r\n\r\ntea\n");
+    assert_eq!(String::from_utf8_lossy(&serve(&handler, Role::Responder, &[])), expected);
+}
+
+#[test]
+fn a_second_head_is_refused() {
+    let second = RefCell::new(None);
+    let handler = handler_fn(async |_req: &mut Request<'_>, res: &mut Response<'_>| {
+        res.send_http(::http::Response::new("one\n")).await?;
+        *second.borrow_mut() = Some(res.send_http_head(StatusCode::OK, &HeaderMap::new()).await.err());
+        Ok::<(), HandlerError>(())
+    });
+    assert_eq!(serve(&handler, Role::Responder, &[]), b"Status: 200 OK\r\ncontent-length: 4\r\n\r\none\n");
+    assert_eq!(second.into_inner(), Some(Some(StreamError::HeadAlreadySent)));
+}
