@@ -109,7 +109,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ::bytes::Buf;
 use ::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use ::http::{Method, StatusCode};
+use ::http::{Extensions, Method, StatusCode};
 use ::http_body::{Frame, SizeHint};
 use ember_fcgi_core::embedded_io_async::{Read, Write};
 
@@ -131,15 +131,18 @@ const PROBE: usize = 64;
 
 /// A [`Service`] over `http::Request<RequestBody>` as a [`Handler`]: see the [module
 /// docs](self).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ServiceHandler<S> {
     service: S,
+    /// Each request's extensions start as a clone of this empty map with room for several
+    /// (see [`roomy_extensions`]).
+    extensions: Extensions,
 }
 
 impl<S> ServiceHandler<S> {
     /// Serves `service`, a clone of it for each request.
     pub fn new(service: S) -> Self {
-        Self { service }
+        Self { service, extensions: roomy_extensions() }
     }
 
     /// The service.
@@ -151,6 +154,26 @@ impl<S> ServiceHandler<S> {
     pub fn into_inner(self) -> S {
         self.service
     }
+}
+
+impl<S: Default> Default for ServiceHandler<S> {
+    fn default() -> Self {
+        Self::new(S::default())
+    }
+}
+
+/// An empty extensions map whose table has room for 7 entries: the bridge's two and what a
+/// router adds (axum: three) fit without the table growing and being rebuilt, as it would
+/// at the fourth entry. `Extensions` has no `with_capacity`; a cleared map keeps its table,
+/// and a clone of it gets a table as large.
+fn roomy_extensions() -> Extensions {
+    let mut extensions = Extensions::new();
+    extensions.insert(0u8);
+    extensions.insert(0u16);
+    extensions.insert(0u32);
+    extensions.insert(0u64);
+    extensions.clear();
+    extensions
 }
 
 /// `ServiceHandler::new(service)`.
@@ -180,6 +203,7 @@ where
         };
         let remote = RemoteAddr::from_values(known.remote_addr, known.remote_port);
         let declared = known.content_length.and_then(parse_decimal);
+        parts.extensions = self.extensions.clone();
         if let Some(addr) = remote {
             parts.extensions.insert(addr);
         }
@@ -721,5 +745,15 @@ mod test {
         }
         assert_eq!(RemoteAddr::from_values(Some(b"1.2.3.4"), Some(b"x")).map(|a| a.0.port()), Some(0));
         assert_eq!(RemoteAddr::from_values(None, Some(b"1")), None);
+    }
+
+    #[test]
+    fn each_request_starts_with_empty_extensions() {
+        let template = roomy_extensions();
+        assert!(template.is_empty());
+        let mut first = template.clone();
+        first.insert(RemoteAddr(SocketAddr::from(([127, 0, 0, 1], 1))));
+        assert!(template.clone().get::<RemoteAddr>().is_none() && template.is_empty());
+        assert_eq!(first.len(), 1);
     }
 }
