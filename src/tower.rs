@@ -273,7 +273,13 @@ where
     };
     // A frame the body has at once goes out with the head; an error frame before the head
     // is a 500 (the driver writes it, nothing having been written).
-    let first = poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await;
+    // A body that says it has ended is not polled again (as hyper does): each poll goes
+    // through every layer the router wrapped it in.
+    let first = if body.is_end_stream() {
+        Poll::Ready(None)
+    } else {
+        poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await
+    };
     let first = match first {
         Poll::Ready(Some(Err(error))) => return Err(HandlerError::msg(&error)),
         Poll::Ready(Some(Ok(frame))) => Some(frame.into_data().ok()),
@@ -284,6 +290,9 @@ where
     let Some(first) = first else { return Ok(()) };
     if let Some(data) = first {
         write_buf(&mut out, data).await?;
+        if body.is_end_stream() {
+            return Ok(());
+        }
     }
     let mut flushed = false;
     loop {
@@ -304,6 +313,9 @@ where
                 if let Ok(data) = frame.into_data() {
                     write_buf(&mut out, data).await?;
                     flushed = false;
+                }
+                if body.is_end_stream() {
+                    return Ok(());
                 }
             }
             Some(Some(Err(error))) => return Err(HandlerError::msg(&error)),
@@ -745,6 +757,59 @@ mod test {
         }
         assert_eq!(RemoteAddr::from_values(Some(b"1.2.3.4"), Some(b"x")).map(|a| a.0.port()), Some(0));
         assert_eq!(RemoteAddr::from_values(None, Some(b"1")), None);
+    }
+
+    /// A body of one frame that counts how often it is polled.
+    struct Counted<'a> {
+        data: Option<Bytes>,
+        polls: &'a std::cell::Cell<usize>,
+    }
+
+    impl Body for Counted<'_> {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: core::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.polls.set(self.polls.get() + 1);
+            Poll::Ready(self.data.take().map(|d| Ok(Frame::data(d))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.data.is_none()
+        }
+    }
+
+    #[test]
+    fn a_body_at_its_end_is_not_polled_again() {
+        use crate::test_engine::{run, script};
+        /// Answers every request with a [`Counted`] body.
+        #[derive(Clone)]
+        struct Once<'a>(&'a std::cell::Cell<usize>);
+
+        impl<'a> Service<::http::Request<RequestBody>> for Once<'a> {
+            type Response = ::http::Response<Counted<'a>>;
+            type Error = std::convert::Infallible;
+            type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, _: ::http::Request<RequestBody>) -> Self::Future {
+                let body = Counted { data: Some(Bytes::from_static(b"once\n")), polls: self.0 };
+                std::future::ready(Ok(::http::Response::new(body)))
+            }
+        }
+
+        let polls = std::cell::Cell::new(0);
+        let handler = ServiceHandler::new(Once(&polls));
+        let output = run(&handler, &script(1, &[], &[]), &crate::Config::default());
+        let text = String::from_utf8_lossy(&output);
+        assert!(text.contains("Status: 200 OK\r\n\r\nonce\n"), "{text:?}");
+        assert_eq!(polls.get(), 1);
     }
 
     #[test]
