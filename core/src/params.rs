@@ -7,6 +7,10 @@
 //! long as the store (up to 2^31-1 bytes). A pair that does not fit marks the store as
 //! overflowed; the stream is still decoded to its end so the connection stays in sync.
 //! Duplicate names are all kept; lookups return the last one ("last wins").
+//!
+//! As the store's format is the wire's, a run of whole pairs in canonical form is stored
+//! with one copy after a walk over their lengths ([`NvSink::pairs`]); the value of the last
+//! `CONTENT_LENGTH` is noted while storing, so the body's length check scans nothing.
 
 use crate::wire::nv::{MAX_NV_LEN, NvSink, len_size, split_pair, write_len};
 
@@ -50,12 +54,46 @@ pub struct ParamArena<B: ?Sized> {
 pub(crate) struct ArenaState {
     len: usize,
     count: usize,
+    /// Where the pair being written piece by piece begins (while `writing`).
+    pair_at: usize,
+    /// The value of the last `CONTENT_LENGTH` stored when `has_length` (noted as it is
+    /// stored: reading it is no scan). Not an `Option<u64>`: its tag would take 8 bytes of
+    /// RAM per request slot on 32-bit targets, where the flag packs beside the others.
+    content_length: u64,
+    has_length: bool,
     overflowed: bool,
     writing: bool,
 }
 
 impl ArenaState {
-    const EMPTY: Self = Self { len: 0, count: 0, overflowed: false, writing: false };
+    const EMPTY: Self = Self {
+        len: 0,
+        count: 0,
+        pair_at: 0,
+        content_length: 0,
+        has_length: false,
+        overflowed: false,
+        writing: false,
+    };
+
+    /// Notes a stored pair's value when it is `CONTENT_LENGTH` (the last one wins, a value
+    /// that is not a number as `None`). The name's length is checked first: most pairs stop there.
+    #[inline]
+    fn note(&mut self, name_value: &[u8], name_len: usize) {
+        if name_len == 14 {
+            self.note_14(name_value);
+        }
+    }
+
+    /// [`Self::note`] for a name of 14 bytes; out of line, as few names are 14 bytes long.
+    #[inline(never)]
+    fn note_14(&mut self, name_value: &[u8]) {
+        if let Some(value) = name_value.strip_prefix(b"CONTENT_LENGTH") {
+            let value = parse_decimal(value);
+            self.has_length = value.is_some();
+            self.content_length = value.unwrap_or(0);
+        }
+    }
 }
 
 impl<const N: usize> ParamArena<[u8; N]> {
@@ -79,6 +117,12 @@ impl ParamArena<dyn ArenaBytes + '_> {
     /// Whether some param did not fit.
     pub(crate) fn overflowed(&self) -> bool {
         self.state.overflowed
+    }
+
+    /// The value of the last `CONTENT_LENGTH` stored, if a decimal number (noted while
+    /// storing: no lookup).
+    pub(crate) fn content_length(&self) -> Option<u64> {
+        self.state.has_length.then_some(self.state.content_length)
     }
 
     /// The params stored so far.
@@ -111,9 +155,9 @@ impl ArenaWriter<'_> {
         }
     }
 
-    /// [`NvSink::pair`] for a pair whose name or value is 128 bytes or longer.
-    #[inline(never)]
-    fn long_pair(&mut self, name_value: &[u8], name_len: usize, value_len: usize) {
+    /// [`NvSink::pair`] once the lengths are known consistent: the pairs the run path
+    /// leaves (a four-byte prefix for a short length, one that does not fit).
+    fn one_pair(&mut self, name_value: &[u8], name_len: usize, value_len: usize) {
         let s = &mut *self.state;
         let head = len_size(name_len) + len_size(value_len);
         let end = s.len.saturating_add(head).saturating_add(name_value.len());
@@ -128,6 +172,7 @@ impl ArenaWriter<'_> {
         dst[head..].copy_from_slice(name_value);
         s.len = end;
         s.count += 1;
+        s.note(name_value, name_len);
     }
 }
 
@@ -149,6 +194,7 @@ impl NvSink for ArenaWriter<'_> {
         let at = s.len;
         let k = write_len(n, &mut self.bytes[at..]);
         write_len(v, &mut self.bytes[at + k..]);
+        s.pair_at = at;
         s.len += head;
         s.writing = true;
     }
@@ -166,11 +212,15 @@ impl NvSink for ArenaWriter<'_> {
         if s.writing {
             s.count += 1;
             s.writing = false;
+            // The pair is whole in the arena now, from `pair_at`.
+            if let Some((name_value, name_len, _)) = self.bytes.get(s.pair_at..s.len).and_then(split_pair) {
+                s.note(name_value, name_len);
+            }
         }
     }
 
-    /// `start`, `name`, `value`, `end` in one step: one bounds check, one copy.
-    #[inline]
+    /// `start`, `name`, `value`, `end` in one step: one bounds check, one copy. Rare: the
+    /// run path (`pairs`) takes the pairs in canonical form that fit.
     fn pair(&mut self, name_value: &[u8], name_len: usize) {
         // Called at a pair boundary only, where `writing` is already false.
         if self.state.overflowed {
@@ -180,21 +230,49 @@ impl NvSink for ArenaWriter<'_> {
             self.state.overflowed = true;
             return;
         };
-        if (name_len | value_len) >= 0x80 {
-            return self.long_pair(name_value, name_len, value_len);
-        }
-        // Both lengths below 128 (the usual case): one byte each.
+        self.one_pair(name_value, name_len, value_len);
+    }
+
+    /// Takes the run of whole pairs at the front of `input` that are in canonical form (a
+    /// four-byte length only from 128 on, as the arena keeps them) and fit the room left:
+    /// a walk over their lengths, then one copy, since the arena's format is the wire's.
+    fn pairs(&mut self, input: &[u8]) -> usize {
         let s = &mut *self.state;
-        let end = s.len.saturating_add(2).saturating_add(name_value.len());
-        let Some((head, body)) = self.bytes.get_mut(s.len..end).and_then(|d| d.split_first_chunk_mut())
-        else {
-            s.overflowed = true;
-            return;
+        // Called at a pair boundary only; after an overflow nothing more is stored.
+        let Some(room) = self.bytes.get_mut(s.len..).filter(|_| !s.overflowed) else {
+            return 0;
         };
-        *head = [name_len as u8, value_len as u8];
-        body.copy_from_slice(name_value);
-        s.len = end;
-        s.count += 1;
+        let fits = &input[..input.len().min(room.len())];
+        let (mut rest, mut count) = (fits, 0);
+        while let Some((&[n, v], after)) = rest.split_first_chunk::<2>() {
+            rest = if (n | v) < 0x80 {
+                // Both lengths below 128 (the usual case): one byte each, canonical.
+                let Some((name_value, next)) = after.split_at_checked(usize::from(n) + usize::from(v)) else {
+                    break;
+                };
+                s.note(name_value, usize::from(n));
+                next
+            } else {
+                // A four-byte length is canonical only for a length from 128 on.
+                let Some((name_value, name_len, used)) = split_pair(rest) else { break };
+                if used - name_value.len() != len_size(name_len) + len_size(name_value.len() - name_len) {
+                    break;
+                }
+                s.note(name_value, name_len);
+                let Some(next) = rest.get(used..) else { break };
+                next
+            };
+            count += 1;
+        }
+        let at = fits.len() - rest.len();
+        // Always there: `at` is within `fits`, which is no longer than `room`.
+        let (Some(dst), Some(src)) = (room.get_mut(..at), fits.get(..at)) else {
+            return 0;
+        };
+        dst.copy_from_slice(src);
+        s.len += at;
+        s.count += count;
+        at
     }
 }
 
@@ -354,7 +432,9 @@ fn cgi_name_matches(cgi: &[u8], http: &[u8]) -> bool {
         })
 }
 
-/// Parses an unsigned decimal number without overflow.
+/// Parses an unsigned decimal number without overflow. Out of line on bare metal, where
+/// each caller would carry a copy (flash).
+#[cfg_attr(target_os = "none", inline(never))]
 pub(crate) fn parse_decimal(bytes: &[u8]) -> Option<u64> {
     if bytes.is_empty() {
         return None;
@@ -649,6 +729,180 @@ mod test {
             w.end();
             assert!(a.overflowed(), "{n} {v}");
             assert_eq!(a.params().len(), 0);
+        }
+    }
+
+    /// A pair with both lengths in the four-byte form (legal, not canonical), from the spec.
+    fn spec_pair_long(name: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for len in [name.len() as u32, value.len() as u32] {
+            out.extend_from_slice(&(len | 0x8000_0000).to_be_bytes());
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// nginx-like params: a run of short pairs around a long one.
+    fn run_pairs(long: &[u8]) -> Vec<(&[u8], &[u8])> {
+        vec![
+            (b"QUERY_STRING", b""),
+            (b"REQUEST_METHOD", b"POST"),
+            (b"CONTENT_TYPE", b"text/plain"),
+            (b"CONTENT_LENGTH", b"12"),
+            (b"SCRIPT_NAME", b"/index.php"),
+            (b"HTTP_COOKIE", long),
+            (b"REQUEST_URI", b"/index.php?x=1"),
+            (b"", b""),
+            (b"SERVER_PORT", b"80"),
+        ]
+    }
+
+    #[test]
+    fn test_run_path_stores_the_same_bytes_whatever_the_split() {
+        let long = vec![b'c'; 300];
+        let pairs = run_pairs(&long);
+        // Canonical on the wire, save the 4th pair's lengths in the four-byte form: the run
+        // stops there, the pair goes through the other paths, the next run takes the rest.
+        let mut stream = Vec::new();
+        let mut expected = Vec::new();
+        for (k, (n, v)) in pairs.iter().enumerate() {
+            stream.extend(if k == 3 { spec_pair_long(n, v) } else { spec_pair(n, v) });
+            expected.extend(spec_pair(n, v));
+        }
+        for chunk in CHUNKS {
+            let mut bytes = vec![0u8; expected.len()];
+            let mut arena = ParamArena::over(&mut bytes[..]);
+            let a: &mut Arena<'_> = &mut arena;
+            feed(a, &stream, chunk);
+            assert!(!a.overflowed(), "chunk {chunk}");
+            assert_eq!(a.params().len(), pairs.len(), "chunk {chunk}");
+            assert!(a.params().iter().eq(pairs.iter().copied()), "chunk {chunk}");
+            assert_eq!(a.content_length(), Some(12), "chunk {chunk}");
+            assert!(bytes == expected, "stored bytes, chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn test_run_takes_whole_canonical_pairs_that_fit() {
+        let a1 = spec_pair(b"A", b"1");
+        let b2 = spec_pair(b"B", b"22");
+        let long = spec_pair(b"L", &[b'v'; 200]);
+        let odd = spec_pair_long(b"N", b"v");
+        let cat = |parts: &[&[u8]]| parts.concat();
+        let mut bytes = [0u8; 512];
+        let mut arena = ParamArena::over(&mut bytes[..]);
+        let a: &mut Arena<'_> = &mut arena;
+        // (input, bytes the run takes): whole pairs, long ones too; stops at a pair cut
+        // short and at a four-byte prefix for a short length.
+        let ab = a1.len() + b2.len();
+        for (input, taken) in [
+            (cat(&[&a1, &b2]), ab),
+            (cat(&[&a1, &long, &b2]), ab + long.len()),
+            (cat(&[&a1, &b2[..3]]), a1.len()),
+            (cat(&[&a1, &b2, &long[..4]]), ab),
+            (cat(&[&a1, &odd, &b2]), a1.len()),
+            (odd.clone(), 0),
+            (Vec::new(), 0),
+        ] {
+            a.clear();
+            assert_eq!(a.writer().pairs(&input), taken);
+            assert_eq!(a.params().encoded(), &input[..taken]);
+        }
+        // The room left bounds the run: it stops before the pair that would not fit, and
+        // leaves the overflow to the pair paths.
+        let mut bytes = [0u8; 8];
+        let mut arena = ParamArena::over(&mut bytes[..]);
+        let a: &mut Arena<'_> = &mut arena;
+        let input = cat(&[&a1, &b2, &a1]);
+        assert_eq!(a.writer().pairs(&input), a1.len());
+        assert_eq!(a.writer().pairs(&input[a1.len()..]), 0);
+        assert!(!a.overflowed());
+        assert_eq!(a.params().len(), 1);
+        // Once overflowed, it takes nothing.
+        a.clear();
+        a.writer().pair(b"AB", 3);
+        assert!(a.overflowed());
+        assert_eq!(a.writer().pairs(&a1), 0);
+        assert_eq!(a.params().len(), 0);
+    }
+
+    #[test]
+    fn test_run_overflowing_part_way_keeps_earlier_pairs() {
+        let long = vec![b'c'; 300];
+        let pairs = run_pairs(&long);
+        let stream: Vec<u8> = pairs.iter().flat_map(|(n, v)| spec_pair(n, v)).collect();
+        // Every capacity short of the whole: the pairs that fit are kept, in their bytes,
+        // and the overflow is flagged, whatever the split.
+        for capacity in 0..stream.len() {
+            let mut used = 0;
+            let fit = pairs
+                .iter()
+                .take_while(|(n, v)| {
+                    used += spec_pair(n, v).len();
+                    used <= capacity
+                })
+                .count();
+            let kept: usize = pairs[..fit].iter().map(|(n, v)| spec_pair(n, v).len()).sum();
+            for chunk in CHUNKS {
+                let mut bytes = vec![0u8; capacity];
+                let mut arena = ParamArena::over(&mut bytes[..]);
+                let a: &mut Arena<'_> = &mut arena;
+                feed(a, &stream, chunk);
+                assert!(a.overflowed(), "capacity {capacity} chunk {chunk}");
+                assert_eq!(a.params().len(), fit, "capacity {capacity} chunk {chunk}");
+                assert_eq!(a.params().encoded(), &stream[..kept], "capacity {capacity} chunk {chunk}");
+                let noted = if fit > 3 { Some(12) } else { None };
+                assert_eq!(a.content_length(), noted, "capacity {capacity} chunk {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn test_content_length_noted_on_every_path() {
+        let zeros_then_7 = [&[b'0'; 130][..], b"7"].concat();
+        let cl = |v: &[u8]| spec_pair(b"CONTENT_LENGTH", v);
+        let cl_long = |v: &[u8]| spec_pair_long(b"CONTENT_LENGTH", v);
+        let other = spec_pair(b"A", b"1");
+        // (stream, the length noted): in a run, through `pair` (a four-byte prefix stops
+        // the run), through `pair` with a long value, duplicates, bad values after
+        // good ones, names of 14 bytes that are not CONTENT_LENGTH.
+        let cases: [(Vec<u8>, Option<u64>); 12] = [
+            ([&other[..], &cl(b"12"), &other].concat(), Some(12)),
+            (cl_long(b"34"), Some(34)),
+            ([&other[..], &cl_long(b"34"), &other].concat(), Some(34)),
+            (cl(&zeros_then_7), Some(7)),
+            (cl_long(&zeros_then_7), Some(7)),
+            ([&cl(b"5")[..], &other, &cl(b"6")].concat(), Some(6)),
+            ([&cl(b"5")[..], &cl_long(b"6")].concat(), Some(6)),
+            ([&cl(b"5")[..], &cl(b"x")].concat(), None),
+            ([&cl_long(b"5")[..], &cl(b"")].concat(), None),
+            ([&cl(b"5")[..], &cl(b"18446744073709551616")].concat(), None),
+            ([&cl(b"5")[..], &spec_pair(b"CONTENT_LENGTZ", b"6")].concat(), Some(5)),
+            (spec_pair(b"CONTENT_LENGT", b"6"), None),
+        ];
+        for (k, (stream, noted)) in cases.iter().enumerate() {
+            for chunk in CHUNKS {
+                let mut bytes = vec![0u8; 512];
+                let mut arena = ParamArena::over(&mut bytes[..]);
+                let a: &mut Arena<'_> = &mut arena;
+                feed(a, stream, chunk);
+                assert!(!a.overflowed());
+                assert_eq!(a.content_length(), *noted, "case {k} chunk {chunk}");
+                assert_eq!(a.params().content_length(), *noted, "case {k} chunk {chunk}");
+                a.clear();
+                assert_eq!(a.content_length(), None);
+            }
+        }
+        // A CONTENT_LENGTH that does not fit is not stored, so not noted either.
+        let stream = [&cl(b"5")[..], &cl(b"123456")].concat();
+        for chunk in CHUNKS {
+            let mut bytes = vec![0u8; cl(b"5").len() + 4];
+            let mut arena = ParamArena::over(&mut bytes[..]);
+            let a: &mut Arena<'_> = &mut arena;
+            feed(a, &stream, chunk);
+            assert!(a.overflowed());
+            assert_eq!(a.content_length(), Some(5), "chunk {chunk}");
         }
     }
 

@@ -120,25 +120,25 @@ impl ConnState<'_, '_> {
         self.process();
     }
 
-    /// The declared length of slot `i`'s `stream` (`CONTENT_LENGTH` for STDIN,
-    /// `FCGI_DATA_LENGTH` for DATA), if given and a decimal number; looked up once (the
-    /// params do not change while the request runs).
+    /// The declared length of slot `i`'s `stream`, if given and a decimal number:
+    /// `CONTENT_LENGTH` for STDIN, as the params arena noted it while storing the params;
+    /// `FCGI_DATA_LENGTH` for DATA, looked up once (the params do not change while the
+    /// request runs).
     fn declared_length(&mut self, i: usize, stream: InStream) -> Option<u64> {
-        let (name, cached) = match stream {
-            InStream::Stdin => ("CONTENT_LENGTH", self.slots[i].content_length),
-            InStream::Data => ("FCGI_DATA_LENGTH", self.slots[i].data_length),
-        };
-        if let Some(known) = cached {
+        if stream == InStream::Data
+            && let Some(known) = self.slots[i].data_length
+        {
             return known;
         }
         // Only shared borrows of a running request's params exist (its handler's).
         let arena = self.params.get(i).map(|c| c.try_borrow());
         debug_assert!(matches!(arena, Some(Ok(_))), "params of slot {i} missing or mutably borrowed");
-        let value = arena.and_then(Result::ok).and_then(|a| a.params().get(name).and_then(parse_decimal));
-        match stream {
-            InStream::Stdin => self.slots[i].content_length = Some(value),
-            InStream::Data => self.slots[i].data_length = Some(value),
+        let arena = arena.and_then(Result::ok)?;
+        if stream == InStream::Stdin {
+            return arena.content_length();
         }
+        let value = arena.params().get("FCGI_DATA_LENGTH").and_then(parse_decimal);
+        self.slots[i].data_length = Some(value);
         value
     }
 }

@@ -39,10 +39,9 @@ pub struct SlotState {
     pub(super) data_eof: bool,
     pub(super) stdin_received: u64,
     pub(super) data_received: u64,
-    /// CONTENT_LENGTH, looked up when a handler first reaches the end of the body (`None`
-    /// until then: a handler that never reads its body never pays for the lookup).
-    pub(super) content_length: Option<Option<u64>>,
-    /// FCGI_DATA_LENGTH, likewise, for a Filter's data stream.
+    /// FCGI_DATA_LENGTH, looked up when a Filter's handler first reaches the end of its
+    /// data (`None` until then: a handler that never reads it never pays for the lookup).
+    /// (CONTENT_LENGTH is noted by the params arena as it stores the params.)
     pub(super) data_length: Option<Option<u64>>,
     /// Body bytes waiting in this slot's window: `win_len` bytes from `win_at` (a ring), of
     /// stream `win_stream`.
@@ -76,7 +75,6 @@ impl SlotState {
             data_eof: false,
             stdin_received: 0,
             data_received: 0,
-            content_length: None,
             data_length: None,
             win_at: 0,
             win_len: 0,

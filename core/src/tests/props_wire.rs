@@ -222,7 +222,10 @@ fn arena_len() -> impl Strategy<Value = usize> {
 
 fn arena_pairs() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
     let bytes = || arena_len().prop_flat_map(|n| proptest::collection::vec(any::<u8>(), n));
-    proptest::collection::vec((bytes(), bytes()), 0..6)
+    // Now and then a CONTENT_LENGTH, with digits or not: the store notes it as it stores it.
+    let name = prop_oneof![6 => bytes(), 1 => Just(b"CONTENT_LENGTH".to_vec())];
+    let value = prop_oneof![6 => bytes(), 1 => proptest::collection::vec(b'0'..=b'9', 1..22)];
+    proptest::collection::vec((name, value), 0..8)
 }
 
 /// Bytes a pair takes in the params store: its lengths as §3.4 encodes them (one byte
@@ -255,6 +258,14 @@ fn through_arena(
     assert_eq!(d.finish(), Ok(()));
     let params = a.params();
     assert_eq!(params.len(), params.iter().count());
+    // Whatever the split and the path each pair took: the kept pairs in their shortest
+    // encoding, and the CONTENT_LENGTH a scan of them finds.
+    let mut canonical = Vec::new();
+    for (n, v) in params.iter() {
+        tk::nv::push_nv(&mut canonical, n, v);
+    }
+    assert!(params.encoded() == &canonical[..], "stored bytes are not the shortest encoding");
+    assert_eq!(a.content_length(), params.content_length());
     (a.overflowed(), params.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect())
 }
 

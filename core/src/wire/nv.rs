@@ -62,6 +62,14 @@ pub trait NvSink {
         }
         self.end();
     }
+
+    /// A run of whole pairs at once, straight from the input (tried at each pair boundary,
+    /// before `pair`): takes as many whole pairs from the front of `input` as it will and
+    /// returns the bytes taken; the decoder goes on with the rest. The default takes none.
+    fn pairs(&mut self, input: &[u8]) -> usize {
+        let _ = input;
+        0
+    }
 }
 
 /// Reads one length prefix at the front of `input`: the length and the prefix's size.
@@ -76,7 +84,9 @@ fn read_len(input: &[u8]) -> Option<(usize, usize)> {
 
 /// Splits a complete pair off the front of `input`: its name and value (adjacent), the
 /// name's length, and the bytes the pair spans. The params arena reads its pairs with it too.
-#[inline]
+/// Out of line on bare metal, where each caller would carry a copy (flash).
+#[cfg_attr(target_os = "none", inline(never))]
+#[cfg_attr(not(target_os = "none"), inline)]
 pub(crate) fn split_pair(input: &[u8]) -> Option<(&[u8], usize, usize)> {
     let (name_len, a) = read_len(input)?;
     let (value_len, b) = read_len(input.get(a..)?)?;
@@ -117,14 +127,18 @@ impl NvDecoder {
     /// Decodes all of `input`, handing pieces to `sink`.
     pub fn feed<S: NvSink + ?Sized>(&mut self, mut input: &[u8], sink: &mut S) {
         while !input.is_empty() {
-            // Fast path: at a pair boundary with the whole pair in `input`.
-            if self.part == Part::NameLen
-                && self.len_got == 0
-                && let Some((name_value, name_len, used)) = split_pair(input)
-            {
-                sink.pair(name_value, name_len);
-                input = &input[used..];
-                continue;
+            if self.part == Part::NameLen && self.len_got == 0 {
+                // Fast paths at a pair boundary: the run of pairs the sink takes whole, then
+                // one whole pair.
+                input = input.get(sink.pairs(input)..).unwrap_or_default();
+                if let Some((name_value, name_len, used)) = split_pair(input) {
+                    sink.pair(name_value, name_len);
+                    input = &input[used..];
+                    continue;
+                }
+                if input.is_empty() {
+                    break;
+                }
             }
             match self.part {
                 Part::NameLen | Part::ValueLen => {
@@ -360,6 +374,65 @@ pub(crate) mod test {
             let mut d = NvDecoder::new();
             d.feed(cut, &mut Collect::default());
             assert_eq!(d.finish(), Err(NvError::Truncated));
+        }
+    }
+
+    /// Takes runs of pairs with one-byte lengths through `pairs`, the rest as `Collect` does.
+    #[derive(Default)]
+    struct Runs {
+        c: Collect,
+        run_pairs: usize,
+    }
+
+    impl NvSink for Runs {
+        fn start(&mut self, n: u32, v: u32) {
+            self.c.start(n, v);
+        }
+        fn name(&mut self, b: &[u8]) {
+            self.c.name(b);
+        }
+        fn value(&mut self, b: &[u8]) {
+            self.c.value(b);
+        }
+        fn end(&mut self) {}
+        fn pairs(&mut self, input: &[u8]) -> usize {
+            let mut at = 0;
+            while let Some(&[n, v]) = input[at..].first_chunk::<2>()
+                && (n | v) < 0x80
+                && let Some(nv) = input.get(at + 2..at + 2 + usize::from(n) + usize::from(v))
+            {
+                self.c.pair(nv, usize::from(n));
+                self.run_pairs += 1;
+                at += 2 + nv.len();
+            }
+            at
+        }
+    }
+
+    #[test]
+    fn test_runs_then_the_other_paths_in_any_split() {
+        // Short pairs, a four-byte length (the run stops), short pairs, a pair at the end.
+        let input = [
+            1, 1, b'A', b'a', 2, 0, b'B', b'B', 0x80, 0, 0, 1, 1, b'C', b'c', 1, 2, b'D', b'd', b'd', 0, 0,
+            1, 1, b'E', b'e',
+        ];
+        let want: [(&[u8], &[u8]); 6] =
+            [(b"A", b"a"), (b"BB", b""), (b"C", b"c"), (b"D", b"dd"), (b"", b""), (b"E", b"e")];
+        for chunk in [input.len(), 9, 5, 1] {
+            let mut d = NvDecoder::new();
+            let mut r = Runs::default();
+            for piece in input.chunks(chunk) {
+                d.feed(piece, &mut r);
+            }
+            d.finish().unwrap();
+            assert_eq!(r.c.pairs.len(), 6, "chunk {chunk}");
+            for (got, (n, v)) in r.c.pairs.iter().zip(want) {
+                assert_eq!((&got.0[..], &got.1[..]), (n, v), "chunk {chunk}");
+            }
+            if chunk == input.len() {
+                // All but the four-byte one came in runs.
+                assert_eq!(r.run_pairs, 5);
+            }
         }
     }
 
