@@ -76,7 +76,7 @@ for transport in mio smol; do
     for conns in 1 64; do
         echo "| hello on $transport, $conns connection(s) | $(per_request server "$TARGET/release/examples/hello" "$transport" "$conns" --log off) |"
         if [ -n "$REF_HELLO" ]; then
-            echo "| hello on $transport, $conns connection(s), $REF_HELLO | $(per_request server "$REF_HELLO" "$transport" "$conns") |"
+            echo "| hello on $transport, $conns connection(s), $REF_HELLO | $(per_request server "$REF_HELLO" "$transport" "$conns" --log off) |"
         fi
     done
 done
