@@ -3,6 +3,9 @@
 # mode measures), which defines the options, $BIN, $WORK, $OUT, the pinning and the
 # start/stop/running/cpu_ns helpers used here. Not meant to be run on its own.
 
+# shellcheck source=scripts/nginx-conf.sh
+. scripts/nginx-conf.sh
+
 # CPU ticks (utime + stime, /proc/PID/stat fields 14 and 15) of a process.
 cpu_ticks() {
     local stat
@@ -58,20 +61,8 @@ anchor() {
     fcgi_port=$(free_port)
     http_port=$(free_port)
     {
+        nginx_head "$ndir" warn 4096
         cat <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $ndir/nginx.pid;
-error_log $ndir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $ndir/client_body_temp;
-    fastcgi_temp_path $ndir/fastcgi_temp;
-    proxy_temp_path $ndir/proxy_temp;
-    uwsgi_temp_path $ndir/uwsgi_temp;
-    scgi_temp_path $ndir/scgi_temp;
     keepalive_requests 100000000;
     upstream ember { server $fcgi_addr; keepalive $CONNECTIONS; keepalive_requests 100000000; }
     upstream hyper { server $http_addr; keepalive $CONNECTIONS; keepalive_requests 100000000; }
@@ -81,16 +72,7 @@ http {
             fastcgi_pass ember;
             fastcgi_keep_conn on;
 EOF
-        # The params of Debian's /etc/nginx/fastcgi_params (testkit's FASTCGI_PARAMS).
-        local p
-        for p in QUERY_STRING:\$query_string REQUEST_METHOD:\$request_method CONTENT_TYPE:\$content_type \
-            CONTENT_LENGTH:\$content_length SCRIPT_NAME:\$fastcgi_script_name REQUEST_URI:\$request_uri \
-            DOCUMENT_URI:\$document_uri DOCUMENT_ROOT:\$document_root SERVER_PROTOCOL:\$server_protocol \
-            REQUEST_SCHEME:\$scheme GATEWAY_INTERFACE:CGI/1.1 SERVER_SOFTWARE:nginx/\$nginx_version \
-            REMOTE_ADDR:\$remote_addr REMOTE_PORT:\$remote_port SERVER_ADDR:\$server_addr \
-            SERVER_PORT:\$server_port SERVER_NAME:\$server_name REDIRECT_STATUS:200; do
-            echo "            fastcgi_param ${p%%:*} ${p#*:};"
-        done
+        nginx_fastcgi_params
         cat <<EOF
         }
     }

@@ -38,6 +38,8 @@
 # wrk, nginx and systemd-socket-activate come from scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/nginx-conf.sh
+. scripts/nginx-conf.sh
 
 MODES=plain,handoff,held SOCKETS=tcp,unix DURATION=30 RESTARTS=10 CONNECTIONS=64 TRANSPORT=mio
 BIN="" OUT="" KEEP=0 MAX_FAILS="" CHECK=0 FAILED=0
@@ -98,20 +100,8 @@ wait_lines() {
 nginx_conf() {
     local dir=$1 port=$2 upstream=$3 server servers=""
     for server in $upstream; do servers+="        server $server${MAX_FAILS:+ max_fails=$MAX_FAILS};"$'\n'; done
+    nginx_head "$dir" notice 4096
     cat <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log notice;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/client_body_temp;
-    fastcgi_temp_path $dir/fastcgi_temp;
-    proxy_temp_path $dir/proxy_temp;
-    uwsgi_temp_path $dir/uwsgi_temp;
-    scgi_temp_path $dir/scgi_temp;
     upstream app {
 $servers        keepalive 8;
     }
