@@ -48,7 +48,7 @@ pub use buffers::{
 };
 pub use cgi::{CopyError, content_type};
 pub use config::{Config, Roles};
-pub use conn::{ConnectionStatus, MIN_INPUT, MIN_OUTPUT};
+pub use conn::{ConnectionStatus, MIN_INPUT, MIN_OUTPUT, Wait};
 pub use drive::{Park, Spin, serve_blocking, serve_connection};
 pub use error::{ConnectionError, ProtocolError, StreamError};
 pub use handler::{

@@ -26,7 +26,6 @@ use crate::limits::deadline;
 use crate::pool::BufferPool;
 use crate::runtime::io::{ConnIo, Reader, Stream, Writer};
 use crate::stats::Counters;
-use crate::watch::Wait;
 
 /// What a request that ran out of `request_timeout` before writing anything answers (the
 /// same bytes as on embassy).
@@ -321,7 +320,7 @@ impl<H: Handler> Handler for Guarded<'_, H> {
                         && at <= now
                     {
                         slow_at = None;
-                        let (wait, _) = Wait::of(self.status);
+                        let (wait, _) = self.status.wait();
                         events::request_slow(counters, &params.params(), now - start, wait);
                     }
                 }

@@ -156,7 +156,7 @@ pub fn request_slow(counters: &Counters, params: &Params<'_>, elapsed: Duration,
         "slow request: {} {} running for {elapsed:?}, {}",
         method(params),
         Uri(*params),
-        wait.doing(),
+        crate::watch::doing(wait),
     );
 }
 

@@ -31,9 +31,10 @@ mod watch;
 
 pub use account::{NameOrId, ParseNameOrIdError};
 pub use allow::WebServerAddrs;
+pub use ember_fcgi_core::Wait;
 pub use limits::{Limits, deadline};
 pub use listen::{BindError, Listen, Listener, ParseListenError, inherited_fastcgi_socket};
 pub use park::ThreadPark;
 pub use pool::{BufferPool, Lent};
 pub use systemd::{SystemdError, SystemdSocket, systemd_sockets};
-pub use watch::{Wait, Watch};
+pub use watch::Watch;

@@ -7,7 +7,7 @@ use embassy_futures::yield_now;
 use embassy_net::tcp::{self, TcpReader, TcpWriter};
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
-use ember_fcgi_core::ConnectionStatus;
+use ember_fcgi_core::{ConnectionStatus, Wait};
 
 use crate::limits::Limits;
 
@@ -64,46 +64,14 @@ impl Read for SocketReader<'_> {
     }
 }
 
-/// What a connection waits for, as far as its timeouts go (as the std servers' `Wait`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
-    /// No request: `idle_timeout`.
-    Idle,
-    /// Some request's params have not all arrived: `head_timeout`.
-    Head,
-    /// Response bytes wait for the web server to take them: `send_timeout`.
-    Send,
-    /// A handler waits for body bytes that do not come: `body_timeout`.
-    Body,
-    /// Requests are being served and nothing stalls: no timeout.
-    Busy,
-}
-
-impl Wait {
-    /// The connection's wait now, and the bytes moved in the direction it watches (a wait
-    /// starts again when they move).
-    fn of(status: &ConnectionStatus) -> (Self, u64) {
-        if status.requests_in_head() > 0 {
-            (Self::Head, 0)
-        } else if status.active_requests() == 0 {
-            (Self::Idle, 0)
-        } else if status.is_sending() {
-            (Self::Send, status.sent_bytes())
-        } else if status.is_waiting_for_body() {
-            (Self::Body, status.body_bytes())
-        } else {
-            (Self::Busy, 0)
-        }
-    }
-
-    fn allowed(self, limits: &Limits) -> Option<Duration> {
-        match self {
-            Self::Idle => Some(limits.idle_timeout),
-            Self::Head => Some(limits.head_timeout),
-            Self::Send => Some(limits.send_timeout),
-            Self::Body => Some(limits.body_timeout),
-            Self::Busy => None,
-        }
+/// The limit that applies to `wait` (`None` while busy), as the std servers' `allowed`.
+fn allowed(wait: Wait, limits: &Limits) -> Option<Duration> {
+    match wait {
+        Wait::Idle => Some(limits.idle_timeout),
+        Wait::Head => Some(limits.head_timeout),
+        Wait::Send => Some(limits.send_timeout),
+        Wait::Body => Some(limits.body_timeout),
+        Wait::Busy => None,
     }
 }
 
@@ -118,13 +86,13 @@ pub(crate) async fn watch(status: &ConnectionStatus, limits: &Limits) {
     let mut since = Instant::now();
     loop {
         let now = Instant::now();
-        let current = Wait::of(status);
+        let current = status.wait();
         if current != seen {
             seen = current;
             since = now;
         }
         let check = now.checked_add(limits.check_interval).unwrap_or(Instant::MAX);
-        match seen.0.allowed(limits).and_then(|allowed| since.checked_add(allowed)) {
+        match allowed(seen.0, limits).and_then(|allowed| since.checked_add(allowed)) {
             Some(deadline) if deadline <= now => {
                 if matches!(seen.0, Wait::Idle | Wait::Head) {
                     return;

@@ -50,7 +50,7 @@ pub(crate) use output::OutStream;
 use parser::{NEW_HEADER, Parse};
 use slots::Phase;
 pub(crate) use slots::{SlotState, SlotView};
-pub use status::ConnectionStatus;
+pub use status::{ConnectionStatus, Wait};
 use values::ValuesQuery;
 
 /// Smallest output buffer the engine works with: room for the closing records of a request

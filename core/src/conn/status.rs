@@ -129,3 +129,37 @@ impl ConnectionStatus {
         self.in_head.get()
     }
 }
+
+/// What a connection waits for, as far as a server's timeouts go (see
+/// [`ConnectionStatus::wait`]): which of its timeouts applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// No active request: `idle_timeout`.
+    Idle,
+    /// Some request's params have not all arrived: `head_timeout`.
+    Head,
+    /// Response bytes wait for the web server to take them: `send_timeout`.
+    Send,
+    /// A handler waits for body bytes that do not come: `body_timeout`.
+    Body,
+    /// Requests run and nothing stalls: no timeout.
+    Busy,
+}
+
+impl ConnectionStatus {
+    /// What the connection waits for now, and the bytes moved in the direction it watches
+    /// (body bytes received, or bytes sent): a wait starts again when they move.
+    pub fn wait(&self) -> (Wait, u64) {
+        if self.requests_in_head() > 0 {
+            (Wait::Head, 0)
+        } else if self.active_requests() == 0 {
+            (Wait::Idle, 0)
+        } else if self.is_sending() {
+            (Wait::Send, self.sent_bytes())
+        } else if self.is_waiting_for_body() {
+            (Wait::Body, self.body_bytes())
+        } else {
+            (Wait::Busy, 0)
+        }
+    }
+}
